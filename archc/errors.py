@@ -1,0 +1,50 @@
+"""One base error, one subclass per pipeline stage; each carries where it failed.
+
+The string form is the message a user sees, in the compiler style
+``specs/b0.yaml:14: stages[3].stride: got 3, expected 1 or 2``.
+"""
+
+from __future__ import annotations
+
+
+class ArchcError(Exception):
+    """Base of every error archc raises on purpose. The CLI prints it without a traceback."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.path = path
+        self.also: tuple[ArchcError, ...] = ()  # further mistakes found in the same pass
+
+    @property
+    def location(self) -> str:
+        """``file:line`` (or whichever part is known), empty when nothing is."""
+        if self.file and self.line:
+            return f"{self.file}:{self.line}"
+        return self.file or (f"line {self.line}" if self.line else "")
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.location, self.path) if p]
+        return "\n".join([": ".join(parts + [self.message])] + [str(e) for e in self.also])
+
+
+class SpecError(ArchcError):
+    """The YAML cannot be read, or what it says is not a valid spec."""
+
+
+class ScalingError(ArchcError):
+    """The scaling request is impossible: phi and preset together, an unknown preset, a bad multiplier."""
+
+
+class LoweringError(ArchcError):
+    """The spec is valid on its own but cannot be resolved into a Plan with these arguments."""
+
+
+class EmitError(ArchcError):
+    """A Plan cannot be turned into an output (a module, a diagram, a file)."""
+
+
+class CheckpointError(ArchcError):
+    """A saved model cannot be read back: missing, truncated, corrupted, or not an archc file."""

@@ -1,0 +1,176 @@
+"""Lowering: Spec + scaling request -> Plan. The only module that knows both the spec and the IR.
+
+Every convention that decides a parameter count is applied here, through :mod:`archc.scaling`:
+channels ``make_divisible(c * width)``, repeats ``ceil(r * depth)``, SE width from the block input,
+head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate * i / num_blocks``.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .errors import LoweringError, ScalingError
+from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels
+from .spec import Spec
+from .yaml_source import Path, format_path
+
+
+def lower(
+    spec: Spec,
+    *,
+    phi: float | None = None,
+    preset: str | None = None,
+    dims: int | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    resolution: int | tuple[int, ...] | None = None,
+) -> ir.Plan:
+    """Resolve ``spec`` into a :class:`~archc.ir.Plan`.
+
+    ``phi`` (compound scaling) and ``preset`` (a row of ``scaling.presets``) are exclusive; when neither is
+    given the spec's own ``scaling.phi`` / ``scaling.preset`` applies, if any. The other arguments replace
+    the spec's values; an explicit ``resolution`` wins over a scaled one.
+    """
+    dims = spec.dims if dims is None else dims
+    if dims not in (1, 2, 3):
+        raise LoweringError(f"dims must be 1, 2 or 3, got {dims!r}")
+    if in_channels is not None and in_channels < 1:
+        raise LoweringError(f"in_channels must be at least 1, got {in_channels!r}")
+    if num_classes is not None and num_classes < 0:
+        raise LoweringError(f"num_classes must be 0 or more, got {num_classes!r}")
+    axes = _Axes(spec, dims)
+
+    mult, phi, preset = _multipliers(spec, phi, preset)
+    s = spec.scaling
+
+    def channels(c: int) -> int:
+        return scale_channels(c, mult.width, s.divisor, s.round_limit)
+
+    if resolution is not None:
+        res = axes.explicit(resolution)
+    elif mult.absolute_resolution is not None:
+        res = (mult.absolute_resolution,) * dims
+    else:
+        res = tuple(scale_resolution(r, mult.resolution, s.resolution_rounding) for r in axes.get(spec.resolution, ("resolution",)))
+
+    stem = ir.ConvLayer(
+        path="stem",
+        in_channels=spec.in_channels if in_channels is None else in_channels,
+        out_channels=channels(spec.stem.channels),
+        kernel=axes.get(spec.stem.kernel, ("stem", "kernel")),
+        stride=axes.get(spec.stem.stride, ("stem", "stride")),
+        activation=spec.activation,
+    )
+
+    repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
+    total_blocks = sum(repeats)
+    se_activation = spec.se.activation or spec.activation
+    stages, index, width_in = [], 0, stem.out_channels
+    for i, (row, n) in enumerate(zip(spec.stages, repeats)):
+        out = channels(row.channels)
+        kernel = axes.get(row.kernel, ("stages", i, "kernel"))
+        stride = axes.get(row.stride, ("stages", i, "stride"))
+        se_ratio = spec.se.ratio if row.se is None else row.se
+        if spec.se.placement == "none":
+            se_ratio = 0.0
+        blocks = []
+        for j in range(n):
+            block_in, block_stride = (width_in, stride) if j == 0 else (out, (1,) * dims)
+            mid = block_in * row.expand
+            se_reference = block_in if spec.se.relative_to == "block_input" else mid
+            blocks.append(
+                ir.Block(
+                    path=f"stages.{i}.{j}",
+                    stage=i,
+                    index=index,
+                    type=row.block,
+                    in_channels=block_in,
+                    mid_channels=mid,
+                    out_channels=out,
+                    kernel=kernel,
+                    stride=block_stride,
+                    expand=row.expand != 1,
+                    se_channels=squeeze_channels(se_reference, se_ratio),
+                    se_placement=spec.se.placement,
+                    se_gate=spec.se.gate,
+                    se_activation=se_activation,
+                    activation=spec.activation,
+                    residual=row.residual and block_in == out and all(st == 1 for st in block_stride),
+                    # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
+                    drop_path=spec.stochastic_depth * index / total_blocks,
+                )
+            )
+            index += 1
+        stages.append(ir.Stage(i, row.block, row.expand, kernel, stride, tuple(blocks)))
+        width_in = out
+
+    head_conv = ir.ConvLayer(
+        path="head",
+        in_channels=width_in,
+        out_channels=channels(spec.head.channels),
+        kernel=(1,) * dims,
+        stride=(1,) * dims,
+        activation=spec.activation,
+    )
+    return ir.Plan(
+        name=spec.name,
+        dims=dims,
+        in_channels=stem.in_channels,
+        resolution=res,
+        norm=ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum),
+        stem=stem,
+        stages=tuple(stages),
+        head=ir.Head(
+            conv=head_conv,
+            dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
+            num_classes=spec.num_classes if num_classes is None else num_classes,
+        ),
+        scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
+    )
+
+
+def _multipliers(spec: Spec, phi: float | None, preset: str | None) -> tuple[Multipliers, float | None, str | None]:
+    s = spec.scaling
+    if phi is not None and preset is not None:
+        raise ScalingError("give phi or preset, not both")
+    if phi is None and preset is None:  # the spec's own default, if any
+        phi, preset = s.phi, s.preset
+    if preset is not None:
+        if preset not in s.presets:
+            available = ", ".join(s.presets) or "none: this spec defines no presets"
+            raise ScalingError(
+                f"unknown preset {preset!r} (available: {available})",
+                file=spec.source.file,
+                line=spec.source.line_of(("scaling", "presets")),
+            )
+        p = s.presets[preset]
+        return Multipliers(p.width, p.depth, 1.0, p.resolution, p.dropout), None, preset
+    if phi is not None:
+        return compound(float(phi), s.alpha, s.beta, s.gamma), float(phi), None
+    return Multipliers(), None, None
+
+
+class _Axes:
+    """Broadcasts the spec's per-axis values to ``dims`` axes, with located errors."""
+
+    def __init__(self, spec: Spec, dims: int):
+        self.spec, self.dims = spec, dims
+
+    def get(self, value: tuple[int, ...], path: Path) -> tuple[int, ...]:
+        if len(value) == 1:
+            return value * self.dims
+        if len(value) != self.dims:
+            raise LoweringError(
+                f"got {len(value)} values {list(value)} for a {self.dims}D network; give one number or {self.dims}",
+                file=self.spec.source.file,
+                line=self.spec.source.line_of(path),
+                path=format_path(path),
+            )
+        return tuple(value)
+
+    def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
+        values = (value,) if isinstance(value, int) else tuple(value)
+        if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+            raise LoweringError(f"resolution must be positive integers, got {value!r}")
+        if len(values) not in (1, self.dims):
+            raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
+        return values * self.dims if len(values) == 1 else values

@@ -1,0 +1,71 @@
+"""Pure arithmetic of EfficientNet compound scaling.
+
+Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks" (ICML 2019), eq. 3:
+depth ``d = alpha**phi``, width ``w = beta**phi``, resolution ``r = gamma**phi``. The rounding rules below
+are those of the reference TensorFlow code (``efficientnet_model.round_filters`` / ``round_repeats``),
+which timm, torchvision and MONAI all reproduce; they decide the published parameter counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import ScalingError
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    """What a scaling request resolves to. ``resolution`` is a multiplier unless ``absolute_resolution`` is set."""
+
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: float = 1.0
+    absolute_resolution: int | None = None  # presets give a resolution, not a multiplier
+    dropout: float | None = None  # presets also set the classifier dropout
+
+
+def compound(phi: float, alpha: float, beta: float, gamma: float) -> Multipliers:
+    """Multipliers for a compound coefficient ``phi`` (the paper's eq. 3). ``phi`` may be fractional or negative."""
+    if not math.isfinite(phi):
+        raise ScalingError(f"phi must be a finite number, got {phi!r}")
+    try:
+        return Multipliers(width=beta**phi, depth=alpha**phi, resolution=gamma**phi)
+    except OverflowError:
+        raise ScalingError(f"phi={phi!r} overflows the scaling multipliers") from None
+
+
+def make_divisible(value: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, never below ``divisor`` nor below
+    ``round_limit * value`` (TF ``round_filters``; timm ``make_divisible``; torchvision ``_make_divisible``)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:  # rounding down must not lose more than 10% (by default)
+        rounded += divisor
+    return rounded
+
+
+def scale_channels(channels: int, width: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """Channels of a layer after width scaling (TF ``round_filters``)."""
+    return make_divisible(channels * width, divisor, round_limit)
+
+
+def scale_repeats(repeats: int, depth: float, rounding: str = "ceil") -> int:
+    """Blocks in a stage after depth scaling: ``ceil(repeats * depth)`` as in TF ``round_repeats``;
+    ``round`` is offered for specs that prefer it. Never fewer than one block."""
+    scaled = repeats * depth
+    return max(1, math.ceil(scaled) if rounding == "ceil" else int(round(scaled)))
+
+
+def scale_resolution(resolution: int, multiplier: float, rounding: str = "round") -> int:
+    """Input size along one axis after resolution scaling; B0 at 224 gives 258, 296, 341, 392 for phi 1..4."""
+    scaled = resolution * multiplier
+    value = {"round": round, "ceil": math.ceil, "floor": math.floor}[rounding](scaled)
+    return max(1, int(value))
+
+
+def squeeze_channels(channels: int, ratio: float) -> int:
+    """Width of the SE bottleneck: ``max(1, int(channels * ratio))`` (TF, MONAI ``num_squeezed_channels``,
+    torchvision ``max(1, input_channels // 4)``). 0 when the ratio is 0 (no SE)."""
+    if ratio <= 0:
+        return 0
+    return max(1, int(channels * ratio))

@@ -1,0 +1,323 @@
+"""The spec: pydantic v2 models of what a user writes in YAML, and loading with located errors.
+
+Every model forbids unknown keys and is frozen. Numbers are strict (``stride: "2"`` or ``stride: yes``
+is an error, not a silent conversion). A kernel, stride or resolution is one number for every spatial
+axis or a list with one per axis; the list's length is checked against ``dims`` when lowering, since
+``--dims`` may change it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path as FilePath
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict, ValidationError, model_validator
+
+from .errors import SpecError
+from .yaml_source import Path, Source, format_path, read_yaml
+
+ACTIVATIONS = ("silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity")
+Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
+
+
+def _one_of(*allowed: int):
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise ValueError("expected " + _or_list(allowed))
+        return value
+
+    return AfterValidator(check)
+
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError("expected an odd kernel size (symmetric padding needs one)")
+    return value
+
+
+def _per_axis(value):
+    """A scalar applies to every spatial axis; it is kept as a 1-tuple and broadcast when lowering."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, tuple):
+        return value
+    return (value,)
+
+
+def _se_ratio(value):
+    return 0.0 if value in ("none", False) else value
+
+
+Int = Annotated[int, Strict()]
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+Float = Annotated[float, Strict()]  # strict floats still take ints (1 -> 1.0), never strings
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
+PerAxis = lambda item: Annotated[tuple[item, ...], BeforeValidator(_per_axis), Field(min_length=1, max_length=3)]  # noqa: E731
+Kernel = PerAxis(Annotated[int, Strict(), Field(gt=0), AfterValidator(_odd)])
+Stride = PerAxis(Annotated[int, Strict(), _one_of(1, 2)])
+Resolution = PerAxis(PositiveInt)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Norm(Model):
+    type: Literal["batch"] = "batch"  # normalisation layer after every conv
+    eps: Annotated[float, Strict(), Field(gt=0, lt=1)] = 1e-5  # TF EfficientNet uses 1e-3
+    momentum: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.1  # PyTorch convention; TF's 0.99 is 0.01 here
+
+
+class Stem(Model):
+    channels: PositiveInt = 32  # before width scaling
+    kernel: Kernel = (3,)
+    stride: Stride = (2,)
+
+
+class Head(Model):
+    channels: PositiveInt = 1280  # 1x1 conv before pooling, before width scaling
+    dropout: Fraction = 0.2  # before the classifier; a preset may replace it
+
+
+class SE(Model):
+    ratio: Fraction = 0.25  # squeeze width = max(1, int(reference_channels * ratio))
+    placement: Literal["after_depthwise", "after_project", "none"] = "after_depthwise"  # paper: after depthwise
+    relative_to: Literal["block_input", "expanded"] = "block_input"  # TF, MONAI, torchvision: block input
+    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+    activation: Optional[Activation] = None  # inside the squeeze; None = the network's activation
+
+
+class Stage(Model):
+    """One row of the stage table (the paper's Table 1)."""
+
+    block: Literal["mbconv"] = "mbconv"  # block type
+    expand: Annotated[int, Strict(), Field(ge=1)] = 6  # expansion ratio of the inverted bottleneck
+    channels: PositiveInt  # output channels, before width scaling
+    repeats: PositiveInt = 1  # blocks in the stage, before depth scaling
+    stride: Stride = (1,)  # stride of the stage's first block
+    kernel: Kernel = (3,)  # depthwise kernel
+    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio)] = None  # SE ratio override; 0/none disables
+    residual: Annotated[bool, Strict()] = True  # identity skip where shapes allow
+
+
+class Preset(Model):
+    width: Annotated[float, Strict(), Field(gt=0)]  # channel multiplier
+    depth: Annotated[float, Strict(), Field(gt=0)]  # repeats multiplier
+    resolution: Optional[PositiveInt] = None  # input size along every spatial axis
+    dropout: Optional[Fraction] = None  # classifier dropout
+
+
+class Scaling(Model):
+    alpha: Annotated[float, Strict(), Field(gt=0)] = 1.2  # depth base (paper, section 3.3)
+    beta: Annotated[float, Strict(), Field(gt=0)] = 1.1  # width base
+    gamma: Annotated[float, Strict(), Field(gt=0)] = 1.15  # resolution base
+    divisor: PositiveInt = 8  # channels are rounded to multiples of this
+    round_limit: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.9  # never round below this share of c*width
+    depth_rounding: Literal["ceil", "round"] = "ceil"
+    resolution_rounding: Literal["round", "ceil", "floor"] = "round"
+    phi: Optional[Float] = None  # default compound coefficient when the caller gives none
+    preset: Optional[str] = None  # default preset when the caller gives none
+    presets: dict[str, Preset] = {}
+
+    @model_validator(mode="after")
+    def _phi_or_preset(self):
+        if self.phi is not None and self.preset is not None:
+            raise ValueError("give phi or preset, not both")
+        if self.preset is not None and self.preset not in self.presets:
+            raise ValueError(f"preset {self.preset!r} is not in presets ({_or_list(sorted(self.presets)) or 'none defined'})")
+        return self
+
+
+class Spec(Model):
+    """A whole network, as written."""
+
+    name: Annotated[str, Strict(), Field(min_length=1)]
+    dims: Annotated[int, Strict(), _one_of(1, 2, 3)] = 2  # spatial dimensions: 1D signals, 2D images, 3D volumes
+    in_channels: PositiveInt = 3
+    num_classes: Annotated[int, Strict(), Field(ge=0)] = 1000  # 0: no classifier, pooled features out
+    resolution: Resolution = (224,)  # input size, per spatial axis or one for all
+    activation: Activation = "silu"
+    norm: Norm = Norm()
+    stem: Stem = Stem()
+    head: Head = Head()
+    stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0  # final drop-path rate, linear in depth
+    se: SE = SE()
+    stages: Annotated[list[Stage], Field(min_length=1)]
+    scaling: Scaling = Scaling()
+
+    _source: Source = PrivateAttr(default=Source(file="<spec>"))
+
+    @property
+    def source(self) -> Source:
+        return self._source
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | FilePath) -> Spec:
+    """Read and validate a spec file. Raises :class:`SpecError` with file and line."""
+    name = str(path)
+    try:
+        data = FilePath(path).read_bytes()
+    except FileNotFoundError:
+        raise SpecError("no such file", file=name) from None
+    except IsADirectoryError:
+        raise SpecError("is a directory, not a spec file", file=name) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", file=name) from None
+    return parse_spec(data, file=name)
+
+
+def parse_spec(text: str | bytes, file: str = "<spec>") -> Spec:
+    """Validate spec text. ``file`` names it in error messages."""
+    raw, source = read_yaml(text, file)
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"a spec is a mapping of keys (name, stages, ...), got {_yaml_kind(raw)}", file=file, line=source.line_of(())
+        )
+    raw = _expand_stage_table(raw, source)
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc, source) from None
+    spec._source = source
+    return spec
+
+
+def _expand_stage_table(raw: dict, source: Source) -> dict:
+    """Turn the compact form ``stages: {columns: [...], rows: [[...], ...]}`` into one mapping per row,
+    carrying each cell's line over to the path pydantic will report (``stages[3].stride``)."""
+    table = raw.get("stages")
+    if not isinstance(table, dict):
+        return raw
+
+    def fail(message: str, path: Path) -> SpecError:
+        return SpecError(message, file=source.file, line=source.line_of(path), path=format_path(path))
+
+    unknown = set(table) - {"columns", "rows"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise fail(f"unknown key {key!r}; a stage table has 'columns' and 'rows'", ("stages", key))
+    columns, rows = table.get("columns"), table.get("rows")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise fail("expected a list of column names (e.g. [block, expand, channels, repeats, stride, kernel])", ("stages", "columns"))
+    for i, column in enumerate(columns):
+        if column not in Stage.model_fields:
+            raise fail(_unknown_key_message(column, list(Stage.model_fields)), ("stages", "columns", i))
+        if column in columns[:i]:
+            raise fail(f"column {column!r} is listed twice", ("stages", "columns", i))
+    if not isinstance(rows, list):
+        raise fail("expected a list of rows, one list of values per stage", ("stages", "rows"))
+    expanded = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            got = f"{len(row)} values" if isinstance(row, list) else _yaml_kind(row)
+            raise fail(f"got {got}, expected {len(columns)} values ({', '.join(columns)})", ("stages", "rows", r))
+        expanded.append(dict(zip(columns, row)))
+        source.lines[("stages", r)] = source.line_of(("stages", "rows", r))
+        for c, column in enumerate(columns):
+            source.lines[("stages", r, column)] = source.line_of(("stages", "rows", r, c))
+            for k in range(3):  # per-axis lists inside a cell
+                if ("stages", "rows", r, c, k) in source.lines:
+                    source.lines[("stages", r, column, k)] = source.lines[("stages", "rows", r, c, k)]
+    return {**raw, "stages": expanded}
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+def _spec_error(exc: ValidationError, source: Source) -> SpecError:
+    """One message per pydantic error, each with file, line, field path, bad value and what is allowed."""
+    errors = []
+    seen = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if error["type"] == "missing":
+            path, message = loc, f"missing required key {loc[-1]!r}"
+        elif error["type"] == "extra_forbidden":
+            path, message = loc, _unknown_key_message(loc[-1], _allowed_keys(loc[:-1]))
+        else:
+            path = source.known_prefix(loc) if loc not in source.lines else loc
+            path = path or loc
+            # A check across several keys (a model validator) gets the whole mapping as input: don't echo it.
+            got = "" if isinstance(error["input"], dict) else f"got {_show(error['input'])}, "
+            message = got + _expected(error)
+        key = (path, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        errors.append(SpecError(message, file=source.file, line=source.line_of(loc), path=format_path(path) or None))
+    errors.sort(key=lambda e: e.line or 0)
+    first = errors[0]
+    first.also = tuple(errors[1:])
+    return first
+
+
+def _expected(error: dict) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "literal_error":
+        return f"expected {ctx['expected']}"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    if message.startswith("Input should be "):
+        return "expected " + message[len("Input should be "):]
+    return message[0].lower() + message[1:]
+
+
+def _unknown_key_message(key: object, allowed: list[str]) -> str:
+    message = f"unknown key {key!r}"
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    if allowed:
+        message += f"; allowed: {', '.join(allowed)}"
+    return message
+
+
+def _allowed_keys(loc: Path) -> list[str]:
+    """Field names of the model found at ``loc`` (walking the Spec's annotations)."""
+    annotation: object = Spec
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else None
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: object) -> object:
+    while typing.get_origin(annotation) in (Annotated, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0]
+    return annotation
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _or_list(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + (" or " + items[-1] if items else "")
+
+
+def _yaml_kind(value: object) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), "nothing" if value is None else type(value).__name__
+    )
