@@ -110,18 +110,18 @@ class _Builder:
 
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP_TAG:
-                raise self.error(f"tag {node.tag!r} is not allowed; a spec holds plain values only", node, path)
+                raise self.error(_tag_message(node), node, path)
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                raise self.error(f"tag {node.tag!r} is not allowed; a spec holds plain values only", node, path)
+                raise self.error(_tag_message(node), node, path)
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
         try:
             # The safe constructor knows only the standard scalar tags; anything else
             # (``!!python/object``, a custom ``!tag``) raises instead of building an object.
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
-            raise self.error(f"tag {node.tag!r} is not allowed; a spec holds plain values only", node, path) from None
+            raise self.error(_tag_message(node), node, path) from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
         seen: dict[object, int] = {}
@@ -152,3 +152,8 @@ class _Builder:
             # YAML 1.1 reads `on`, `no`, `1` as bool/int keys; a spec's keys are names.
             raise self.error(f"key {key!r} is not a name (quote it if you meant the text)", key_node, path)
         return key
+
+
+def _tag_message(node: yaml.Node) -> str:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return f"tag {tag} is not allowed; a spec holds plain values only"

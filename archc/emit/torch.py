@@ -133,6 +133,12 @@ class Network(nn.Module):
         return self.classifier(self.dropout(x))  # (N, num_classes)
 
 
+def instantiate(plan: ir.Plan) -> Network:
+    """The module's structure on the meta device: shapes and no memory, for counting or for loading weights into."""
+    with torch.device("meta"):
+        return Network(plan)
+
+
 def build(plan: ir.Plan, *, seed: int | None = None, device: torch.device | str = "cpu") -> Network:
     """Emit the module for ``plan``, initialised as TF EfficientNet and timm do.
 
@@ -140,8 +146,7 @@ def build(plan: ir.Plan, *, seed: int | None = None, device: torch.device | str 
     (not by torch's default init and then again by ours). With ``seed``, weights are bit-identical across
     runs and processes; without it, torch's global generator is used.
     """
-    with torch.device("meta"):
-        model = Network(plan)
+    model = instantiate(plan)
     model.to_empty(device=device)
     generator = None
     if seed is not None:

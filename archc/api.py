@@ -1,0 +1,149 @@
+"""The public verbs. Torch is imported only by the verbs that build modules, so validating stays light."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import ir
+from .errors import CheckpointError, EmitError, LoweringError, SpecError
+from .lower import lower as _lower
+from .spec import Spec, load_spec, parse_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
+_SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """What a module was compiled from; attached to built modules as ``model.archc_source`` so they can be saved."""
+
+    spec_text: str
+    spec_file: str
+    args: dict  # the lowering arguments: phi, preset, dims, in_channels, num_classes, resolution
+
+
+def builtin_specs() -> dict[str, Path]:
+    """Shipped specs by name (``efficientnet_b0`` -> its YAML file)."""
+    for folder in (_PACKAGE_SPECS, _SOURCE_SPECS):
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    return {}
+
+
+def read(spec: Spec | str | os.PathLike) -> Spec:
+    """A Spec from a Spec, a YAML file path, or the name of a shipped spec."""
+    if isinstance(spec, Spec):
+        return spec
+    path = Path(spec)
+    if path.exists():
+        return load_spec(path)
+    builtins = builtin_specs()
+    if str(spec) in builtins:
+        return load_spec(builtins[str(spec)])
+    hint = f"; shipped specs: {', '.join(builtins)}" if builtins else ""
+    raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
+
+
+def validate(spec: Spec | str | os.PathLike) -> Spec:
+    """Check a spec completely without importing torch: the model itself, then lowering at its own
+    settings and at every preset it defines. Returns the Spec; raises an :class:`ArchcError`."""
+    spec = read(spec)
+    _lower(spec)
+    for preset in spec.scaling.presets:
+        _lower(spec, preset=preset)
+    return spec
+
+
+def lower(spec: Spec | str | os.PathLike, **args) -> ir.Plan:
+    """Spec (or path, or shipped name) -> Plan. ``args``: phi, preset, dims, in_channels, num_classes, resolution."""
+    return _lower(read(spec), **args)
+
+
+def build(plan: ir.Plan, *, seed: int | None = None) -> "nn.Module":
+    """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``)."""
+    from .emit.torch import build as emit
+
+    return emit(plan, seed=seed)
+
+
+def load(
+    source: Spec | str | os.PathLike,
+    *,
+    phi: float | None = None,
+    preset: str | None = None,
+    dims: int | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    resolution: int | tuple[int, ...] | None = None,
+    seed: int | None = None,
+) -> "nn.Module":
+    """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
+
+    >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
+    """
+    args = {
+        key: value
+        for key, value in dict(
+            phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, resolution=resolution
+        ).items()
+        if value is not None
+    }
+    if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
+        if args or seed is not None:
+            given = ", ".join(sorted(args) + (["seed"] if seed is not None else []))
+            raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
+        return _restore(str(source))
+    spec = read(source)
+    model = build(_lower(spec, **args), seed=seed)
+    model.archc_source = BuildSource(spec.source.text, spec.source.file, args)
+    return model
+
+
+def save(model: "nn.Module", path: str | os.PathLike) -> None:
+    """Write a module made by :func:`load` to a ``.safetensors`` file that :func:`load` restores exactly."""
+    from . import checkpoint
+
+    path = os.fspath(path)
+    if not path.endswith(CHECKPOINT_SUFFIX):
+        raise EmitError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
+    source = getattr(model, "archc_source", None)
+    if not isinstance(source, BuildSource):
+        raise EmitError("this module was not compiled by archc.load, so its spec is unknown and it cannot be saved", file=path)
+    checkpoint.save(path, model.state_dict(), source.spec_text, source.spec_file, source.args)
+
+
+def _restore(path: str) -> "nn.Module":
+    from . import checkpoint
+    from .emit.torch import instantiate
+
+    saved = checkpoint.load(path)
+    embedded = f"{path} (spec saved from {saved.spec_file})"
+    try:
+        args = dict(saved.build_args)
+        if isinstance(args.get("resolution"), list):
+            args["resolution"] = tuple(args["resolution"])
+        plan = _lower(parse_spec(saved.spec_text, file=embedded), **args)
+    except (SpecError, LoweringError, TypeError) as exc:
+        raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
+    model = instantiate(plan)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in saved.tensors.items()}
+    problems = [f"missing tensor {key} {list(shape)}" for key, shape in expected.items() if key not in found]
+    problems += [f"unexpected tensor {key} {list(shape)}" for key, shape in found.items() if key not in expected]
+    problems += [
+        f"tensor {key} has shape {list(found[key])}, the model needs {list(shape)}"
+        for key, shape in expected.items()
+        if key in found and found[key] != shape
+    ]
+    if problems:
+        raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
+    model.load_state_dict(saved.tensors, strict=True, assign=True)
+    model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
+    return model

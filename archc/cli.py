@@ -1,0 +1,117 @@
+"""``archc``: a thin layer over the public verbs. Exit 0 on success, 1 on an archc error, 2 on a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from . import api
+from .errors import ArchcError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
+    try:
+        return args.run(args)
+    except ArchcError as exc:
+        print(f"archc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = api.validate(args.spec)
+    blocks = sum(row.repeats for row in spec.stages)
+    presets = f", presets {', '.join(spec.scaling.presets)}" if spec.scaling.presets else ""
+    print(f"{args.spec}: ok ({spec.name}, {spec.dims}D, {len(spec.stages)} stages, {blocks} blocks unscaled{presets})")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .summary import format_summary
+
+    if args.output and not args.output.endswith(api.CHECKPOINT_SUFFIX):
+        raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
+    model = api.load(args.spec, seed=args.seed, **_lowering_args(args))
+    print(format_summary(analyze(model.plan)))
+    measured = sum(p.numel() for p in model.parameters())
+    print(f"built {type(model).__name__} with {measured:,} parameters")
+    if args.output:
+        api.save(model, args.output)
+        print(f"saved to {args.output}")
+    return 0
+
+
+def _lowering_args(args: argparse.Namespace) -> dict:
+    names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+
+
+def _usage(message: str) -> SystemExit:
+    print(f"archc: error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archc", description="Compile architecture specs (YAML) into PyTorch models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check a spec (does not import torch)")
+    validate.add_argument("spec", help="spec file or shipped spec name")
+    validate.set_defaults(run=_validate)
+
+    build = commands.add_parser("build", help="compile a spec, print its per-stage summary, optionally save it")
+    build.add_argument("spec", help="spec file or shipped spec name")
+    _add_lowering_flags(build)
+    build.add_argument("--seed", type=int, help="initialise weights reproducibly")
+    build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
+    build.set_defaults(run=_build)
+    return parser
+
+
+def _add_lowering_flags(parser: argparse.ArgumentParser) -> None:
+    scaling = parser.add_mutually_exclusive_group()
+    scaling.add_argument("--phi", type=_finite_float, metavar="F", help="compound coefficient (may be fractional or negative)")
+    scaling.add_argument("--preset", metavar="NAME", help="a preset from the spec's scaling.presets (e.g. b3)")
+    parser.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions (1D, 2D or 3D)")
+    parser.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
+    parser.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: no classifier)")
+    parser.add_argument("--resolution", type=_resolution, metavar="R", help="input size: one number, or one per axis (32,256,256)")
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def _resolution(text: str) -> int | tuple[int, ...]:
+    values = tuple(_positive_int(part) for part in text.split(","))
+    return values[0] if len(values) == 1 else values

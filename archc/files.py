@@ -1,0 +1,44 @@
+"""Writing outputs atomically: a failure part-way leaves no partial file and keeps any old one intact."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from .errors import EmitError
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise EmitError("is a directory; give a file name", file=path)
+    if not os.path.isdir(directory):
+        raise EmitError(f"cannot write: directory {directory} does not exist", file=path)
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archc-", suffix=".tmp")
+    except OSError as exc:
+        raise EmitError(f"cannot write: {exc.strerror}", file=path) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise EmitError(f"cannot write: {exc.strerror}", file=path) from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
