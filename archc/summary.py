@@ -53,10 +53,12 @@ def format_summary(report: Report) -> str:
 
 
 def human(n: int) -> str:
-    """1234567 -> '1.23M'."""
+    """Three significant digits: 1234567 -> '1.23M', 10035712 -> '10.0M', 386000000 -> '386M'."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
-            return f"{n / size:.3g}{unit}" if n / size < 100 else f"{n / size:.0f}{unit}"
+            value = n / size
+            decimals = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{value:.{decimals}f}{unit}"
     return str(n)
 
 

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archc
+
+# reference-numbers.md: GMACs of the released B0-B7 at their own resolution (2D, 3 in, 1000 classes).
+GMACS = {"b0": 0.39, "b1": 0.69, "b2": 0.99, "b3": 1.83, "b4": 4.39, "b5": 10.27, "b6": 19.07, "b7": 37.75}
+
+
+@pytest.mark.parametrize("preset", GMACS)
+def test_published_macs(b0_spec, preset):
+    macs = archc.analyze(archc.lower(b0_spec, preset=preset)).macs
+    assert round(macs / 1e9, 2) == GMACS[preset]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(dims=1, resolution=128), dict(dims=2, resolution=96), dict(dims=3, resolution=32), dict(phi=1, dims=2, resolution=(64, 48)),
+     dict(preset="b2", dims=3, resolution=(16, 32, 24), in_channels=1, num_classes=2)],
+)
+def test_summary_equals_measurement(b0_spec, kwargs):
+    """Parameters and MACs of the report equal what torch measures on the emitted module, and every
+    stage's output shape equals the shape that comes out of it."""
+    model = archc.load(b0_spec, seed=0, **kwargs).eval()
+    report = archc.analyze(model.plan)
+    assert report.params == sum(p.numel() for p in model.parameters())
+
+    shapes = {}
+    hooks = [model.stem.register_forward_hook(lambda m, i, o: shapes.__setitem__("stem", tuple(o.shape[1:])))]
+    for index, stage in enumerate(model.stages):
+        hooks.append(stage.register_forward_hook(lambda m, i, o, k=str(index + 1): shapes.__setitem__(k, tuple(o.shape[1:]))))
+    hooks.append(model.head.register_forward_hook(lambda m, i, o: shapes.__setitem__("head", tuple(o.shape[1:]))))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        out = model(torch.randn(1, *report.input_shape))
+    for hook in hooks:
+        hook.remove()
+
+    measured_macs = counter.get_total_flops() / 2  # flop_counter counts a multiply-add as 2 FLOPs
+    assert report.macs == pytest.approx(measured_macs, rel=0.01)
+    assert {row.name: row.shape for row in report.rows if row.name != "classifier"} == shapes
+    assert report.rows[-1].shape == tuple(out.shape[1:])
+
+
+def test_stage_rows(b0_spec):
+    report = archc.analyze(archc.lower(b0_spec))
+    assert [r.name for r in report.rows] == ["stem", "1", "2", "3", "4", "5", "6", "7", "head", "classifier"]
+    assert [r.repeats for r in report.rows[1:8]] == [1, 2, 2, 3, 3, 4, 1]
+    assert [r.shape for r in report.rows[:8]] == [
+        (32, 112, 112), (16, 112, 112), (24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7), (320, 7, 7),
+    ]  # the paper's Table 1 resolutions
+    assert sum(r.params for r in report.rows) == report.params == 5_288_548

@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+import archc
+from archc.cli import main
+from conftest import run_archc
+
+
+def test_build_phi2_dims3_in_a_fresh_process():
+    """The README's example: a 3D EfficientNet scaled by phi = 2, with its per-stage summary."""
+    result = run_archc("build", "specs/efficientnet_b0.yaml", "--phi", "2", "--dims", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "efficientnet_b0: 3D, phi 2 (width 1.210, depth 1.440), input 3x296x296x296"
+    assert lines[2].split() == ["stage", "block", "n", "channels", "kernel", "stride", "SE", "output", "params", "MACs"]
+    assert lines[3].split()[:8] == ["stem", "conv", "1", "3->40", "3", "2", "-", "40x148x148x148"]
+    plan = archc.lower("specs/efficientnet_b0.yaml", phi=2, dims=3)
+    params = archc.analyze(plan).params
+    assert f"built Network with {params:,} parameters" in result.stdout
+    assert lines[-2].split()[:2] == ["parameters", f"{params:,}"]
+
+
+def test_build_summary_rows_and_totals(capsys):
+    assert main(["build", "efficientnet_b0", "--preset", "b0", "--resolution", "224"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out[3:13]]
+    assert [r[0] for r in rows] == ["stem", "1", "2", "3", "4", "5", "6", "7", "head", "classifier"]
+    # By hand: depthwise 32*9 + BN 64, SE (32*8+8) + (8*32+32), project 32*16 + BN 32 = 1,448 parameters;
+    # MACs 32*9*112^2 + 2*32*8 + 32*16*112^2 = 10,035,712.
+    assert rows[1] == ["1", "MBConv1", "1", "32->16", "3", "1", "8", "16x112x112", "1,448", "10.0M"]
+    assert out[14].split()[:3] == ["total", "16", "5,288,548"]
+
+
+def test_build_saves_a_model_that_reloads(tmp_path, capsys):
+    path = tmp_path / "m.safetensors"
+    assert main(["build", "efficientnet_b0", "--phi", "-1", "--dims", "1", "--in-channels", "2", "--num-classes", "3", "--resolution", "64", "--seed", "5", "-o", str(path)]) == 0
+    assert f"saved to {path}" in capsys.readouterr().out
+    model = archc.load(str(path)).eval()
+    same = archc.load("efficientnet_b0", phi=-1, dims=1, in_channels=2, num_classes=3, resolution=64, seed=5).eval()
+    x = torch.randn(2, 2, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), same(x))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "efficientnet_b0", "--phi", "1", "--preset", "b1"], "argument --preset: not allowed with argument --phi"),
+        (["build", "efficientnet_b0", "--dims", "4"], "argument --dims: invalid choice: 4"),
+        (["build", "efficientnet_b0", "--phi", "nan"], "argument --phi: expected a finite number, got 'nan'"),
+        (["build", "efficientnet_b0", "--resolution", "32,x"], "argument --resolution: expected an integer, got 'x'"),
+        (["build", "efficientnet_b0", "--in-channels", "0"], "argument --in-channels: expected a positive integer, got '0'"),
+        (["build", "efficientnet_b0", "-o", "model.pt"], "-o: a saved model is a .safetensors file, got 'model.pt'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "missing.yaml"], "archc: error: missing.yaml: no such file or shipped spec; shipped specs: efficientnet_b0"),
+        (["build", "efficientnet_b0", "--preset", "b9"], "unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7)"),
+        (["validate", "specs"], "archc: error: specs: is a directory, not a spec file"),
+        (["build", "efficientnet_b0", "--dims", "2", "--resolution", "8,8,8"], "resolution has 3 values for a 2D network"),
+    ],
+)
+def test_archc_errors_exit_1(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unwritable_output_leaves_nothing(tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "dir" / "m.safetensors"
+    assert main(["build", "efficientnet_b0", "--resolution", "32", "-o", str(target)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+def test_validate_output():
+    result = run_archc("validate", "specs/efficientnet_b0.yaml")
+    assert result.returncode == 0
+    assert result.stdout == "specs/efficientnet_b0.yaml: ok (efficientnet_b0, 2D, 7 stages, 16 blocks unscaled, presets b0, b1, b2, b3, b4, b5, b6, b7)\n"
+
+
+def test_console_script_is_installed():
+    import shutil
+    import subprocess
+
+    exe = shutil.which("archc")
+    assert exe, "the archc console script is not on PATH; was the package installed?"
+    result = subprocess.run([exe, "validate", "efficientnet_b0"], capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout

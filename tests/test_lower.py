@@ -1,0 +1,120 @@
+import pytest
+
+import archc
+from archc.errors import LoweringError, ScalingError
+from conftest import B0, module_params
+
+# reference-numbers.md, "EfficientNet B0-B7": parameters on which torchvision, timm and MONAI agree
+# (2D, 3 input channels, 1000 classes), and the released resolutions.
+PRESETS = {
+    "b0": (5_288_548, 224),
+    "b1": (7_794_184, 240),
+    "b2": (9_109_994, 260),
+    "b3": (12_233_232, 300),
+    "b4": (19_341_616, 380),
+    "b5": (30_389_784, 456),
+    "b6": (43_040_704, 528),
+    "b7": (66_347_960, 600),
+}
+# reference-numbers.md, "Compound scaling": B0 scaled by integer phi.
+PHI = {1: 9_109_994, 2: 12_255_408, 3: 16_350_296, 4: 25_916_448}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_parameter_counts(b0_spec, preset):
+    params, resolution = PRESETS[preset]
+    plan = archc.lower(b0_spec, preset=preset)
+    assert module_params(plan) == params
+    assert archc.analyze(plan).params == params
+    assert plan.resolution == (resolution, resolution)
+
+
+def test_blocks_per_stage(b0_spec):
+    # reference-numbers.md: b0 [1,2,2,3,3,4,1] (16 blocks); b7 [4,7,7,10,10,13,4] (55 blocks).
+    b0 = archc.lower(b0_spec, preset="b0")
+    b7 = archc.lower(b0_spec, preset="b7")
+    assert [len(s.blocks) for s in b0.stages] == [1, 2, 2, 3, 3, 4, 1] and len(b0.blocks) == 16
+    assert [len(s.blocks) for s in b7.stages] == [4, 7, 7, 10, 10, 13, 4] and len(b7.blocks) == 55
+
+
+@pytest.mark.parametrize("phi", PHI)
+def test_compound_scaling_parameter_counts(b0_spec, phi):
+    plan = archc.lower(b0_spec, phi=phi)
+    assert module_params(plan) == PHI[phi]
+    assert plan.resolution == ({1: 258, 2: 296, 3: 341, 4: 392}[phi],) * 2
+
+
+def test_3d_b0_parameter_count(b0_spec):
+    # reference-numbers.md, "3D": b0, 3 in, 1000 classes.
+    assert module_params(archc.lower(b0_spec, dims=3)) == 5_971_108
+
+
+def test_plan_resolves_every_number(b0_spec):
+    plan = archc.lower(b0_spec)
+    first, second = plan.stages[1].blocks
+    assert (first.path, first.in_channels, first.mid_channels, first.out_channels) == ("stages.1.0", 16, 96, 24)
+    assert first.stride == (2, 2) and second.stride == (1, 1)
+    assert first.se_channels == 4 and second.se_channels == 6  # a quarter of each block's input (16, 24)
+    assert not first.residual and second.residual
+    assert not plan.stages[0].blocks[0].expand and first.expand
+    # Drop-path rate is linear in the global block index: 0.2 * i / 16.
+    assert [b.drop_path for b in plan.blocks] == pytest.approx([0.2 * i / 16 for i in range(16)])
+    assert plan.head.conv.out_channels == 1280 and plan.head.dropout == 0.2
+
+
+def test_build_arguments_override_the_spec(b0_spec):
+    plan = archc.lower(b0_spec, phi=2, dims=3, in_channels=1, num_classes=2)
+    assert plan.dims == 3 and plan.in_channels == 1 and plan.head.num_classes == 2
+    assert plan.resolution == (296, 296, 296)
+    assert plan.stem.kernel == (3, 3, 3)
+    assert archc.lower(b0_spec, resolution=(32, 64, 64), dims=3).resolution == (32, 64, 64)
+    assert archc.lower(b0_spec, preset="b3", resolution=128).resolution == (128, 128)
+
+
+def test_negative_phi_scales_down(b0_spec):
+    small = archc.lower(b0_spec, phi=-1)
+    assert small.resolution == (195, 195)  # round(224 / 1.15)
+    assert module_params(small) < PRESETS["b0"][0]
+
+
+def test_phi_and_preset_together_is_an_error(b0_spec):
+    with pytest.raises(ScalingError, match="give phi or preset, not both"):
+        archc.lower(b0_spec, phi=1, preset="b1")
+
+
+def test_unknown_preset_names_the_available_ones(b0_spec):
+    with pytest.raises(ScalingError) as info:
+        archc.lower(b0_spec, preset="b9")
+    assert str(info.value) == (
+        f"{B0}:46: unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7)"
+    )
+
+
+def test_spec_default_scaling_applies_when_caller_gives_none():
+    spec = archc.spec.parse_spec("name: s\nstages: [{channels: 16}]\nscaling: {phi: 1}\n")
+    assert archc.lower(spec).scaling.phi == 1.0
+    assert archc.lower(spec, phi=0).scaling.phi == 0.0
+
+
+def test_per_axis_values_must_match_dims():
+    spec = archc.spec.parse_spec("name: s\nresolution: [16, 64, 64]\nstages: [{channels: 16, stride: [1, 2, 2]}]\n", file="s.yaml")
+    plan = archc.lower(spec, dims=3)
+    assert plan.resolution == (16, 64, 64) and plan.stages[0].stride == (1, 2, 2)
+    with pytest.raises(LoweringError) as info:
+        archc.lower(spec, dims=2)
+    assert str(info.value) == "s.yaml:2: resolution: got 3 values [16, 64, 64] for a 2D network; give one number or 2"
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(dims=4), "dims must be 1, 2 or 3"), (dict(in_channels=0), "in_channels"), (dict(resolution=(8, 8, 8)), "resolution has 3 values")])
+def test_bad_build_arguments(b0_spec, kwargs, message):
+    with pytest.raises(LoweringError, match=message):
+        archc.lower(b0_spec, **kwargs)
+
+
+def test_se_options():
+    base = "name: s\nstages: [{channels: 16, expand: 6}, {channels: 24, expand: 6, se: none}]\n"
+    spec = archc.spec.parse_spec(base + "se: {ratio: 0.25, relative_to: expanded}\n")
+    first, second = archc.lower(spec).blocks
+    assert first.se_channels == 32 * 6 // 4 and second.se_channels == 0
+    spec = archc.spec.parse_spec(base + "se: {placement: none}\n")
+    assert [b.se_channels for b in archc.lower(spec).blocks] == [0, 0]
