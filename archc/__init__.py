@@ -11,6 +11,7 @@ from .api import builtin_specs as builtin_specs
 from .api import load as load
 from .api import lower as lower
 from .api import read as read
+from .api import render as render
 from .api import save as save
 from .api import validate as validate
 from .errors import ArchcError as ArchcError

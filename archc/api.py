@@ -106,6 +106,27 @@ def load(
     return model
 
 
+def render(
+    source: ir.Plan | Spec | str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    detail: str = "stage",
+    direction: str = "TB",
+    **args,
+) -> "graphviz.Digraph":  # noqa: F821
+    """Diagram of a Plan or spec (``args`` as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
+    written there in the format its extension names (.svg, .png, .pdf, or .dot which needs no ``dot`` binary)."""
+    from . import diagram as draw
+
+    if output is not None:
+        draw.output_format(os.fspath(output))  # refuse a bad extension before any work
+    plan = source if isinstance(source, ir.Plan) else _lower(read(source), **args)
+    graph = draw.to_dot(plan, detail=detail, direction=direction)
+    if output is not None:
+        draw.write(graph, output)
+    return graph
+
+
 def save(model: "nn.Module", path: str | os.PathLike) -> None:
     """Write a module made by :func:`load` to a ``.safetensors`` file that :func:`load` restores exactly."""
     from . import checkpoint

@@ -50,6 +50,22 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from .diagram import output_format
+
+    if args.output:
+        try:
+            output_format(args.output)
+        except ArchcError as exc:
+            raise _usage(f"-o: {exc.message}") from None
+    graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, **_lowering_args(args))
+    if args.output:
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(graph.source)
+    return 0
+
+
 def _lowering_args(args: argparse.Namespace) -> dict:
     names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -76,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, help="initialise weights reproducibly")
     build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
     build.set_defaults(run=_build)
+
+    render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
+    render.add_argument("spec", help="spec file or shipped spec name")
+    _add_lowering_flags(render)
+    render.add_argument("--detail", choices=("stage", "block", "layer"), default="stage", help="one node per stage (default), block or layer")
+    render.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom (default) or left-to-right")
+    render.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
+    render.set_defaults(run=_render)
     return parser
 
 

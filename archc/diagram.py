@@ -1,0 +1,223 @@
+"""Graphviz diagrams of a Plan, drawn the way the paper draws them: repeated blocks collapse to "xN".
+
+Reads the Plan (and its Plan-only analysis) and never traces a module, so a 55-block network renders in
+milliseconds and no weights are allocated. Three levels of detail:
+
+- ``stage``: stem, one node per stage, head (with the classifier); edges carry tensor shapes.
+- ``block``: one node per block inside a cluster per stage; residual skips as dashed edges.
+- ``layer``: inside each block its expand, depthwise, SE and project layers and the skip's add.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import ir
+from .analysis import Report, analyze
+from .errors import EmitError
+from .files import write_atomic
+from .summary import describe_scaling, human
+
+DETAILS = ("stage", "block", "layer")
+DIRECTIONS = ("TB", "LR")
+FORMATS = ("dot", "svg", "png", "pdf")
+
+# One colour per role, the same in every diagram.
+COLOURS = {"stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "layer": "#ffffff", "add": "#fdf2c4"}
+BLOCK_NAMES = {"mbconv": "MBConv"}
+
+
+def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "graphviz.Digraph":  # noqa: F821
+    """The diagram of ``plan`` as a ``graphviz.Digraph`` (a notebook displays it inline)."""
+    import graphviz
+
+    if detail not in DETAILS:
+        raise EmitError(f"unknown detail {detail!r}; expected {', '.join(DETAILS)}")
+    if direction not in DIRECTIONS:
+        raise EmitError(f"unknown direction {direction!r}; expected {' or '.join(DIRECTIONS)}")
+    report = analyze(plan)
+    graph = graphviz.Digraph(plan.name)
+    graph.attr(rankdir=direction, label=_title(report), labelloc="t", fontname="Helvetica", fontsize="16", nodesep="0.3")
+    graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", color="#555555")
+    graph.attr("edge", fontname="Helvetica", fontsize="9", color="#555555")
+
+    graph.node("stem", _stem_label(plan, report), fillcolor=COLOURS["stem"])
+    previous = "stem"
+    for stage in plan.stages:
+        if detail == "stage":
+            previous = _stage_node(graph, stage, report, previous)
+        else:
+            draw = _block_node if detail == "block" else _block_layers
+            with graph.subgraph(name=f"cluster_{stage.index}") as cluster:
+                cluster.attr(label=_stage_title(stage), style="rounded,dashed", color="#999999", fontsize="12")
+                for block in stage.blocks:
+                    previous = draw(cluster, graph, block, report, previous)
+    graph.node("head", _head_label(plan, report), fillcolor=COLOURS["head"])
+    graph.edge(previous, "head", label=_shape(report.shape_of(_last_path(plan))))
+    # Skips of the block diagram go from a residual block's input to the node after it.
+    if detail == "block":
+        for block, source, target in _skips(plan):
+            graph.edge(source, target, style="dashed", color="#2a7ab0", label="+", constraint="false", tooltip=f"skip {block.path}")
+    return graph
+
+
+def write(graph: "graphviz.Digraph", path: str | os.PathLike) -> None:  # noqa: F821
+    """Write ``graph`` to ``path``; the format follows its extension (``.dot`` needs no ``dot`` binary)."""
+    import graphviz
+
+    path = os.fspath(path)
+    fmt = output_format(path)
+    if fmt == "dot":
+        write_atomic(path, graph.source)
+        return
+    try:
+        data = graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise EmitError(
+            f"drawing .{fmt} needs Graphviz's `dot` program, which is not installed "
+            "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz); "
+            "a .dot file needs no binary",
+            file=path,
+        ) from None
+    except graphviz.CalledProcessError as exc:
+        raise EmitError(f"dot failed: {exc.stderr.decode(errors='replace').strip()}", file=path) from None
+    write_atomic(path, data)
+
+
+def output_format(path: str) -> str:
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in FORMATS:
+        raise EmitError(f"unknown output format {('.' + extension) if extension else '(no extension)'}; "
+                        f"use {', '.join('.' + f for f in FORMATS)}", file=path)
+    return extension
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
+    name = f"stages.{stage.index}"
+    blocks = stage.blocks
+    params = sum(report_part.params for report_part in report.parts if report_part.path.startswith(name + "."))
+    widths = sorted({b.se_channels for b in blocks})  # the first block's input differs from the rest's
+    se = "none" if widths == [0] else "–".join(map(str, widths))
+    lines = [
+        f"{_stage_title(stage)}",
+        f"stride {_axes(stage.stride)}   SE {se}   {blocks[0].in_channels}→{blocks[-1].out_channels}",
+        f"out {_shape(report.shape_of(blocks[-1].path))}",
+        f"{params:,} params",
+    ]
+    graph.node(name, "\n".join(lines), fillcolor=COLOURS.get(stage.type, "#eeeeee"))
+    graph.edge(previous, name, label=_shape(_input_shape(blocks[0], report)))
+    return name
+
+
+def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
+    cost = next(p for p in report.parts if p.path == block.path)
+    lines = [
+        f"{block.path}  {BLOCK_NAMES.get(block.type, block.type)}{block.mid_channels // block.in_channels} k{_axes(block.kernel)}"
+        + (f" s{_axes(block.stride)}" if any(s > 1 for s in block.stride) else ""),
+        f"{block.in_channels}→{block.out_channels}   SE {block.se_channels or 'none'}",
+        f"out {_shape(cost.shape)}   {cost.params:,} params",
+    ]
+    if block.residual:
+        lines.append(f"drop-path {block.drop_path:.3f}")
+    cluster.node(block.path, "\n".join(lines), fillcolor=COLOURS.get(block.type, "#eeeeee"))
+    graph.edge(previous, block.path, label=_shape(_input_shape(block, report)))
+    return block.path
+
+
+def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
+    """expand -> depthwise -> SE -> project [-> add], inside a cluster of its own."""
+    out_shape = report.shape_of(block.path)
+    spatial_out = out_shape[1:]
+    in_shape = _input_shape(block, report)
+    layers = []  # (node id, label, output shape)
+    if block.expand:
+        layers.append(("expand", f"1×1 conv {block.in_channels}→{block.mid_channels}, BN, {block.activation}", (block.mid_channels, *in_shape[1:])))
+    layers.append(("dw", f"depthwise k{_axes(block.kernel)} s{_axes(block.stride)}, BN, {block.activation}", (block.mid_channels, *spatial_out)))
+    se_width = block.mid_channels if block.se_placement == "after_depthwise" else block.out_channels
+    se_layer = ("se", f"SE {se_width}→{block.se_channels}→{se_width}, {block.se_gate}")
+    if block.se_channels and block.se_placement == "after_depthwise":
+        layers.append((*se_layer, (block.mid_channels, *spatial_out)))
+    layers.append(("project", f"1×1 conv {block.mid_channels}→{block.out_channels}, BN", out_shape))
+    if block.se_channels and block.se_placement == "after_project":
+        layers.append((*se_layer, out_shape))
+    with cluster.subgraph(name=f"cluster_{block.path}") as inner:
+        drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
+        inner.attr(label=f"{block.path}{drop_path}", style="rounded", color="#bbbbbb", fontsize="10")
+        source, shape = previous, in_shape
+        for role, label, layer_shape in layers:
+            node = f"{block.path}.{role}"
+            inner.node(node, label, fillcolor=COLOURS["layer"])
+            graph.edge(source, node, label=_shape(shape))
+            source, shape = node, layer_shape
+        if block.residual:
+            add = f"{block.path}.add"
+            inner.node(add, "+", shape="circle", width="0.3", fixedsize="true", fillcolor=COLOURS["add"], fontsize="12")
+            graph.edge(source, add, label=_shape(shape))
+            graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
+            source = add
+    return source
+
+
+def _skips(plan: ir.Plan):
+    """(block, node before it, node after it) for every residual block."""
+    order = ["stem"] + [b.path for b in plan.blocks] + ["head"]
+    for i, block in enumerate(plan.blocks, start=1):
+        if block.residual:
+            yield block, order[i - 1], order[i + 1]
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _title(report: Report) -> str:
+    plan = report.plan
+    return (
+        f"{plan.name}   {describe_scaling(plan)}   {plan.dims}D   "
+        f"{report.params:,} parameters   {human(report.macs)} MACs at {_shape(report.input_shape)}"
+    )
+
+
+def _stem_label(plan: ir.Plan, report: Report) -> str:
+    stem = plan.stem
+    return "\n".join([
+        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, BN, {stem.activation}",
+        f"in {_shape(report.input_shape)}",
+        f"{stem.in_channels}→{stem.out_channels}   {report.parts[0].params:,} params",
+    ])
+
+
+def _head_label(plan: ir.Plan, report: Report) -> str:
+    head = plan.head
+    params = sum(p.params for p in report.parts if p.path in ("head", "classifier"))
+    classifier = f"dropout {head.dropout:g} → linear {head.conv.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
+    return "\n".join([
+        f"head: 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}, BN, {head.conv.activation}",
+        f"global average pool → {classifier}",
+        f"out {_shape(report.rows[-1].shape)}   {params:,} params",
+    ])
+
+
+def _stage_title(stage: ir.Stage) -> str:
+    repeats = f" ×{len(stage.blocks)}" if len(stage.blocks) > 1 else ""
+    return f"stage {stage.index + 1}: {BLOCK_NAMES.get(stage.type, stage.type)}{stage.expand_ratio} k{_axes(stage.kernel)}{repeats}"
+
+
+def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:
+    """Shape entering ``block``: the output of whatever precedes it."""
+    paths = [p.path for p in report.parts]
+    return report.parts[paths.index(block.path) - 1].shape
+
+
+def _last_path(plan: ir.Plan) -> str:
+    return plan.blocks[-1].path
+
+
+def _axes(values: tuple[int, ...]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape))

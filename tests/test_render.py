@@ -1,0 +1,126 @@
+import os
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+import torch
+
+import archc
+from archc.errors import EmitError
+from archc.diagram import to_dot
+from archc.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+NODE = re.compile(r'^\t+"?([\w.]+)"? \[label=')
+EDGE = re.compile(r'^\t+"?([\w.]+)"? -> "?([\w.]+)"? \[(.*)\]$')
+
+
+def nodes(graph) -> list[str]:
+    return [m.group(1) for line in graph.body if (m := NODE.match(line))]
+
+
+def edges(graph) -> list[tuple[str, str, str]]:
+    return [m.groups() for line in graph.body if (m := EDGE.match(line))]
+
+
+def label_shape(attributes: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.search(r"label=\"?([\d×]+)", attributes).group(1).split("×"))
+
+
+@pytest.mark.parametrize("detail", ["stage", "block", "layer"])
+def test_golden_dot(b0_spec, detail):
+    source = archc.render(b0_spec, detail=detail).source
+    golden = GOLDEN / f"efficientnet_b0.{detail}.dot"
+    if os.environ.get("ARCHC_ACCEPT") == "1":
+        golden.write_text(source)
+    assert golden.exists(), f"no golden file; create it with: ARCHC_ACCEPT=1 python -m pytest {__file__}"
+    assert source == golden.read_text(), (
+        f"{golden.name} differs from the rendered diagram; if the change is intended, look at the diff and "
+        f"accept it with: ARCHC_ACCEPT=1 python -m pytest tests/test_render.py"
+    )
+
+
+@pytest.mark.parametrize("preset, blocks, residual", [("b0", 16, 9), ("b7", 55, 48)])
+def test_node_and_skip_counts(b0_spec, preset, blocks, residual):
+    plan = archc.lower(b0_spec, preset=preset)
+    assert sum(b.residual for b in plan.blocks) == residual  # every block but each stage's first
+    stage = to_dot(plan, "stage")
+    assert nodes(stage) == ["stem", *(f"stages.{i}" for i in range(7)), "head"]
+    block = to_dot(plan, "block")
+    block_nodes = [n for n in nodes(block) if n.startswith("stages.")]
+    assert len(block_nodes) == blocks and nodes(block) == ["stem", *block_nodes, "head"]
+    skips = [e for e in edges(block) if "style=dashed" in e[2]]
+    assert len(skips) == residual
+
+
+def test_edge_shapes_equal_measured_shapes(b0_spec):
+    model = archc.load(b0_spec, resolution=96, seed=0).eval()
+    measured = {}
+    for name, module in [("stem", model.stem)] + [(f"stages.{i}", s) for i, s in enumerate(model.stages)]:
+        module.register_forward_hook(lambda m, i, o, name=name: measured.__setitem__(name, tuple(o.shape[1:])))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 96, 96))
+    stage_edges = edges(to_dot(model.plan, "stage"))
+    assert len(stage_edges) == 8
+    for source, _, attributes in stage_edges:
+        assert label_shape(attributes) == measured[source]
+    block_measured = {}
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage):
+            block.register_forward_hook(lambda m, inp, o, name=f"stages.{i}.{j}": block_measured.__setitem__(name, tuple(o.shape[1:])))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 96, 96))
+    for source, target, attributes in edges(to_dot(model.plan, "block")):
+        if "dashed" not in attributes and source.startswith("stages."):
+            assert label_shape(attributes) == block_measured[source], (source, target)
+
+
+@pytest.mark.parametrize("dims, axes", [(1, 2), (2, 3), (3, 4)])
+def test_shapes_have_one_axis_per_dimension_plus_channels(b0_spec, dims, axes):
+    for _, _, attributes in edges(to_dot(archc.lower(b0_spec, dims=dims, resolution=64), "stage")):
+        assert len(label_shape(attributes)) == axes
+
+
+def test_title_and_colours(b0_spec):
+    graph = archc.render(b0_spec, preset="b2", direction="LR")
+    assert "rankdir=LR" in graph.source
+    assert 'label="efficientnet_b0   preset b2 (width 1.100, depth 1.200)   2D   9,109,994 parameters   994M MACs at 3×260×260"' in graph.source
+    assert graph.source.count('fillcolor="#d5efe2"') == 7  # one colour for every MBConv stage
+
+
+def test_svg_and_png_with_dot(b0_spec, tmp_path):
+    svg, png = tmp_path / "b0.svg", tmp_path / "b0.png"
+    archc.render(b0_spec, svg)
+    archc.render(b0_spec, png, detail="block")
+    root = ElementTree.parse(svg).getroot()
+    text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    for stage in ["stage 1: MBConv1 k3", "stage 2: MBConv6 k3 ×2", "stage 6: MBConv6 k5 ×4", "stage 7: MBConv6 k3"]:
+        assert stage in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_dot_is_explained(b0_spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere
+    with pytest.raises(EmitError, match=r"needs Graphviz's `dot` program.*apt-get install graphviz.*a \.dot file needs no binary"):
+        archc.render(b0_spec, tmp_path / "b0.svg")
+    assert not (tmp_path / "b0.svg").exists()
+    archc.render(b0_spec, tmp_path / "b0.dot")  # DOT text needs no binary
+    assert (tmp_path / "b0.dot").read_text().startswith("digraph efficientnet_b0 {")
+
+
+def test_bad_outputs(b0_spec, tmp_path, capsys):
+    with pytest.raises(EmitError, match=r"unknown output format \.jpeg; use \.dot, \.svg, \.png, \.pdf"):
+        archc.render(b0_spec, tmp_path / "b0.jpeg")
+    with pytest.raises(SystemExit) as info:
+        main(["render", "efficientnet_b0", "-o", str(tmp_path / "b0.gif")])
+    assert info.value.code == 2 and "-o: unknown output format .gif" in capsys.readouterr().err
+    assert main(["render", "efficientnet_b0", "-o", str(tmp_path / "missing" / "b0.svg")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prints_dot_without_output(capsys):
+    assert main(["render", "efficientnet_b0", "--detail", "block", "--preset", "b1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digraph efficientnet_b0 {") and '"stages.6.1"' in out
