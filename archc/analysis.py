@@ -1,8 +1,12 @@
-"""Shapes, parameters and MACs computed from the Plan alone, without building a module.
+"""Shapes, parameters, MACs, receptive field and activation memory computed from the Plan alone.
 
 MACs count the multiply-accumulates of convolutions and linear layers (what the EfficientNet paper calls
 FLOPs, and half of what ``torch.utils.flop_counter`` reports); norms, activations and pooling are free.
-Counts are per sample. Parameters are trainable tensors; BatchNorm running statistics are buffers.
+Parameters are trainable tensors (norm running statistics are buffers). Everything is per sample.
+
+Activation memory is what a training step keeps for backward: every conv, norm and activation output,
+each SE product and residual sum (measured with ``torch.autograd.graph.saved_tensors_hooks``: PyTorch keeps
+an activation's output apart from its input even when the module is in-place).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ class Cost:
     path: str
     params: int
     macs: int
+    activations: int  # elements kept for backward in training
     shape: tuple[int, ...]  # output shape of one sample: (C, *spatial)
+    receptive_field: tuple[int, ...]  # per axis, in input pixels, at the part's output
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class StageRow:
     shape: tuple[int, ...]
     params: int
     macs: int
+    activations: int
+    receptive_field: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Report:
     input_shape: tuple[int, ...]  # (C, *spatial)
     parts: tuple[Cost, ...]
     rows: tuple[StageRow, ...]
+    warnings: tuple[str, ...]  # resolution problems found on the way: collapsing axes, strides that do not divide
 
     @property
     def params(self) -> int:
@@ -55,64 +64,106 @@ class Report:
     def macs(self) -> int:
         return sum(p.macs for p in self.parts)
 
+    @property
+    def activations(self) -> int:
+        return sum(p.activations for p in self.parts)
+
+    def activation_bytes(self, bytes_per_element: int = 4) -> int:
+        """Training activation memory of one sample (4: float32, 2: bfloat16/float16)."""
+        return self.activations * bytes_per_element
+
     def shape_of(self, path: str) -> tuple[int, ...]:
         return next(p.shape for p in self.parts if p.path == path)
 
 
-def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
-    """Output size of a convolution with symmetric ``k // 2`` padding, per axis."""
+@dataclass(frozen=True)
+class _Conv:
+    """A convolution as analysis sees it: channels, kernel, stride, groups, and what follows it."""
+
+    role: str  # its module name in the emitted block (conv_pw, conv_dw, conv_pwl, conv_exp, conv)
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    groups: int = 1
+    norm: bool = True
+    act: bool = True
+    bias: bool = False
+
+
+def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: str = "symmetric") -> tuple[int, ...]:
+    """Output size per axis: symmetric ``k // 2`` padding, or TF "same" (``ceil(n / stride)``)."""
+    if padding == "same":
+        return tuple(-(-n // s) for n, s in zip(size, stride))
     return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, kernel, stride))
 
 
-def _conv(in_c: int, out_c: int, kernel, out_size, groups: int = 1, bias: bool = False) -> tuple[int, int]:
-    weights = out_c * (in_c // groups) * math.prod(kernel)
-    return weights + (out_c if bias else 0), weights * math.prod(out_size)
+def block_convs(block: ir.Block) -> tuple[list[_Conv], list[_Conv]]:
+    """The block's convolutions before and after its SE (the SE sits between them)."""
+    ones = (1,) * len(block.kernel)
+    k, s, c_in, mid, out = block.kernel, block.stride, block.in_channels, block.mid_channels, block.out_channels
+    if block.type == "conv":
+        return [_Conv("conv", c_in, out, k, s)], []
+    if block.type == "fused_mbconv":
+        if not block.expand:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
+            return [_Conv("conv_exp", c_in, out, k, s)], []
+        return [_Conv("conv_exp", c_in, mid, k, s)], [_Conv("conv_pwl", mid, out, ones, ones, act=False)]
+    expand = [_Conv("conv_pw", c_in, mid, ones, ones)] if block.expand else []
+    return expand + [_Conv("conv_dw", mid, mid, k, s, groups=mid)], [_Conv("conv_pwl", mid, out, ones, ones, act=False)]
 
 
-def _conv_norm(in_c: int, out_c: int, kernel, out_size, groups: int = 1) -> tuple[int, int]:
-    params, macs = _conv(in_c, out_c, kernel, out_size, groups)
-    return params + 2 * out_c, macs  # norm: weight and bias
+class _Walker:
+    """Follows the tensor through the network, accumulating costs per part."""
 
+    def __init__(self, plan: ir.Plan):
+        self.plan = plan
+        self.size = plan.resolution
+        self.rf = (1,) * plan.dims  # receptive field
+        self.jump = (1,) * plan.dims  # distance in input pixels between neighbouring outputs
+        self.warnings: list[str] = []
 
-def _layer(layer: ir.ConvLayer, size) -> tuple[Cost, tuple[int, ...]]:
-    out = conv_output(size, layer.kernel, layer.stride)
-    params, macs = _conv_norm(layer.in_channels, layer.out_channels, layer.kernel, out)
-    return Cost(layer.path, params, macs, (layer.out_channels, *out)), out
+    def conv(self, conv: _Conv, where: str) -> tuple[int, int, int, int]:
+        """(params, macs, activation elements, out channels) of one conv [+ norm] [+ act]; advances the size."""
+        self._check(conv, where)
+        out = conv_output(self.size, conv.kernel, conv.stride, self.plan.padding)
+        self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, conv.kernel, self.jump))
+        self.jump = tuple(j * s for j, s in zip(self.jump, conv.stride))
+        self.size = out
+        weights = conv.out_channels * (conv.in_channels // conv.groups) * math.prod(conv.kernel)
+        params = weights + (conv.out_channels if conv.bias else 0) + (2 * conv.out_channels if conv.norm else 0)
+        elements = conv.out_channels * math.prod(out)
+        kept = elements * (1 + conv.norm + conv.act)  # conv output, norm output, activation output
+        return params, weights * math.prod(out), kept, conv.out_channels
 
+    def se(self, channels: int, squeeze: int) -> tuple[int, int, int]:
+        """SE on a map of ``channels``: two 1x1 convs on the pooled vector, then the gated product."""
+        params = channels * squeeze + squeeze + squeeze * channels + channels
+        pooled = channels + 2 * squeeze + 2 * channels  # mean, reduce, act, expand, gate outputs
+        return params, 2 * channels * squeeze, pooled + channels * math.prod(self.size)
 
-def _block(block: ir.Block, size) -> tuple[Cost, tuple[int, ...]]:
-    out = conv_output(size, block.kernel, block.stride)
-    params = macs = 0
-    parts = []
-    if block.expand:
-        parts.append(_conv_norm(block.in_channels, block.mid_channels, (1,), size))
-    parts.append(_conv_norm(block.mid_channels, block.mid_channels, block.kernel, out, groups=block.mid_channels))
-    if block.se_channels:
-        c = block.mid_channels if block.se_placement == "after_depthwise" else block.out_channels
-        parts.append(_conv(c, block.se_channels, (1,), (1,), bias=True))  # on the pooled 1x1 map
-        parts.append(_conv(block.se_channels, c, (1,), (1,), bias=True))
-    parts.append(_conv_norm(block.mid_channels, block.out_channels, (1,), out))
-    for p, m in parts:
-        params, macs = params + p, macs + m
-    return Cost(block.path, params, macs, (block.out_channels, *out)), out
+    def _check(self, conv: _Conv, where: str) -> None:
+        for axis, (n, k, s) in enumerate(zip(self.size, conv.kernel, conv.stride)):
+            if k > 1 and n < k:
+                self.warnings.append(f"{where}: axis {axis} is {n} wide, smaller than the {k}-wide kernel")
+            if s > 1 and n % s:
+                self.warnings.append(f"{where}: axis {axis} is {n} wide, not divisible by the stride {s}")
 
 
 def analyze(plan: ir.Plan) -> Report:
-    """Per-part and per-stage shapes, parameters and MACs of ``plan`` at its resolution."""
-    size = plan.resolution
-    stem, size = _layer(plan.stem, size)
-    parts, rows = [stem], [_row("stem", "conv", 1, plan.stem, stem)]
+    """Per-part and per-stage figures of ``plan`` at its resolution, with warnings about the resolution."""
+    walk = _Walker(plan)
+    stem = plan.stem
+    params, macs, kept, _ = walk.conv(_Conv("conv", stem.in_channels, stem.out_channels, stem.kernel, stem.stride), "stem")
+    parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
+    rows = [_row("stem", "conv", 1, stem, parts[0])]
     for stage in plan.stages:
-        costs = []
-        for block in stage.blocks:
-            cost, size = _block(block, size)
-            costs.append(cost)
+        costs = [_block(walk, block) for block in stage.blocks]
         parts += costs
         first = stage.blocks[0]
         rows.append(
             StageRow(
                 name=str(stage.index + 1),
-                block=f"{_block_name(stage.type)}{stage.expand_ratio}",
+                block=block_title(stage.type, stage.expand_ratio),
                 repeats=len(stage.blocks),
                 in_channels=first.in_channels,
                 out_channels=first.out_channels,
@@ -122,22 +173,53 @@ def analyze(plan: ir.Plan) -> Report:
                 shape=costs[-1].shape,
                 params=sum(c.params for c in costs),
                 macs=sum(c.macs for c in costs),
+                activations=sum(c.activations for c in costs),
+                receptive_field=costs[-1].receptive_field,
             )
         )
-    head, size = _layer(plan.head.conv, size)
+        if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
+            walk.warnings.append(f"stage {stage.index + 1}: the feature map is 1 wide on every axis before the last stage")
+    conv = plan.head.conv
+    params, macs, kept, _ = walk.conv(_Conv("conv", conv.in_channels, conv.out_channels, conv.kernel, conv.stride), "head")
+    head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
     parts.append(head)
-    rows.append(_row("head", "conv", 1, plan.head.conv, head))
+    rows.append(_row("head", "conv", 1, conv, head))
     if plan.head.num_classes:
-        c_in, c_out = plan.head.conv.out_channels, plan.head.num_classes
-        classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, (c_out,))
+        c_in, c_out = conv.out_channels, plan.head.num_classes
+        classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
         parts.append(classifier)
-        rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs))
-    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows))
+        rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
+    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(walk.warnings)))
+
+
+def _block(walk: _Walker, block: ir.Block) -> Cost:
+    before, after = block_convs(block)
+    params = macs = kept = 0
+    channels = block.in_channels
+    for conv in before:
+        p, m, k, channels = walk.conv(conv, block.path)
+        params, macs, kept = params + p, macs + m, kept + k
+    if block.se_channels and block.se_placement == "after_depthwise":
+        p, m, k = walk.se(channels, block.se_channels)
+        params, macs, kept = params + p, macs + m, kept + k
+    for conv in after:
+        p, m, k, channels = walk.conv(conv, block.path)
+        params, macs, kept = params + p, macs + m, kept + k
+    if block.se_channels and block.se_placement == "after_project":
+        p, m, k = walk.se(channels, block.se_channels)
+        params, macs, kept = params + p, macs + m, kept + k
+    if block.residual:
+        kept += block.out_channels * math.prod(walk.size)  # the sum
+    return Cost(block.path, params, macs, kept, (block.out_channels, *walk.size), walk.rf)
 
 
 def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -> StageRow:
-    return StageRow(name, block, repeats, layer.in_channels, layer.out_channels, layer.kernel, layer.stride, 0, cost.shape, cost.params, cost.macs)
+    return StageRow(name, block, repeats, layer.in_channels, layer.out_channels, layer.kernel, layer.stride, 0,
+                    cost.shape, cost.params, cost.macs, cost.activations, cost.receptive_field)
 
 
-def _block_name(block_type: str) -> str:
-    return {"mbconv": "MBConv"}.get(block_type, block_type)
+def block_title(block_type: str, expand_ratio: int) -> str:
+    """``MBConv6``, ``FusedMBConv4``, ``Conv`` as papers name them."""
+    if block_type == "conv":
+        return "Conv"
+    return {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv"}[block_type] + str(expand_ratio)

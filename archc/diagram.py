@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from . import ir
-from .analysis import Report, analyze
+from .analysis import Report, analyze, block_convs, block_title, conv_output
 from .errors import EmitError
 from .files import write_atomic
 from .summary import describe_scaling, human
@@ -23,8 +23,11 @@ DIRECTIONS = ("TB", "LR")
 FORMATS = ("dot", "svg", "png", "pdf")
 
 # One colour per role, the same in every diagram.
-COLOURS = {"stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "layer": "#ffffff", "add": "#fdf2c4"}
-BLOCK_NAMES = {"mbconv": "MBConv"}
+COLOURS = {
+    "stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "fused_mbconv": "#e4dcf3", "conv": "#fbe3c8",
+    "layer": "#ffffff", "add": "#fdf2c4",
+}
+NORM_NAMES = {"batch": "BN", "group": "GN", "instance": "IN", "layer": "LN"}
 
 
 def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "graphviz.Digraph":  # noqa: F821
@@ -115,7 +118,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
 def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     cost = next(p for p in report.parts if p.path == block.path)
     lines = [
-        f"{block.path}  {BLOCK_NAMES.get(block.type, block.type)}{block.mid_channels // block.in_channels} k{_axes(block.kernel)}"
+        f"{block.path}  {block_title(block.type, report.plan.stages[block.stage].expand_ratio)} k{_axes(block.kernel)}"
         + (f" s{_axes(block.stride)}" if any(s > 1 for s in block.stride) else ""),
         f"{block.in_channels}→{block.out_channels}   SE {block.se_channels or 'none'}",
         f"out {_shape(cost.shape)}   {cost.params:,} params",
@@ -128,21 +131,27 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
 
 
 def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
-    """expand -> depthwise -> SE -> project [-> add], inside a cluster of its own."""
-    out_shape = report.shape_of(block.path)
-    spatial_out = out_shape[1:]
+    """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
+    norm = NORM_NAMES[report.plan.norm.type]
+    before, after = block_convs(block)
     in_shape = _input_shape(block, report)
-    layers = []  # (node id, label, output shape)
-    if block.expand:
-        layers.append(("expand", f"1×1 conv {block.in_channels}→{block.mid_channels}, BN, {block.activation}", (block.mid_channels, *in_shape[1:])))
-    layers.append(("dw", f"depthwise k{_axes(block.kernel)} s{_axes(block.stride)}, BN, {block.activation}", (block.mid_channels, *spatial_out)))
-    se_width = block.mid_channels if block.se_placement == "after_depthwise" else block.out_channels
-    se_layer = ("se", f"SE {se_width}→{block.se_channels}→{se_width}, {block.se_gate}")
+    layers, shape = [], in_shape  # (role, label, output shape); roles are the module names
+
+    def add_convs(convs: list) -> None:
+        nonlocal shape
+        for conv in convs:
+            shape = (conv.out_channels, *conv_output(shape[1:], conv.kernel, conv.stride, report.plan.padding))
+            layers.append((conv.role, _conv_label(conv, norm, block.activation), shape))
+
+    def add_se() -> None:
+        layers.append(("se", f"SE {shape[0]}→{block.se_channels}→{shape[0]}, {block.se_gate}", shape))
+
+    add_convs(before)
     if block.se_channels and block.se_placement == "after_depthwise":
-        layers.append((*se_layer, (block.mid_channels, *spatial_out)))
-    layers.append(("project", f"1×1 conv {block.mid_channels}→{block.out_channels}, BN", out_shape))
+        add_se()
+    add_convs(after)
     if block.se_channels and block.se_placement == "after_project":
-        layers.append((*se_layer, out_shape))
+        add_se()
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
         inner.attr(label=f"{block.path}{drop_path}", style="rounded", color="#bbbbbb", fontsize="10")
@@ -159,6 +168,15 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
             graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
             source = add
     return source
+
+
+def _conv_label(conv, norm: str, activation: str) -> str:
+    tail = f", {norm}" + (f", {activation}" if conv.act else "")
+    if conv.groups > 1 and conv.groups == conv.in_channels:
+        return f"depthwise k{_axes(conv.kernel)} s{_axes(conv.stride)}{tail}"
+    if all(k == 1 for k in conv.kernel) and all(st == 1 for st in conv.stride):
+        return f"1×1 conv {conv.in_channels}→{conv.out_channels}{tail}"
+    return f"conv k{_axes(conv.kernel)} s{_axes(conv.stride)} {conv.in_channels}→{conv.out_channels}{tail}"
 
 
 def _skips(plan: ir.Plan):
@@ -183,7 +201,7 @@ def _title(report: Report) -> str:
 def _stem_label(plan: ir.Plan, report: Report) -> str:
     stem = plan.stem
     return "\n".join([
-        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, BN, {stem.activation}",
+        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORM_NAMES[plan.norm.type]}, {stem.activation}",
         f"in {_shape(report.input_shape)}",
         f"{stem.in_channels}→{stem.out_channels}   {report.parts[0].params:,} params",
     ])
@@ -194,7 +212,7 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
     params = sum(p.params for p in report.parts if p.path in ("head", "classifier"))
     classifier = f"dropout {head.dropout:g} → linear {head.conv.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
     return "\n".join([
-        f"head: 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}, BN, {head.conv.activation}",
+        f"head: 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}, {NORM_NAMES[plan.norm.type]}, {head.conv.activation}",
         f"global average pool → {classifier}",
         f"out {_shape(report.rows[-1].shape)}   {params:,} params",
     ])
@@ -202,7 +220,7 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
 
 def _stage_title(stage: ir.Stage) -> str:
     repeats = f" ×{len(stage.blocks)}" if len(stage.blocks) > 1 else ""
-    return f"stage {stage.index + 1}: {BLOCK_NAMES.get(stage.type, stage.type)}{stage.expand_ratio} k{_axes(stage.kernel)}{repeats}"
+    return f"stage {stage.index + 1}: {block_title(stage.type, stage.expand_ratio)} k{_axes(stage.kernel)}{repeats}"
 
 
 def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:

@@ -14,9 +14,10 @@ Axes = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Norm:
-    type: str  # "batch"
+    type: str  # "batch" | "group" | "instance" | "layer"
     eps: float
-    momentum: float
+    momentum: float  # batch norm only
+    groups: int  # group norm only
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,12 @@ class ConvLayer:
 
 @dataclass(frozen=True)
 class Block:
-    """One inverted-residual (MBConv) block: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project [+ skip]."""
+    """One block of a stage. By ``type``:
+
+    - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project [+ skip]
+    - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project [+ skip]; without expansion a single kxk conv
+    - ``conv``: kxk conv -> norm -> activation
+    """
 
     path: str  # "stages.3.1": stage 3, block 1, the module path in the emitted model
     stage: int
@@ -44,7 +50,7 @@ class Block:
     out_channels: int
     kernel: Axes
     stride: Axes
-    expand: bool  # whether a 1x1 expand conv exists (expand ratio > 1)
+    expand: bool  # whether an expand conv exists (expand ratio > 1)
     se_channels: int  # squeeze width; 0 = no SE
     se_placement: str  # "after_depthwise" | "after_project"
     se_gate: str  # "sigmoid" | "hardsigmoid"
@@ -52,6 +58,16 @@ class Block:
     activation: str
     residual: bool  # identity skip (stride 1 and in == out, unless the spec turned it off)
     drop_path: float  # stochastic-depth rate of the skip branch
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """Where the feature map of one reduction level ends (for ``features_only`` encoders)."""
+
+    stage: int  # index of the last stage at this level
+    path: str  # its last block
+    channels: int
+    reduction: Axes  # input size / feature size, per axis
 
 
 @dataclass(frozen=True)
@@ -88,11 +104,13 @@ class Plan:
     dims: int
     in_channels: int
     resolution: Axes  # input size per spatial axis, after scaling
+    padding: str  # "symmetric" (k // 2 each side) | "same" (TF, from each input's size at run time)
     norm: Norm
     stem: ConvLayer
     stages: tuple[Stage, ...]
     head: Head
     scaling: Scaling
+    features: tuple[FeatureLevel, ...]  # one per reduction level, in order
 
     @property
     def blocks(self) -> tuple[Block, ...]:

@@ -63,42 +63,15 @@ def lower(
 
     repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
     total_blocks = sum(repeats)
-    se_activation = spec.se.activation or spec.activation
     stages, index, width_in = [], 0, stem.out_channels
     for i, (row, n) in enumerate(zip(spec.stages, repeats)):
         out = channels(row.channels)
         kernel = axes.get(row.kernel, ("stages", i, "kernel"))
         stride = axes.get(row.stride, ("stages", i, "stride"))
-        se_ratio = spec.se.ratio if row.se is None else row.se
-        if spec.se.placement == "none":
-            se_ratio = 0.0
         blocks = []
         for j in range(n):
             block_in, block_stride = (width_in, stride) if j == 0 else (out, (1,) * dims)
-            mid = block_in * row.expand
-            se_reference = block_in if spec.se.relative_to == "block_input" else mid
-            blocks.append(
-                ir.Block(
-                    path=f"stages.{i}.{j}",
-                    stage=i,
-                    index=index,
-                    type=row.block,
-                    in_channels=block_in,
-                    mid_channels=mid,
-                    out_channels=out,
-                    kernel=kernel,
-                    stride=block_stride,
-                    expand=row.expand != 1,
-                    se_channels=squeeze_channels(se_reference, se_ratio),
-                    se_placement=spec.se.placement,
-                    se_gate=spec.se.gate,
-                    se_activation=se_activation,
-                    activation=spec.activation,
-                    residual=row.residual and block_in == out and all(st == 1 for st in block_stride),
-                    # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
-                    drop_path=spec.stochastic_depth * index / total_blocks,
-                )
-            )
+            blocks.append(_block(spec, row, i, j, index, total_blocks, block_in, out, kernel, block_stride))
             index += 1
         stages.append(ir.Stage(i, row.block, row.expand, kernel, stride, tuple(blocks)))
         width_in = out
@@ -106,17 +79,21 @@ def lower(
     head_conv = ir.ConvLayer(
         path="head",
         in_channels=width_in,
-        out_channels=channels(spec.head.channels),
+        out_channels=channels(spec.head.channels) if spec.head.scale else spec.head.channels,
         kernel=(1,) * dims,
         stride=(1,) * dims,
         activation=spec.activation,
     )
+    norm = ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum, spec.norm.groups)
+    if norm.type == "group":
+        _check_groups(spec, norm.groups, stem, stages, head_conv)
     return ir.Plan(
         name=spec.name,
         dims=dims,
         in_channels=stem.in_channels,
         resolution=res,
-        norm=ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum),
+        padding=spec.padding,
+        norm=norm,
         stem=stem,
         stages=tuple(stages),
         head=ir.Head(
@@ -125,7 +102,73 @@ def lower(
             num_classes=spec.num_classes if num_classes is None else num_classes,
         ),
         scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
+        features=_feature_levels(stem, stages),
     )
+
+
+def _block(spec: Spec, row, stage: int, j: int, index: int, total: int, block_in: int, out: int, kernel, stride) -> ir.Block:
+    """One block of a stage row, every number resolved."""
+    if row.block == "conv":
+        mid, se_ratio = out, 0.0  # conv-norm-act: no expansion, no SE, no skip
+    else:
+        mid = block_in * row.expand  # TF: input_filters * expand_ratio
+        se_ratio = spec.se.ratio if row.se is None else row.se
+    if spec.se.placement == "none":
+        se_ratio = 0.0
+    se_reference = block_in if spec.se.relative_to == "block_input" else mid
+    return ir.Block(
+        path=f"stages.{stage}.{j}",
+        stage=stage,
+        index=index,
+        type=row.block,
+        in_channels=block_in,
+        mid_channels=mid,
+        out_channels=out,
+        kernel=kernel,
+        stride=stride,
+        expand=row.block != "conv" and row.expand != 1,
+        se_channels=squeeze_channels(se_reference, se_ratio),
+        se_placement=spec.se.placement,
+        se_gate=row.se_gate or spec.se.gate,
+        se_activation=spec.se.activation or row.activation or spec.activation,
+        activation=row.activation or spec.activation,
+        residual=row.block != "conv" and row.residual and block_in == out and all(st == 1 for st in stride),
+        # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
+        drop_path=spec.stochastic_depth * index / total,
+    )
+
+
+def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
+    """The last stage of each reduction level: where timm's ``features_only`` taps an EfficientNet."""
+    levels: list[ir.FeatureLevel] = []
+    reduction = stem.stride
+    for stage in stages:
+        for block in stage.blocks:
+            reduction = tuple(r * st for r, st in zip(reduction, block.stride))
+        last = stage.blocks[-1]
+        level = ir.FeatureLevel(stage.index, last.path, last.out_channels, reduction)
+        if levels and levels[-1].reduction == reduction:
+            levels[-1] = level  # a later stage at the same level replaces the earlier one
+        else:
+            levels.append(level)
+    return tuple(levels)
+
+
+def _check_groups(spec: Spec, groups: int, stem, stages, head) -> None:
+    widths = {stem.out_channels: "stem", head.out_channels: "head"}
+    for stage in stages:
+        for block in stage.blocks:
+            for width in (block.mid_channels, block.out_channels):
+                widths.setdefault(width, block.path)
+    for width, where in sorted(widths.items()):
+        if width % groups:
+            raise LoweringError(
+                f"got {groups}, but it does not divide the {width} channels of {where}; "
+                f"choose a divisor of every width (widths are multiples of {spec.scaling.divisor})",
+                file=spec.source.file,
+                line=spec.source.line_of(("norm", "groups")),
+                path="norm.groups",
+            )
 
 
 def _multipliers(spec: Spec, phi: float | None, preset: str | None) -> tuple[Multipliers, float | None, str | None]:

@@ -13,7 +13,18 @@ import typing
 from pathlib import Path as FilePath
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from .errors import SpecError
 from .yaml_source import Path, Source, format_path, read_yaml
@@ -33,7 +44,7 @@ def _one_of(*allowed: int):
 
 def _odd(value: int) -> int:
     if value % 2 == 0:
-        raise ValueError("expected an odd kernel size (symmetric padding needs one)")
+        raise ValueError("expected an odd kernel size")
     return value
 
 
@@ -50,14 +61,32 @@ def _se_ratio(value):
     return 0.0 if value in ("none", False) else value
 
 
-Int = Annotated[int, Strict()]
+def _doc(text: str) -> Field:
+    return Field(description=text)
+
+
+def _per_axis_schema(item: dict) -> WithJsonSchema:
+    """The JSON Schema of a per-axis value: one number, or a list of one per spatial axis."""
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": 3}]})
+
+
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 Float = Annotated[float, Strict()]  # strict floats still take ints (1 -> 1.0), never strings
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
-PerAxis = lambda item: Annotated[tuple[item, ...], BeforeValidator(_per_axis), Field(min_length=1, max_length=3)]  # noqa: E731
-Kernel = PerAxis(Annotated[int, Strict(), Field(gt=0), AfterValidator(_odd)])
-Stride = PerAxis(Annotated[int, Strict(), _one_of(1, 2)])
-Resolution = PerAxis(PositiveInt)
+Kernel = Annotated[
+    tuple[Annotated[int, Strict(), Field(gt=0), AfterValidator(_odd)], ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
+]
+Stride = Annotated[
+    tuple[Annotated[int, Strict(), _one_of(1, 2)], ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"enum": [1, 2]}),
+]
+Resolution = Annotated[
+    tuple[PositiveInt, ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
+]
+BlockType = Literal["mbconv", "fused_mbconv", "conv"]
+Gate = Literal["sigmoid", "hardsigmoid"]
 
 
 class Model(BaseModel):
@@ -65,61 +94,90 @@ class Model(BaseModel):
 
 
 class Norm(Model):
-    type: Literal["batch"] = "batch"  # normalisation layer after every conv
-    eps: Annotated[float, Strict(), Field(gt=0, lt=1)] = 1e-5  # TF EfficientNet uses 1e-3
-    momentum: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.1  # PyTorch convention; TF's 0.99 is 0.01 here
+    """The normalisation layer after every convolution."""
+
+    type: Annotated[Literal["batch", "group", "instance", "layer"], _doc(
+        "batch; group (GroupNorm with `groups`); instance (affine); layer (LayerNorm over channels at each position)"
+    )] = "batch"
+    eps: Annotated[float, Strict(), Field(gt=0, lt=1), _doc("added to the variance; TF EfficientNet uses 1e-3")] = 1e-5
+    momentum: Annotated[float, Strict(), Field(gt=0, le=1), _doc(
+        "batch norm only: running-statistics update, PyTorch convention (TF's 0.99 is 0.01 here)"
+    )] = 0.1
+    groups: Annotated[int, Strict(), Field(gt=0), _doc("group norm only: number of groups; must divide every width")] = 8
 
 
 class Stem(Model):
-    channels: PositiveInt = 32  # before width scaling
-    kernel: Kernel = (3,)
-    stride: Stride = (2,)
+    """The first convolution (conv, norm, activation)."""
+
+    channels: Annotated[int, Strict(), Field(gt=0), _doc("output channels, before width scaling")] = 32
+    kernel: Annotated[Kernel, _doc("odd kernel size, one for all axes or one per axis")] = (3,)
+    stride: Annotated[Stride, _doc("1 or 2, one for all axes or one per axis")] = (2,)
 
 
 class Head(Model):
-    channels: PositiveInt = 1280  # 1x1 conv before pooling, before width scaling
-    dropout: Fraction = 0.2  # before the classifier; a preset may replace it
+    """1x1 conv, norm, activation, global average pooling, dropout, linear classifier."""
+
+    channels: Annotated[int, Strict(), Field(gt=0), _doc("width of the 1x1 conv before pooling")] = 1280
+    scale: Annotated[bool, Strict(), _doc(
+        "scale the head width with the network width (EfficientNet: TF, timm, MONAI); false keeps it fixed (EfficientNetV2)"
+    )] = True
+    dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
 
 
 class SE(Model):
-    ratio: Fraction = 0.25  # squeeze width = max(1, int(reference_channels * ratio))
-    placement: Literal["after_depthwise", "after_project", "none"] = "after_depthwise"  # paper: after depthwise
-    relative_to: Literal["block_input", "expanded"] = "block_input"  # TF, MONAI, torchvision: block input
-    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
-    activation: Optional[Activation] = None  # inside the squeeze; None = the network's activation
+    """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""
+
+    ratio: Annotated[Fraction, _doc("squeeze width = max(1, int(reference channels * ratio)); 0 turns SE off")] = 0.25
+    placement: Annotated[Literal["after_depthwise", "after_project", "none"], _doc(
+        "after the depthwise conv (the paper), after the projection, or nowhere"
+    )] = "after_depthwise"
+    relative_to: Annotated[Literal["block_input", "expanded"], _doc(
+        "the channels the ratio applies to: the block's input (TF, MONAI, torchvision) or its expanded width"
+    )] = "block_input"
+    gate: Annotated[Gate, _doc("the gating function")] = "sigmoid"
+    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; default: the network's")] = None
 
 
 class Stage(Model):
     """One row of the stage table (the paper's Table 1)."""
 
-    block: Literal["mbconv"] = "mbconv"  # block type
-    expand: Annotated[int, Strict(), Field(ge=1)] = 6  # expansion ratio of the inverted bottleneck
-    channels: PositiveInt  # output channels, before width scaling
-    repeats: PositiveInt = 1  # blocks in the stage, before depth scaling
-    stride: Stride = (1,)  # stride of the stage's first block
-    kernel: Kernel = (3,)  # depthwise kernel
-    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio)] = None  # SE ratio override; 0/none disables
-    residual: Annotated[bool, Strict()] = True  # identity skip where shapes allow
+    block: Annotated[BlockType, _doc(
+        "mbconv: [1x1 expand] depthwise [SE] 1x1 project; fused_mbconv (EfficientNetV2): kxk expand [SE] 1x1 project; "
+        "conv: conv, norm, activation"
+    )] = "mbconv"
+    expand: Annotated[int, Strict(), Field(ge=1), _doc("expansion ratio of the inverted bottleneck (1: no expand conv)")] = 6
+    channels: Annotated[int, Strict(), Field(gt=0), _doc("output channels, before width scaling")]
+    repeats: Annotated[int, Strict(), Field(gt=0), _doc("blocks in the stage, before depth scaling")] = 1
+    stride: Annotated[Stride, _doc("stride of the stage's first block: 1 or 2, per axis or one for all")] = (1,)
+    kernel: Annotated[Kernel, _doc("odd kernel size of the spatial conv, per axis or one for all")] = (3,)
+    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this stage; 0 or none turns it off")] = None
+    se_gate: Annotated[Optional[Gate], _doc("SE gate for this stage; default: se.gate")] = None
+    activation: Annotated[Optional[Activation], _doc("activation for this stage; default: the network's")] = None
+    residual: Annotated[bool, Strict(), _doc("identity skip where shapes allow (stride 1, same channels); conv blocks have none")] = True
 
 
 class Preset(Model):
-    width: Annotated[float, Strict(), Field(gt=0)]  # channel multiplier
-    depth: Annotated[float, Strict(), Field(gt=0)]  # repeats multiplier
-    resolution: Optional[PositiveInt] = None  # input size along every spatial axis
-    dropout: Optional[Fraction] = None  # classifier dropout
+    """One released model size, e.g. EfficientNet-B3."""
+
+    width: Annotated[float, Strict(), Field(gt=0), _doc("channel multiplier")]
+    depth: Annotated[float, Strict(), Field(gt=0), _doc("repeats multiplier")]
+    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis")] = None
+    dropout: Annotated[Optional[Fraction], _doc("classifier dropout")] = None
 
 
 class Scaling(Model):
-    alpha: Annotated[float, Strict(), Field(gt=0)] = 1.2  # depth base (paper, section 3.3)
-    beta: Annotated[float, Strict(), Field(gt=0)] = 1.1  # width base
-    gamma: Annotated[float, Strict(), Field(gt=0)] = 1.15  # resolution base
-    divisor: PositiveInt = 8  # channels are rounded to multiples of this
-    round_limit: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.9  # never round below this share of c*width
-    depth_rounding: Literal["ceil", "round"] = "ceil"
-    resolution_rounding: Literal["round", "ceil", "floor"] = "round"
-    phi: Optional[Float] = None  # default compound coefficient when the caller gives none
-    preset: Optional[str] = None  # default preset when the caller gives none
-    presets: dict[str, Preset] = {}
+    """Compound scaling (depth alpha**phi, width beta**phi, resolution gamma**phi) and named presets."""
+
+    alpha: Annotated[float, Strict(), Field(gt=0), _doc("depth base (paper, section 3.3)")] = 1.2
+    beta: Annotated[float, Strict(), Field(gt=0), _doc("width base")] = 1.1
+    gamma: Annotated[float, Strict(), Field(gt=0), _doc("resolution base")] = 1.15
+    divisor: Annotated[int, Strict(), Field(gt=0), _doc("channels are rounded to multiples of this")] = 8
+    round_limit: Annotated[float, Strict(), Field(ge=0, le=1), _doc("rounding never goes below this share of channels * width")] = 0.9
+    depth_rounding: Annotated[Literal["ceil", "round"], _doc("how scaled repeats are rounded (TF: ceil)")] = "ceil"
+    resolution_rounding: Annotated[Literal["round", "ceil", "floor"], _doc("how a scaled resolution is rounded")] = "round"
+    phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset")] = None
+    preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset")] = None
+    presets: Annotated[dict[str, Preset], _doc("named multipliers, e.g. the released b0..b7")] = {}
 
     @model_validator(mode="after")
     def _phi_or_preset(self):
@@ -133,18 +191,25 @@ class Scaling(Model):
 class Spec(Model):
     """A whole network, as written."""
 
-    name: Annotated[str, Strict(), Field(min_length=1)]
-    dims: Annotated[int, Strict(), _one_of(1, 2, 3)] = 2  # spatial dimensions: 1D signals, 2D images, 3D volumes
-    in_channels: PositiveInt = 3
-    num_classes: Annotated[int, Strict(), Field(ge=0)] = 1000  # 0: no classifier, pooled features out
-    resolution: Resolution = (224,)  # input size, per spatial axis or one for all
-    activation: Activation = "silu"
+    name: Annotated[str, Strict(), Field(min_length=1), _doc("the network's name")]
+    dims: Annotated[int, Strict(), _one_of(1, 2, 3), _doc("spatial dimensions: 1 signals, 2 images, 3 volumes")] = 2
+    in_channels: Annotated[int, Strict(), Field(gt=0), _doc("input channels")] = 3
+    num_classes: Annotated[int, Strict(), Field(ge=0), _doc("classes; 0: no classifier, pooled features out")] = 1000
+    resolution: Annotated[Resolution, _doc("input size, one for all axes or one per axis (before scaling)")] = (224,)
+    activation: Annotated[Activation, _doc("activation after every norm except the projections")] = "silu"
+    padding: Annotated[Literal["symmetric", "same"], _doc(
+        "symmetric: k//2 on each side; same: TF's asymmetric 'same' padding, computed from each input at run time"
+    )] = "symmetric"
     norm: Norm = Norm()
     stem: Stem = Stem()
     head: Head = Head()
-    stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0  # final drop-path rate, linear in depth
+    stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1), _doc(
+        "drop-path rate, linear in the global block index (rate * i / blocks)"
+    )] = 0.0
     se: SE = SE()
-    stages: Annotated[list[Stage], Field(min_length=1)]
+    stages: Annotated[list[Stage], Field(min_length=1), _doc(
+        "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
+    )]
     scaling: Scaling = Scaling()
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))

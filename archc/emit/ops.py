@@ -1,13 +1,20 @@
-"""Dimension tables: the one place that knows Conv1d/Conv2d/Conv3d apart (MONAI's factory idea, no more)."""
+"""Dimension tables and the layer factory: the one place that knows Conv1d/Conv2d/Conv3d apart
+(MONAI's factory idea, no more). No axis is hard-coded anywhere."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .. import ir
 from ..errors import EmitError
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 ACTIVATION = {
     "silu": lambda: nn.SiLU(inplace=True),
@@ -22,14 +29,70 @@ ACTIVATION = {
 GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 
 
-def conv(dims: int, in_channels: int, out_channels: int, kernel, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
-    """A convolution with symmetric ``k // 2`` padding per axis."""
-    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,) * dims
-    padding = tuple(k // 2 for k in kernel)
-    return CONV[dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+def _same_padding(cls: type) -> type:
+    """``cls`` with TF's "same" padding, computed from each input's size (not fixed to one image size):
+    total ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)`` per axis, the extra pixel after."""
+
+    class SameConv(cls):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pads: list[int] = []
+            for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
+                total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+                pads += [total // 2, total - total // 2]
+            return super().forward(F.pad(x, pads) if any(pads) else x)
+
+    SameConv.__name__ = SameConv.__qualname__ = f"{cls.__name__}Same"
+    return SameConv
 
 
-def norm(dims: int, kind: str, channels: int, eps: float, momentum: float) -> nn.Module:
-    if kind != "batch":
-        raise EmitError(f"unknown norm {kind!r}")
-    return BATCH_NORM[dims](channels, eps=eps, momentum=momentum)
+SAME_CONV = {dims: _same_padding(cls) for dims, cls in CONV.items()}
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels at each position (ConvNeXt's LayerNorm2d), for any number of axes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Makes the layers of one Plan: its dimensionality, norm and padding decided once."""
+
+    dims: int
+    norm_cfg: ir.Norm
+    padding: str
+
+    @classmethod
+    def of(cls, plan: ir.Plan) -> "Layers":
+        return cls(plan.dims, plan.norm, plan.padding)
+
+    def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
+        kernel, stride = _axes(kernel, self.dims), _axes(stride, self.dims)
+        if self.padding == "same" and (any(k > 1 for k in kernel) or any(s > 1 for s in stride)):
+            return SAME_CONV[self.dims](in_channels, out_channels, kernel, stride=stride, groups=groups, bias=bias)
+        padding = tuple(k // 2 for k in kernel)
+        return CONV[self.dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+
+    def norm(self, channels: int) -> nn.Module:
+        cfg = self.norm_cfg
+        if cfg.type == "batch":
+            return BATCH_NORM[self.dims](channels, eps=cfg.eps, momentum=cfg.momentum)
+        if cfg.type == "group":
+            return nn.GroupNorm(cfg.groups, channels, eps=cfg.eps)
+        if cfg.type == "instance":
+            return INSTANCE_NORM[self.dims](channels, eps=cfg.eps, affine=True)
+        if cfg.type == "layer":
+            return ChannelLayerNorm(channels, eps=cfg.eps)
+        raise EmitError(f"unknown norm {cfg.type!r}")
+
+    @staticmethod
+    def act(name: str) -> nn.Module:
+        return ACTIVATION[name]()
+
+
+def _axes(value, dims: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims

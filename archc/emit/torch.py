@@ -13,18 +13,18 @@ import torch
 from torch import nn
 
 from .. import ir
-from .ops import ACTIVATION, GATE, conv, norm
+from .ops import GATE, NORMS, Layers
 
 
 class ConvNormAct(nn.Sequential):
-    """conv -> norm -> activation; the stem and the head's 1x1 conv."""
+    """conv -> norm -> activation: the stem, the head's 1x1 conv, and ``conv`` blocks."""
 
-    def __init__(self, layer: ir.ConvLayer, dims: int, norm_cfg: ir.Norm):
+    def __init__(self, layers: Layers, in_channels: int, out_channels: int, kernel, stride, activation: str):
         super().__init__(
             OrderedDict(
-                conv=conv(dims, layer.in_channels, layer.out_channels, layer.kernel, layer.stride),
-                bn=norm(dims, norm_cfg.type, layer.out_channels, norm_cfg.eps, norm_cfg.momentum),
-                act=ACTIVATION[layer.activation](),
+                conv=layers.conv(in_channels, out_channels, kernel, stride),
+                bn=layers.norm(out_channels),
+                act=layers.act(activation),
             )
         )
 
@@ -32,12 +32,12 @@ class ConvNormAct(nn.Sequential):
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al. 2018): global average, 1x1 reduce, activation, 1x1 expand, gate."""
 
-    def __init__(self, dims: int, channels: int, squeeze: int, activation: str, gate: str):
+    def __init__(self, layers: Layers, channels: int, squeeze: int, activation: str, gate: str):
         super().__init__()
-        self.spatial = tuple(range(2, 2 + dims))  # every spatial axis, whatever dims is
-        self.conv_reduce = conv(dims, channels, squeeze, 1, bias=True)
-        self.act = ACTIVATION[activation]()
-        self.conv_expand = conv(dims, squeeze, channels, 1, bias=True)
+        self.spatial = tuple(range(2, 2 + layers.dims))  # every spatial axis, whatever dims is
+        self.conv_reduce = layers.conv(channels, squeeze, bias=True)
+        self.act = layers.act(activation)
+        self.conv_expand = layers.conv(squeeze, channels, bias=True)
         self.gate = GATE[gate]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,32 +65,34 @@ class DropPath(nn.Module):
         return f"rate={self.rate:.4f}"
 
 
-class MBConv(nn.Module):
-    """Inverted residual (Sandler et al. 2018) with SE, as in EfficientNet."""
+class _Residual(nn.Module):
+    """What MBConv and FusedMBConv share: the SE and its placement, and the skip with stochastic depth."""
 
-    def __init__(self, block: ir.Block, dims: int, norm_cfg: ir.Norm):
-        super().__init__()
-        act = ACTIVATION[block.activation]
-        mid, se_after_project = block.mid_channels, block.se_placement == "after_project"
-
-        def bn(channels: int) -> nn.Module:
-            return norm(dims, norm_cfg.type, channels, norm_cfg.eps, norm_cfg.momentum)
-
-        if block.expand:
-            self.conv_pw, self.bn1, self.act1 = conv(dims, block.in_channels, mid, 1), bn(mid), act()
-        else:  # expand ratio 1: no expand conv, no keys in the state_dict
-            self.conv_pw = self.bn1 = self.act1 = nn.Identity()
-        self.conv_dw = conv(dims, mid, mid, block.kernel, block.stride, groups=mid)
-        self.bn2, self.act2 = bn(mid), act()
+    def _tail(self, block: ir.Block, layers: Layers, se_channels_in: int) -> None:
+        self.se_after_project = block.se_placement == "after_project"
         if block.se_channels:
-            se_width = block.out_channels if se_after_project else mid
-            self.se = SqueezeExcite(dims, se_width, block.se_channels, block.se_activation, block.se_gate)
+            width = block.out_channels if self.se_after_project else se_channels_in
+            self.se = SqueezeExcite(layers, width, block.se_channels, block.se_activation, block.se_gate)
         else:
             self.se = nn.Identity()
-        self.se_after_project = se_after_project
-        self.conv_pwl, self.bn3 = conv(dims, mid, block.out_channels, 1), bn(block.out_channels)
         self.has_residual = block.residual
         self.drop_path = DropPath(block.drop_path) if block.residual and block.drop_path > 0 else nn.Identity()
+
+
+class MBConv(_Residual):
+    """Inverted residual (Sandler et al. 2018) with SE, as in EfficientNet."""
+
+    def __init__(self, block: ir.Block, layers: Layers):
+        super().__init__()
+        mid = block.mid_channels
+        if block.expand:
+            self.conv_pw, self.bn1, self.act1 = layers.conv(block.in_channels, mid), layers.norm(mid), layers.act(block.activation)
+        else:  # expand ratio 1: no expand conv, no keys in the state_dict
+            self.conv_pw = self.bn1 = self.act1 = nn.Identity()
+        self.conv_dw = layers.conv(mid, mid, block.kernel, block.stride, groups=mid)
+        self.bn2, self.act2 = layers.norm(mid), layers.act(block.activation)
+        self._tail(block, layers, mid)
+        self.conv_pwl, self.bn3 = layers.conv(mid, block.out_channels), layers.norm(block.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -106,47 +108,108 @@ class MBConv(nn.Module):
         return x
 
 
-class Network(nn.Module):
-    """stem -> stages -> head -> global average pool -> dropout -> classifier. ``plan`` is what it was built from."""
+class FusedMBConv(_Residual):
+    """EfficientNetV2's Fused-MBConv (Tan & Le 2021): one kxk conv replaces expand + depthwise.
+    Without expansion it is a single kxk conv-norm-act (torchvision ``FusedMBConv``)."""
 
-    def __init__(self, plan: ir.Plan):
+    def __init__(self, block: ir.Block, layers: Layers):
+        super().__init__()
+        width = block.mid_channels if block.expand else block.out_channels
+        self.conv_exp = layers.conv(block.in_channels, width, block.kernel, block.stride)
+        self.bn1, self.act1 = layers.norm(width), layers.act(block.activation)
+        self._tail(block, layers, width)
+        if block.expand:
+            self.conv_pwl, self.bn2 = layers.conv(width, block.out_channels), layers.norm(block.out_channels)
+        else:
+            self.conv_pwl = self.bn2 = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv_exp(x)))  # fused expand: (N, mid, *S/stride)
+        if not self.se_after_project:
+            x = self.se(x)
+        x = self.bn2(self.conv_pwl(x))  # project: (N, out, *S/stride)
+        if self.se_after_project:
+            x = self.se(x)
+        if self.has_residual:
+            x = self.drop_path(x) + shortcut
+        return x
+
+
+def make_block(block: ir.Block, layers: Layers) -> nn.Module:
+    if block.type == "mbconv":
+        return MBConv(block, layers)
+    if block.type == "fused_mbconv":
+        return FusedMBConv(block, layers)
+    return ConvNormAct(layers, block.in_channels, block.out_channels, block.kernel, block.stride, block.activation)
+
+
+class Network(nn.Module):
+    """stem -> stages -> head -> global average pool -> dropout -> classifier. ``plan`` is what it was built from.
+
+    With ``features_only`` there is no head: ``forward`` returns the feature map at the end of each reduction
+    level, described by ``feature_info`` (stage, module, channels, reduction per axis).
+    """
+
+    def __init__(self, plan: ir.Plan, features_only: bool = False):
         super().__init__()
         self.plan = plan
-        dims = plan.dims
-        self.spatial = tuple(range(2, 2 + dims))
-        self.stem = ConvNormAct(plan.stem, dims, plan.norm)
+        self.features_only = features_only
+        layers = Layers.of(plan)
+        self.spatial = tuple(range(2, 2 + plan.dims))
+        stem = plan.stem
+        self.stem = ConvNormAct(layers, stem.in_channels, stem.out_channels, stem.kernel, stem.stride, stem.activation)
         self.stages = nn.Sequential(
-            *(nn.Sequential(*(MBConv(block, dims, plan.norm) for block in stage.blocks)) for stage in plan.stages)
+            *(nn.Sequential(*(make_block(block, layers) for block in stage.blocks)) for stage in plan.stages)
         )
-        self.head = ConvNormAct(plan.head.conv, dims, plan.norm)
+        self.feature_info = [
+            {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
+        ]
+        if features_only:
+            self._taps = frozenset(f.stage for f in plan.features)
+            return
+        head = plan.head.conv
+        self.head = ConvNormAct(layers, head.in_channels, head.out_channels, head.kernel, head.stride, head.activation)
         self.dropout = nn.Dropout(plan.head.dropout)
-        num_classes, width = plan.head.num_classes, plan.head.conv.out_channels
-        self.classifier = nn.Linear(width, num_classes) if num_classes else nn.Identity()
+        num_classes = plan.head.num_classes
+        self.classifier = nn.Linear(head.out_channels, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, *S) -> (N, C_head, *S/32): the last feature map, before pooling."""
         return self.head(self.stages(self.stem(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One feature map per reduction level, finest first."""
+        x = self.stem(x)
+        maps = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index in self._taps:
+                maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_pyramid(x)
         x = self.forward_features(x)  # (N, C_head, *S')
         x = x.mean(self.spatial)  # (N, C_head)
         return self.classifier(self.dropout(x))  # (N, num_classes)
 
 
-def instantiate(plan: ir.Plan) -> Network:
+def instantiate(plan: ir.Plan, features_only: bool = False) -> Network:
     """The module's structure on the meta device: shapes and no memory, for counting or for loading weights into."""
     with torch.device("meta"):
-        return Network(plan)
+        return Network(plan, features_only)
 
 
-def build(plan: ir.Plan, *, seed: int | None = None, device: torch.device | str = "cpu") -> Network:
+def build(plan: ir.Plan, *, seed: int | None = None, device: torch.device | str = "cpu", features_only: bool = False) -> Network:
     """Emit the module for ``plan``, initialised as TF EfficientNet and timm do.
 
     The module is laid out on the meta device and materialised once, so weights are written a single time
     (not by torch's default init and then again by ours). With ``seed``, weights are bit-identical across
     runs and processes; without it, torch's global generator is used.
     """
-    model = instantiate(plan)
+    model = instantiate(plan, features_only)
     model.to_empty(device=device)
     generator = None
     if seed is not None:
@@ -166,10 +229,12 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
             nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out), generator=generator)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-            module.reset_running_stats()
+        elif isinstance(module, NORMS):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            if getattr(module, "track_running_stats", False):
+                module.reset_running_stats()
         elif isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -bound, bound, generator=generator)
