@@ -142,11 +142,14 @@ class _Walker:
         return params, 2 * channels * squeeze, pooled + channels * math.prod(self.size)
 
     def _check(self, conv: _Conv, where: str) -> None:
-        for axis, (n, k, s) in enumerate(zip(self.size, conv.kernel, conv.stride)):
-            if k > 1 and n < k:
-                self.warnings.append(f"{where}: axis {axis} is {n} wide, smaller than the {k}-wide kernel")
-            if s > 1 and n % s:
-                self.warnings.append(f"{where}: axis {axis} is {n} wide, not divisible by the stride {s}")
+        small = [axis for axis, (n, k) in enumerate(zip(self.size, conv.kernel)) if 1 < k and n < k]
+        if small:
+            self.warnings.append(
+                f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}"
+            )
+        odd = [axis for axis, (n, s) in enumerate(zip(self.size, conv.stride)) if s > 1 and n % s]
+        if odd:
+            self.warnings.append(f"{where}: the {_x(self.size)} input is not divisible by the stride {_x(conv.stride)} on {_list(odd)}")
 
 
 def analyze(plan: ir.Plan) -> Report:
@@ -178,7 +181,7 @@ def analyze(plan: ir.Plan) -> Report:
             )
         )
         if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
-            walk.warnings.append(f"stage {stage.index + 1}: the feature map is 1 wide on every axis before the last stage")
+            walk.warnings.append(f"stage {stage.index + 1}: the feature map has shrunk to 1 on every axis before the last stage")
     conv = plan.head.conv
     params, macs, kept, _ = walk.conv(_Conv("conv", conv.in_channels, conv.out_channels, conv.kernel, conv.stride), "head")
     head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
@@ -196,14 +199,15 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
     before, after = block_convs(block)
     params = macs = kept = 0
     channels = block.in_channels
+    where = f"stage {block.stage + 1}"
     for conv in before:
-        p, m, k, channels = walk.conv(conv, block.path)
+        p, m, k, channels = walk.conv(conv, where)
         params, macs, kept = params + p, macs + m, kept + k
     if block.se_channels and block.se_placement == "after_depthwise":
         p, m, k = walk.se(channels, block.se_channels)
         params, macs, kept = params + p, macs + m, kept + k
     for conv in after:
-        p, m, k, channels = walk.conv(conv, block.path)
+        p, m, k, channels = walk.conv(conv, where)
         params, macs, kept = params + p, macs + m, kept + k
     if block.se_channels and block.se_placement == "after_project":
         p, m, k = walk.se(channels, block.se_channels)
@@ -223,3 +227,11 @@ def block_title(block_type: str, expand_ratio: int) -> str:
     if block_type == "conv":
         return "Conv"
     return {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv"}[block_type] + str(expand_ratio)
+
+
+def _x(values: tuple[int, ...]) -> str:
+    return "x".join(map(str, values))
+
+
+def _list(axes: list[int]) -> str:
+    return ("axis " if len(axes) == 1 else "axes ") + ", ".join(map(str, axes))

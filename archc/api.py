@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from . import ir
 from .errors import CheckpointError, EmitError, LoweringError, SpecError
 from .lower import lower as _lower
-from .spec import Spec, load_spec, parse_spec
+from .spec import Overrides, Spec, load_spec, parse_spec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,40 +37,41 @@ def builtin_specs() -> dict[str, Path]:
     return {}
 
 
-def read(spec: Spec | str | os.PathLike) -> Spec:
-    """A Spec from a Spec, a YAML file path, or the name of a shipped spec."""
+def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
+    """A Spec from a Spec, a YAML file path, or the name of a shipped spec, with ``overrides`` applied
+    (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``), validated like the file."""
     if isinstance(spec, Spec):
-        return spec
+        return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
     path = Path(spec)
     if path.exists():
-        return load_spec(path)
+        return load_spec(path, overrides)
     builtins = builtin_specs()
     if str(spec) in builtins:
-        return load_spec(builtins[str(spec)])
+        return load_spec(builtins[str(spec)], overrides)
     hint = f"; shipped specs: {', '.join(builtins)}" if builtins else ""
     raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
 
 
-def validate(spec: Spec | str | os.PathLike) -> Spec:
+def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
     """Check a spec completely without importing torch: the model itself, then lowering at its own
     settings and at every preset it defines. Returns the Spec; raises an :class:`ArchcError`."""
-    spec = read(spec)
+    spec = read(spec, overrides)
     _lower(spec)
     for preset in spec.scaling.presets:
         _lower(spec, preset=preset)
     return spec
 
 
-def lower(spec: Spec | str | os.PathLike, **args) -> ir.Plan:
+def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
     """Spec (or path, or shipped name) -> Plan. ``args``: phi, preset, dims, in_channels, num_classes, resolution."""
-    return _lower(read(spec), **args)
+    return _lower(read(spec, overrides), **args)
 
 
-def build(plan: ir.Plan, *, seed: int | None = None) -> "nn.Module":
+def build(plan: ir.Plan, *, seed: int | None = None, features_only: bool = False) -> "nn.Module":
     """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``)."""
     from .emit.torch import build as emit
 
-    return emit(plan, seed=seed)
+    return emit(plan, seed=seed, features_only=features_only)
 
 
 def load(
@@ -82,9 +83,14 @@ def load(
     in_channels: int | None = None,
     num_classes: int | None = None,
     resolution: int | tuple[int, ...] | None = None,
+    overrides: Overrides | None = None,
     seed: int | None = None,
+    features_only: bool = False,
 ) -> "nn.Module":
     """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
+
+    ``overrides`` change spec values without editing the file (``{"norm.type": "group"}``). With
+    ``features_only`` the module returns one feature map per reduction level (``model.feature_info``).
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
@@ -96,13 +102,15 @@ def load(
         if value is not None
     }
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
-        if args or seed is not None:
-            given = ", ".join(sorted(args) + (["seed"] if seed is not None else []))
+        extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None), ("features_only", features_only)) if given]
+        if extra:
+            given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
         return _restore(str(source))
-    spec = read(source)
-    model = build(_lower(spec, **args), seed=seed)
-    model.archc_source = BuildSource(spec.source.text, spec.source.file, args)
+    spec = read(source, overrides)
+    model = build(_lower(spec, **args), seed=seed, features_only=features_only)
+    saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}), **({"features_only": True} if features_only else {}))
+    model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return model
 
 
@@ -120,7 +128,8 @@ def render(
 
     if output is not None:
         draw.output_format(os.fspath(output))  # refuse a bad extension before any work
-    plan = source if isinstance(source, ir.Plan) else _lower(read(source), **args)
+    overrides = args.pop("overrides", None)
+    plan = source if isinstance(source, ir.Plan) else _lower(read(source, overrides), **args)
     graph = draw.to_dot(plan, detail=detail, direction=direction)
     if output is not None:
         draw.write(graph, output)
@@ -148,12 +157,13 @@ def _restore(path: str) -> "nn.Module":
     embedded = f"{path} (spec saved from {saved.spec_file})"
     try:
         args = dict(saved.build_args)
+        overrides, features_only = args.pop("overrides", None), args.pop("features_only", False)
         if isinstance(args.get("resolution"), list):
             args["resolution"] = tuple(args["resolution"])
-        plan = _lower(parse_spec(saved.spec_text, file=embedded), **args)
+        plan = _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
     except (SpecError, LoweringError, TypeError) as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
-    model = instantiate(plan)
+    model = instantiate(plan, features_only)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in saved.tensors.items()}
     problems = [f"missing tensor {key} {list(shape)}" for key, shape in expected.items() if key not in found]
@@ -168,3 +178,8 @@ def _restore(path: str) -> "nn.Module":
     model.load_state_dict(saved.tensors, strict=True, assign=True)
     model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
     return model
+
+
+def _plain(overrides: Overrides) -> dict | list:
+    """Overrides as JSON can store them (a checkpoint's metadata)."""
+    return dict(overrides) if isinstance(overrides, dict) else [str(item) for item in overrides]

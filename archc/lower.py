@@ -165,9 +165,7 @@ def _check_groups(spec: Spec, groups: int, stem, stages, head) -> None:
             raise LoweringError(
                 f"got {groups}, but it does not divide the {width} channels of {where}; "
                 f"choose a divisor of every width (widths are multiples of {spec.scaling.divisor})",
-                file=spec.source.file,
-                line=spec.source.line_of(("norm", "groups")),
-                path="norm.groups",
+                **_where(spec, ("norm", "groups")),
             )
 
 
@@ -182,14 +180,19 @@ def _multipliers(spec: Spec, phi: float | None, preset: str | None) -> tuple[Mul
             available = ", ".join(s.presets) or "none: this spec defines no presets"
             raise ScalingError(
                 f"unknown preset {preset!r} (available: {available})",
-                file=spec.source.file,
-                line=spec.source.line_of(("scaling", "presets")),
+                **_where(spec, ("scaling", "presets")),
             )
         p = s.presets[preset]
         return Multipliers(p.width, p.depth, 1.0, p.resolution, p.dropout), None, preset
     if phi is not None:
         return compound(float(phi), s.alpha, s.beta, s.gamma), float(phi), None
     return Multipliers(), None, None
+
+
+def _where(spec: Spec, path: Path) -> dict:
+    """Where ``path`` of the spec was written (or which override set it), for an error."""
+    file, line = spec.source.locate(path)
+    return {"file": file, "line": line, "path": format_path(path)}
 
 
 class _Axes:
@@ -204,9 +207,7 @@ class _Axes:
         if len(value) != self.dims:
             raise LoweringError(
                 f"got {len(value)} values {list(value)} for a {self.dims}D network; give one number or {self.dims}",
-                file=self.spec.source.file,
-                line=self.spec.source.line_of(path),
-                path=format_path(path),
+                **_where(self.spec, path),
             )
         return tuple(value)
 

@@ -9,6 +9,7 @@ axis or a list with one per axis; the list's length is checked against ``dims`` 
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path as FilePath
 from typing import Annotated, Literal, Optional
@@ -222,7 +223,7 @@ class Spec(Model):
 # --------------------------------------------------------------------------- loading
 
 
-def load_spec(path: str | FilePath) -> Spec:
+def load_spec(path: str | FilePath, overrides: Overrides | None = None) -> Spec:
     """Read and validate a spec file. Raises :class:`SpecError` with file and line."""
     name = str(path)
     try:
@@ -233,23 +234,83 @@ def load_spec(path: str | FilePath) -> Spec:
         raise SpecError("is a directory, not a spec file", file=name) from None
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror}", file=name) from None
-    return parse_spec(data, file=name)
+    return parse_spec(data, file=name, overrides=overrides)
 
 
-def parse_spec(text: str | bytes, file: str = "<spec>") -> Spec:
-    """Validate spec text. ``file`` names it in error messages."""
+def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | None = None) -> Spec:
+    """Validate spec text. ``file`` names it in error messages. ``overrides`` replace values before validation:
+    ``{"stages[3].se": "none", "norm.type": "group"}``, or CLI-style ``["stages[3].se=none", ...]``."""
     raw, source = read_yaml(text, file)
     if not isinstance(raw, dict):
         raise SpecError(
             f"a spec is a mapping of keys (name, stages, ...), got {_yaml_kind(raw)}", file=file, line=source.line_of(())
         )
     raw = _expand_stage_table(raw, source)
+    for path, value, origin in _parse_overrides(overrides or {}):
+        _apply_override(raw, path, value, origin)
+        source.origins[path] = origin
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
         raise _spec_error(exc, source) from None
     spec._source = source
     return spec
+
+
+Overrides = typing.Union[dict, list, tuple]
+_PATH_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def parse_override_path(text: str) -> Path:
+    """``stages[3].se`` -> ``("stages", 3, "se")``."""
+    parts: list = []
+    for piece in text.split("."):
+        matches = list(_PATH_PART.finditer(piece))
+        if not piece or "".join(m.group(0) for m in matches) != piece or (matches and matches[0].group(1) is None):
+            raise SpecError(f"{text!r} is not a field path (like stages[3].se or norm.type)", file=f"override {text!r}")
+        parts += [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in matches]
+    return tuple(parts)
+
+
+def _parse_overrides(overrides: Overrides) -> list[tuple[Path, object, str]]:
+    """(path, value, how to name it in errors) per override."""
+    parsed = []
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            parsed.append((parse_override_path(str(key)), value, f"overrides[{str(key)!r}]"))
+        return parsed
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        origin = f"--set {item}"
+        if not sep or not key.strip():
+            raise SpecError("expected PATH=VALUE, like stages[3].se=none", file=origin)
+        value, _ = read_yaml(text, origin) if text.strip() else (None, None)  # YAML: 3, none, [1, 2, 2], true
+        parsed.append((parse_override_path(key.strip()), value, origin))
+    return parsed
+
+
+def _apply_override(raw: dict, path: Path, value: object, origin: str) -> None:
+    node: object = raw
+    for depth, part in enumerate(path[:-1]):
+        nxt = path[depth + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                size = f"has {len(node)} rows" if isinstance(node, list) else "is not a list"
+                raise SpecError(f"{format_path(path[:depth])} {size}", file=origin, path=format_path(path[: depth + 1]))
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise SpecError("is not a mapping", file=origin, path=format_path(path[:depth]))
+            if part not in node or node[part] is None:
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise SpecError("no such row", file=origin, path=format_path(path))
+    elif not isinstance(node, dict):
+        raise SpecError("is not a mapping", file=origin, path=format_path(path[:-1]))
+    node[last] = value
 
 
 def _expand_stage_table(raw: dict, source: Source) -> dict:
@@ -314,7 +375,8 @@ def _spec_error(exc: ValidationError, source: Source) -> SpecError:
         if key in seen:
             continue
         seen.add(key)
-        errors.append(SpecError(message, file=source.file, line=source.line_of(loc), path=format_path(path) or None))
+        file, line = source.locate(loc)
+        errors.append(SpecError(message, file=file, line=line, path=format_path(path) or None))
     errors.sort(key=lambda e: e.line or 0)
     first = errors[0]
     first.also = tuple(errors[1:])

@@ -30,6 +30,14 @@ class Source:
     file: str
     text: str = ""
     lines: dict = field(default_factory=dict, compare=False)
+    origins: dict = field(default_factory=dict, compare=False)  # path -> the override that set it
+
+    def locate(self, path: Path) -> tuple[str, int | None]:
+        """(file, line) of ``path``; for a value set by an override, (the override, None)."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.origins:
+                return self.origins[path[:end]], None
+        return self.file, self.line_of(path)
 
     def line_of(self, path: Path) -> int | None:
         """Line of ``path``, or of its nearest ancestor that has one."""

@@ -130,7 +130,7 @@ def test_validate_does_not_import_torch():
 
 
 def test_missing_file_and_directory():
-    with pytest.raises(SpecError, match="no such file or shipped spec; shipped specs: efficientnet_b0"):
+    with pytest.raises(SpecError, match="no such file or shipped spec; shipped specs: efficientnet3d_b0, efficientnet_b0, efficientnetv2_s, mobilenet_v2"):
         archc.read("nope.yaml")
     with pytest.raises(SpecError, match="is a directory"):
         archc.spec.load_spec(ROOT / "specs")
