@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    spec = api.validate(args.spec)
+    spec = api.validate(args.spec, args.set)
     blocks = sum(row.repeats for row in spec.stages)
     presets = f", presets {', '.join(spec.scaling.presets)}" if spec.scaling.presets else ""
     print(f"{args.spec}: ok ({spec.name}, {spec.dims}D, {len(spec.stages)} stages, {blocks} blocks unscaled{presets})")
@@ -36,12 +36,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .summary import format_summary
+    from .summary import format_summary, format_warnings
 
     if args.output and not args.output.endswith(api.CHECKPOINT_SUFFIX):
         raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
-    model = api.load(args.spec, seed=args.seed, **_lowering_args(args))
-    print(format_summary(analyze(model.plan)))
+    model = api.load(args.spec, seed=args.seed, overrides=args.set, **_lowering_args(args))
+    report = analyze(model.plan)
+    print(format_summary(report))
+    for line in format_warnings(report):
+        print(line, file=sys.stderr)
     measured = sum(p.numel() for p in model.parameters())
     print(f"built {type(model).__name__} with {measured:,} parameters")
     if args.output:
@@ -58,11 +61,26 @@ def _render(args: argparse.Namespace) -> int:
             output_format(args.output)
         except ArchcError as exc:
             raise _usage(f"-o: {exc.message}") from None
-    graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, **_lowering_args(args))
+    graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
     if args.output:
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(graph.source)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .summary import format_info
+
+    print(format_info(analyze(api.lower(args.spec, args.set, **_lowering_args(args)))))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .reference import json_schema_text, markdown
+
+    sys.stdout.write(markdown() if args.markdown else json_schema_text())
     return 0
 
 
@@ -84,7 +102,17 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a spec (does not import torch)")
     validate.add_argument("spec", help="spec file or shipped spec name")
+    _add_set_flag(validate)
     validate.set_defaults(run=_validate)
+
+    info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
+    info.add_argument("spec", help="spec file or shipped spec name")
+    _add_lowering_flags(info)
+    info.set_defaults(run=_info)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of a spec (for editors), or with --markdown its reference")
+    schema.add_argument("--markdown", action="store_true", help="the field reference as Markdown (docs/spec.md)")
+    schema.set_defaults(run=_schema)
 
     build = commands.add_parser("build", help="compile a spec, print its per-stage summary, optionally save it")
     build.add_argument("spec", help="spec file or shipped spec name")
@@ -111,6 +139,11 @@ def _add_lowering_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
     parser.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: no classifier)")
     parser.add_argument("--resolution", type=_resolution, metavar="R", help="input size: one number, or one per axis (32,256,256)")
+    _add_set_flag(parser)
+
+
+def _add_set_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a spec value, e.g. stages[3].se=none or norm.type=group (repeatable)")
 
 
 def _finite_float(text: str) -> float:

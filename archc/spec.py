@@ -193,7 +193,9 @@ class Spec(Model):
     """A whole network, as written."""
 
     name: Annotated[str, Strict(), Field(min_length=1), _doc("the network's name")]
-    dims: Annotated[int, Strict(), _one_of(1, 2, 3), _doc("spatial dimensions: 1 signals, 2 images, 3 volumes")] = 2
+    dims: Annotated[int, Strict(), _one_of(1, 2, 3), WithJsonSchema({"enum": [1, 2, 3]}), _doc(
+        "spatial dimensions: 1 signals, 2 images, 3 volumes"
+    )] = 2
     in_channels: Annotated[int, Strict(), Field(gt=0), _doc("input channels")] = 3
     num_classes: Annotated[int, Strict(), Field(ge=0), _doc("classes; 0: no classifier, pooled features out")] = 1000
     resolution: Annotated[Resolution, _doc("input size, one for all axes or one per axis (before scaling)")] = (224,)
@@ -201,17 +203,17 @@ class Spec(Model):
     padding: Annotated[Literal["symmetric", "same"], _doc(
         "symmetric: k//2 on each side; same: TF's asymmetric 'same' padding, computed from each input at run time"
     )] = "symmetric"
-    norm: Norm = Norm()
-    stem: Stem = Stem()
-    head: Head = Head()
+    norm: Annotated[Norm, _doc("normalisation after every conv")] = Norm()
+    stem: Annotated[Stem, _doc("the first conv")] = Stem()
+    head: Annotated[Head, _doc("the last conv and the classifier")] = Head()
     stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1), _doc(
         "drop-path rate, linear in the global block index (rate * i / blocks)"
     )] = 0.0
-    se: SE = SE()
+    se: Annotated[SE, _doc("squeeze-and-excitation, for every block unless a row overrides it")] = SE()
     stages: Annotated[list[Stage], Field(min_length=1), _doc(
         "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
     )]
-    scaling: Scaling = Scaling()
+    scaling: Annotated[Scaling, _doc("compound scaling coefficients, rounding rules and presets")] = Scaling()
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))
 
@@ -284,7 +286,10 @@ def _parse_overrides(overrides: Overrides) -> list[tuple[Path, object, str]]:
         origin = f"--set {item}"
         if not sep or not key.strip():
             raise SpecError("expected PATH=VALUE, like stages[3].se=none", file=origin)
-        value, _ = read_yaml(text, origin) if text.strip() else (None, None)  # YAML: 3, none, [1, 2, 2], true
+        try:
+            value, _ = read_yaml(text, origin) if text.strip() else (None, None)  # YAML: 3, none, [1, 2, 2], true
+        except SpecError as exc:
+            raise SpecError(exc.message, file=origin) from None  # one line of the user's own: no line number
         parsed.append((parse_override_path(key.strip()), value, origin))
     return parsed
 

@@ -41,12 +41,7 @@ def format_summary(report: Report) -> str:
             )
         )
     table.append(("total", "", str(len(plan.blocks)), "", "", "", "", "", f"{report.params:,}", human(report.macs)))
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    right = {2, 8, 9}  # numbers align right
-    for r, cells in enumerate(table):
-        if r == len(table) - 1:
-            lines.append("  ".join("-" * w for w in widths))
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    lines += _table(table, right={2, 8, 9})  # numbers align right
     lines.append("")
     lines.append(f"parameters {report.params:,}   MACs {human(report.macs)} per sample (convolutions and linear layers)")
     return "\n".join(lines)
@@ -70,3 +65,45 @@ def _axes(values: tuple[int, ...]) -> str:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
+
+
+def format_info(report: Report) -> str:
+    """``archc info``: per stage its output shape, receptive field, parameters, MACs and training activation memory."""
+    plan = report.plan
+    lines = [f"{plan.name}: {plan.dims}D, {describe_scaling(plan)}, input {_shape(report.input_shape)}, padding {plan.padding}", ""]
+    header = ("stage", "block", "n", "output", "receptive field", "params", "MACs", "act fp32", "act bf16")
+    table = [header]
+    for row in report.rows:
+        table.append((row.name, row.block, str(row.repeats), _shape(row.shape), _shape(row.receptive_field),
+                      f"{row.params:,}", human(row.macs), size(4 * row.activations), size(2 * row.activations)))
+    table.append(("total", "", str(len(plan.blocks)), "", "", f"{report.params:,}", human(report.macs),
+                  size(report.activation_bytes(4)), size(report.activation_bytes(2))))
+    lines += _table(table, right={2, 5, 6, 7, 8})
+    lines += ["", "activation memory: what one training sample keeps for backward (fp32 / bf16); multiply by the batch size"]
+    lines += [f"feature levels: " + ", ".join(f"stage {f.stage + 1} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
+    lines += format_warnings(report)
+    return "\n".join(lines)
+
+
+def format_warnings(report: Report) -> list[str]:
+    return [f"warning: {warning}" for warning in report.warnings]
+
+
+def size(n_bytes: int) -> str:
+    """Bytes in binary units: 1536 -> '1.5 KiB'."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r, cells in enumerate(rows):
+        if r == len(rows) - 1:
+            out.append("  ".join("-" * w for w in widths))
+        out.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    return out

@@ -1,0 +1,99 @@
+"""The spec's JSON Schema (for editors) and its Markdown reference (docs/spec.md), both from the pydantic models."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel
+
+from .spec import SE, Head, Norm, Preset, Scaling, Spec, Stage, Stem
+
+_MODELS = (Spec, Stem, Head, Norm, SE, Stage, Scaling, Preset)
+
+
+def json_schema() -> dict:
+    """JSON Schema of a spec file, including the compact stage-table form pydantic does not see."""
+    schema = Spec.model_json_schema()
+    stages = schema["properties"]["stages"]
+    table = {
+        "type": "object",
+        "description": "the paper's Table 1 form: column names, then one list of values per stage",
+        "properties": {
+            "columns": {"type": "array", "items": {"enum": list(Stage.model_fields)}, "uniqueItems": True},
+            "rows": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+        },
+        "required": ["columns", "rows"],
+        "additionalProperties": False,
+    }
+    rows = {key: value for key, value in stages.items() if key != "description"}
+    schema["properties"]["stages"] = {"description": stages.get("description", ""), "anyOf": [rows, table]}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
+def markdown() -> str:
+    """The field reference: one table per section of a spec."""
+    schema = json_schema()
+    definitions = schema.get("$defs", {})
+    out = [
+        "# Spec reference",
+        "",
+        "Every field of an archc spec, generated from the models in `archc/spec.py`",
+        "(regenerate: `archc schema --markdown > docs/spec.md`; the JSON Schema for editors: `archc schema > docs/spec.schema.json`).",
+        "Unknown keys are errors. A kernel, stride or resolution is one number for every spatial axis, or a list with one",
+        "number per axis (`kernel: [1, 3, 3]`).",
+        "",
+    ]
+    for model in _MODELS:
+        section = "spec (top level)" if model is Spec else _section(model)
+        out += [f"## {section}", "", (model.__doc__ or "").strip(), "", "| field | type | default | meaning |", "|---|---|---|---|"]
+        properties = (schema if model is Spec else definitions[model.__name__])["properties"]
+        for name, field in model.model_fields.items():
+            default = "required" if field.is_required() else _yaml(field.default)
+            described = properties[name]
+            out.append(f"| `{name}` | {_type(described, definitions)} | {default} | {field.description or ''} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _section(model: type[BaseModel]) -> str:
+    names = {Stem: "stem", Head: "head", Norm: "norm", SE: "se", Stage: "stages[] (one row)", Scaling: "scaling", Preset: "scaling.presets.NAME"}
+    return names[model]
+
+
+def _type(schema: dict, definitions: dict) -> str:
+    if "$ref" in schema:
+        return f"`{schema['$ref'].rsplit('/', 1)[1].lower()}` section"
+    if "anyOf" in schema:
+        return " or ".join(_type(option, definitions) for option in schema["anyOf"])
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+    if "const" in schema:
+        return f"`{schema['const']}`"
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list of {_type(schema.get('items', {}), definitions)}" if "items" in schema else "list"
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return f"mapping of name to {_type(extra, definitions)}" if isinstance(extra, dict) else "mapping"
+    bounds = [f"{op} {schema[key]}" for key, op in (("exclusiveMinimum", ">"), ("minimum", "≥"), ("exclusiveMaximum", "<"), ("maximum", "≤")) if key in schema]
+    return {"integer": "integer", "number": "number", "string": "text", "boolean": "true/false", "null": "null"}.get(kind, "any") + (
+        f" ({', '.join(bounds)})" if bounds else ""
+    )
+
+
+def _yaml(value: object) -> str:
+    if isinstance(value, BaseModel):
+        return "see section"
+    if isinstance(value, tuple):
+        value = value[0] if len(value) == 1 else list(value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value == {}:
+        return "{}"
+    return f"`{value}`"
