@@ -86,11 +86,18 @@ def load(
     overrides: Overrides | None = None,
     seed: int | None = None,
     features_only: bool = False,
+    weights=None,
+    weights_from: str = "archc",
+    inflate: str | None = None,
 ) -> "nn.Module":
     """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
 
     ``overrides`` change spec values without editing the file (``{"norm.type": "group"}``). With
     ``features_only`` the module returns one feature map per reduction level (``model.feature_info``).
+
+    ``weights`` (a state_dict or a file) are imported from ``weights_from`` (archc, monai, efficientnet_pytorch,
+    torchvision, timm, timm_tf); 2D weights go into a 3D model with ``inflate="center"`` or ``"mean"``; the
+    stem's input channels and a classifier of another size are adapted. ``model.archc_notes`` says what was.
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
@@ -107,8 +114,29 @@ def load(
             given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
         return _restore(str(source))
+    if weights is not None:
+        from .weights import CONVENTIONS
+
+        if weights_from not in CONVENTIONS:
+            raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
+        conventions = CONVENTIONS[weights_from]
+        if weights_from == "archc" and isinstance(weights, (str, os.PathLike)) and str(weights).endswith(CHECKPOINT_SUFFIX):
+            saved = _restore_if_archc(str(weights))
+            if saved is not None:
+                # Keep the padding and eps the weights were built with (say, when inflating them into 3D),
+                # and use the checkpoint's verified tensors.
+                conventions = {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}
+                weights = saved.state_dict()
+        overrides = _with_defaults(conventions, overrides)
     spec = read(source, overrides)
     model = build(_lower(spec, **args), seed=seed, features_only=features_only)
+    model.archc_notes = ()
+    if weights is not None:
+        from .weights import import_weights, read_state_dict
+
+        imported = import_weights(read_state_dict(weights), model, weights_from, inflate)
+        model.load_state_dict(imported.state_dict)
+        model.archc_notes = imported.notes
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}), **({"features_only": True} if features_only else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return model
@@ -183,3 +211,22 @@ def _restore(path: str) -> "nn.Module":
 def _plain(overrides: Overrides) -> dict | list:
     """Overrides as JSON can store them (a checkpoint's metadata)."""
     return dict(overrides) if isinstance(overrides, dict) else [str(item) for item in overrides]
+
+
+def _restore_if_archc(path: str) -> "nn.Module | None":
+    """The saved model, or None when the file is a plain safetensors file (not written by archc)."""
+    try:
+        return _restore(path)
+    except CheckpointError as exc:
+        if "not an archc checkpoint" in exc.message:
+            return None
+        raise
+
+
+def _with_defaults(defaults: dict, overrides: Overrides | None) -> Overrides:
+    """``defaults`` under the user's own ``overrides`` (theirs win), in the user's form (mapping or PATH=VALUE list)."""
+    if not overrides:
+        return dict(defaults)
+    if isinstance(overrides, dict):
+        return {**defaults, **overrides}
+    return [f"{key}={value}" for key, value in defaults.items()] + list(overrides)

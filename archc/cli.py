@@ -14,6 +14,8 @@ from .errors import ArchcError
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
+    if getattr(args, "dims_default", None) and args.dims is None:
+        args.dims = args.dims_default  # `archc inflate` makes a 3D model unless told otherwise
     try:
         return args.run(args)
     except ArchcError as exc:
@@ -84,6 +86,23 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    if not args.output.endswith(api.CHECKPOINT_SUFFIX):
+        raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
+    inflate = getattr(args, "mode", None) or getattr(args, "inflate", None)
+    model = api.load(args.spec, overrides=args.set, seed=args.seed, weights=args.weights, weights_from=args.source,
+                     inflate=inflate, **_lowering_args(args))
+    for note in model.archc_notes:
+        print(note)
+    report = analyze(model.plan)
+    print(f"{model.plan.name}: {model.plan.dims}D, {report.params:,} parameters, weights from {args.source} ({args.weights})")
+    api.save(model, args.output)
+    print(f"saved to {args.output}")
+    return 0
+
+
 def _lowering_args(args: argparse.Namespace) -> dict:
     names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -120,6 +139,28 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, help="initialise weights reproducibly")
     build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
     build.set_defaults(run=_build)
+
+    from .weights import SOURCES
+
+    convert = commands.add_parser("convert", help="import a peer's weights into the archc model of a spec and save it")
+    convert.add_argument("spec", help="spec file or shipped spec name")
+    convert.add_argument("--weights", required=True, metavar="FILE", help="state_dict file (.safetensors, or .pth read with weights_only)")
+    convert.add_argument("--from", dest="source", choices=SOURCES, required=True, help="whose key layout the weights use")
+    convert.add_argument("--inflate", choices=("center", "mean"), help="inflate 2D kernels into a 3D model")
+    _add_lowering_flags(convert)
+    convert.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
+    convert.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
+    convert.set_defaults(run=_convert)
+
+    inflate = commands.add_parser("inflate", help="turn 2D weights into the 3D model of the same spec and save it")
+    inflate.add_argument("spec", help="spec file or shipped spec name")
+    inflate.add_argument("--weights", required=True, metavar="FILE", help="2D weights (.safetensors, or .pth read with weights_only)")
+    inflate.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
+    inflate.add_argument("--mode", choices=("center", "mean"), default="center", help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
+    _add_lowering_flags(inflate)
+    inflate.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
+    inflate.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
+    inflate.set_defaults(run=_convert, dims_default=3)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
     render.add_argument("spec", help="spec file or shipped spec name")

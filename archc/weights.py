@@ -1,0 +1,200 @@
+"""Bringing weights in: peers' EfficientNet checkpoints mapped onto archc's keys, 2D weights inflated into
+3D, input channels and classes adapted.
+
+Every mapping is derived from the Plan: for each tensor of the archc model we name the tensor the peer
+calls it, so each tensor on both sides is used exactly once and anything left over is reported by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from . import ir
+from .errors import CheckpointError
+
+SOURCES = ("archc", "monai", "efficientnet_pytorch", "torchvision", "timm", "timm_tf")
+
+# The conventions each peer's weights were trained with. Importing applies them as spec overrides (the
+# user's own overrides win), so the archc model computes what the peer computes: TF-ported weights expect
+# TF "same" padding and batch-norm eps 1e-3; torchvision and timm's own weights symmetric padding and 1e-5.
+CONVENTIONS = {
+    "archc": {},
+    "monai": {"padding": "same", "norm.eps": 1e-3},
+    "efficientnet_pytorch": {"padding": "same", "norm.eps": 1e-3},
+    "timm_tf": {"padding": "same", "norm.eps": 1e-3},
+    "torchvision": {"padding": "symmetric", "norm.eps": 1e-5},
+    "timm": {"padding": "symmetric", "norm.eps": 1e-5},
+}
+
+# archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
+_TF_PORT_ROLES = {
+    "conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
+    "se.conv_reduce": "_se_reduce", "se.conv_expand": "_se_expand", "conv_pwl": "_project_conv", "bn3": "_bn2",
+}
+# timm's DepthwiseSeparableConv (the expand-ratio-1 block) numbers its layers differently from InvertedResidual.
+_TIMM_SEPARABLE_ROLES = {"conv_dw": "conv_dw", "bn2": "bn1", "se.conv_reduce": "se.conv_reduce", "se.conv_expand": "se.conv_expand", "conv_pwl": "conv_pw", "bn3": "bn2"}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """Tensors ready for ``load_state_dict`` and what was adapted on the way, for the user to read."""
+
+    state_dict: dict
+    notes: tuple[str, ...]
+
+
+def read_state_dict(weights) -> dict:
+    """A state_dict from a mapping, a ``.safetensors`` file, or a torch file (read with ``weights_only=True``,
+    which refuses to run code). Checkpoints that wrap it (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped."""
+    if isinstance(weights, dict):
+        state = weights
+    else:
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise CheckpointError("no such file", file=path)
+        if path.endswith(".safetensors"):
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+
+            try:
+                state = load_file(path)
+            except (SafetensorError, OSError) as exc:
+                raise CheckpointError(f"not a readable safetensors file: {exc}", file=path) from None
+        else:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch reports refused or corrupt pickles with many types
+                raise CheckpointError(f"not a weights file torch can read safely: {str(exc).splitlines()[0]}", file=path) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("expected a mapping of tensor names to tensors (a state_dict)")
+    return {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel / DDP prefixes
+
+
+def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
+    """archc key -> the same tensor's key in ``source``'s state_dict."""
+    if source not in SOURCES:
+        raise CheckpointError(f"unknown weights source {source!r}; expected one of {', '.join(SOURCES)}")
+    if source == "archc":
+        return {key: key for key in keys}
+    blocks = {block.path: block for block in plan.blocks}
+    global_index = {block.path: block.index for block in plan.blocks}
+    head_index = len(plan.stages) + 1  # torchvision: features.0 is the stem, then one entry per stage
+    names = {}
+    for key in keys:
+        prefix, _, leaf = key.rpartition(".")
+        if prefix.startswith("stages."):
+            _, stage, j, role = prefix.split(".", 3)
+            path = f"stages.{stage}.{j}"
+            names[key] = _block_name(source, blocks[path], role, int(stage), int(j), global_index[path], leaf)
+        else:
+            names[key] = _network_name(source, prefix, leaf, head_index)
+    return names
+
+
+def _network_name(source: str, prefix: str, leaf: str, head_index: int) -> str:
+    table = {
+        "monai": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"},
+        "torchvision": {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
+                        "head.bn": f"features.{head_index}.1", "classifier": "classifier.1"},
+        "timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"},
+    }[_family(source)]
+    return f"{table[prefix]}.{leaf}"
+
+
+def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, index: int, leaf: str) -> str:
+    family = _family(source)
+    if block.type != "mbconv" and family != "torchvision" and not (family == "timm" and block.type == "fused_mbconv"):
+        raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
+    if family == "monai":
+        # MONAI nests blocks per stage but names each by its global index; efficientnet-pytorch is flat.
+        where = f"_blocks.{stage}.{index}" if source == "monai" else f"_blocks.{index}"
+        return f"{where}.{_TF_PORT_ROLES[role]}.{leaf}"
+    if family == "timm":
+        name = _TIMM_SEPARABLE_ROLES[role] if block.type == "mbconv" and not block.expand else role
+        return f"blocks.{stage}.{j}.{name}.{leaf}"
+    # torchvision: block.<position>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
+    order = {"mbconv": ["conv_pw", "conv_dw", "se", "conv_pwl"], "fused_mbconv": ["conv_exp", "se", "conv_pwl"], "conv": ["conv"]}[block.type]
+    present = [r for r in order if (r != "conv_pw" or block.expand) and (r != "se" or block.se_channels) and (r != "conv_pwl" or block.type != "fused_mbconv" or block.expand)]
+    norm_of = {"bn1": "conv_pw" if block.type == "mbconv" else "conv_exp", "bn2": "conv_dw" if block.type == "mbconv" else "conv_pwl", "bn3": "conv_pwl", "bn": "conv"}
+    if role.startswith("se."):
+        return f"features.{stage + 1}.{j}.block.{present.index('se')}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
+    if role in norm_of:
+        return f"features.{stage + 1}.{j}.block.{present.index(norm_of[role])}.1.{leaf}"
+    return f"features.{stage + 1}.{j}.block.{present.index(role)}.0.{leaf}"
+
+
+def _family(source: str) -> str:
+    return {"monai": "monai", "efficientnet_pytorch": "monai", "torchvision": "torchvision", "timm": "timm", "timm_tf": "timm"}[source]
+
+
+def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str | None = None) -> Imported:
+    """Map ``peer`` (a state_dict of ``source``) onto ``model``'s keys, adapting what can be adapted:
+    2D kernels inflated into 3D (``inflate``), the stem's input channels, a classifier of another size."""
+    target = model.state_dict()
+    names = peer_names(model.plan, list(target), source)
+    wanted = set(names.values())
+    missing = [f"{names[k]} {list(target[k].shape)}" for k in target if names[k] not in peer]
+    unexpected = [f"{k} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
+    problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
+    if problems:
+        raise CheckpointError(f"{source} weights do not fit this model: " + "; ".join(problems[:12]) + (f"; and {len(problems) - 12} more" if len(problems) > 12 else ""))
+
+    state, notes = {}, []
+    for key, value in target.items():
+        tensor = peer[names[key]]
+        if tensor.shape != value.shape:
+            tensor, adapted = _adapt(key, names[key], tensor, value, inflate)
+            notes += adapted
+        state[key] = tensor.to(value.dtype) if tensor is not value else value
+    inflated = sum(1 for n in notes if n.startswith("inflated"))
+    notes = [n for n in notes if not n.startswith("inflated")] + ([f"inflated {inflated} kernels from 2D to 3D ({inflate})"] if inflated else [])
+    return Imported(state, tuple(notes))
+
+
+def _adapt(key: str, peer_key: str, tensor: torch.Tensor, like: torch.Tensor, inflate: str | None) -> tuple[torch.Tensor, list[str]]:
+    notes = []
+    if tensor.ndim == like.ndim - 1 and like.ndim >= 3 and key.endswith("weight"):
+        if inflate is None:
+            raise CheckpointError(
+                f"{peer_key} is {tensor.ndim - 2}D and the model is {like.ndim - 2}D: pass inflate='center' or 'mean' to inflate it"
+            )
+        tensor = inflate_kernel(tensor, like.shape[2], inflate)
+        notes.append(f"inflated {peer_key}")
+        if tensor.shape == like.shape:
+            return tensor, notes
+    if key == "stem.conv.weight" and tensor.shape[0] == like.shape[0] and tensor.shape[2:] == like.shape[2:]:
+        notes.append(f"adapted the stem from {tensor.shape[1]} to {like.shape[1]} input channels")
+        return adapt_input_channels(tensor, like.shape[1]), notes
+    if key.startswith("classifier.") and tensor.ndim == like.ndim:
+        return like, [f"re-initialised {key} for {like.shape[0]} classes (the weights have {tensor.shape[0]})"]
+    raise CheckpointError(f"{peer_key} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
+
+
+def inflate_kernel(weight: torch.Tensor, depth: int, mode: str) -> torch.Tensor:
+    """(out, in, kh, kw) -> (out, in, depth, kh, kw). ``center``: the 2D kernel in the middle slice, zeros
+    elsewhere, so a volume constant along depth gives the 2D response. ``mean``: repeated and divided by the
+    depth (Carreira & Zisserman 2017, I3D), the same response inside a constant volume."""
+    if mode == "center":
+        out = weight.new_zeros(weight.shape[:2] + (depth,) + weight.shape[2:])
+        out[:, :, depth // 2] = weight
+        return out
+    if mode == "mean":
+        return weight.unsqueeze(2).repeat(1, 1, depth, *([1] * (weight.ndim - 2))) / depth
+    raise CheckpointError(f"unknown inflation {mode!r}; expected 'center' or 'mean'")
+
+
+def adapt_input_channels(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """The stem kernel for another number of input channels: summed for one channel (a grey image sees the
+    sum of what RGB would), else the pretrained channels repeated cyclically and rescaled so the response to
+    an input of equal channels is kept (timm ``adapt_input_conv``)."""
+    have = weight.shape[1]
+    if channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-channels // have)
+    return weight.repeat(1, repeats, *([1] * (weight.ndim - 2)))[:, :channels] * (have / channels)

@@ -1,0 +1,226 @@
+"""Weights that travel: peers' checkpoints imported and checked number for number, 2D -> 3D inflation."""
+
+import os
+import pickle
+
+import efficientnet_pytorch
+import monai.networks.nets as monai_nets
+import pytest
+import torch
+
+import archc
+from archc.errors import CheckpointError
+from archc.weights import peer_names
+from conftest import run_archc
+
+
+def _calibrate(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
+    """Give a fresh model the batch-norm statistics of real data, as trained weights have. Without them the
+    signal fades through the depth (eval-mode norms with unit variance), the last feature map is constant, and
+    a comparison could not tell one padding from another."""
+    generator = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the calibration batches
+            m.weight.data.uniform_(0.5, 1.5, generator=generator)
+            m.bias.data.uniform_(-0.2, 0.2, generator=generator)
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(2, *input_shape, generator=generator))
+    return model.eval()
+
+
+def _compare(model, peer, x) -> float:
+    """Largest difference between the two models' logits and their last feature maps (the head's norm output,
+    before pooling: pooling averages border effects away, so logits alone would hide a padding mismatch)."""
+    maps = []
+    hooks = [model.head.bn.register_forward_hook(lambda m, i, o: maps.append(o.clone())),  # before the in-place act
+             peer._bn1.register_forward_hook(lambda m, i, o: maps.append(o))]
+    with torch.no_grad():
+        ours, theirs = model(x), peer(x)
+    for hook in hooks:
+        hook.remove()
+    assert theirs.std() > 1e-2 and maps[1].std() > 0.1  # the check is not vacuous
+    return max((ours - theirs).abs().max().item(), (maps[0] - maps[1]).abs().max().item())
+
+
+@pytest.mark.parametrize("dims, size, in_channels, num_classes", [(2, 224, 3, 1000), (3, 64, 1, 2)])
+def test_monai_outputs_equal(dims, size, in_channels, num_classes):
+    torch.manual_seed(0)
+    peer = _calibrate(monai_nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=dims,
+                                                in_channels=in_channels, num_classes=num_classes), (in_channels, *(size,) * dims))
+    model = archc.load("efficientnet_b0", dims=dims, in_channels=in_channels, num_classes=num_classes,
+                       weights=peer.state_dict(), weights_from="monai").eval()
+    x = torch.randn(2, in_channels, *(size,) * dims)
+    assert _compare(model, peer, x) < 1e-4
+    assert model.plan.padding == "same" and model.plan.norm.eps == 1e-3  # MONAI's (TF's) conventions
+    # The conventions matter: with symmetric padding the same weights compute something else.
+    other = archc.load("efficientnet_b0", dims=dims, in_channels=in_channels, num_classes=num_classes,
+                       weights=peer.state_dict(), weights_from="monai", overrides={"padding": "symmetric"}).eval()
+    assert _compare(other, peer, x) > 1e-3
+
+
+@pytest.mark.parametrize("preset, size", [("b0", 224), ("b3", 300)])
+def test_efficientnet_pytorch_outputs_equal(preset, size):
+    torch.manual_seed(0)
+    peer = _calibrate(efficientnet_pytorch.EfficientNet.from_name(f"efficientnet-{preset}"), (3, size, size))
+    model = archc.load("efficientnet_b0", preset=preset, weights=peer.state_dict(), weights_from="efficientnet_pytorch").eval()
+    assert _compare(model, peer, torch.randn(2, 3, size, size)) < 1e-4
+
+
+# Published key layouts (torchvision `efficientnet.py`: features.<i>.<j>.block.<k>, SE fc1/fc2, classifier.1;
+# timm `_efficientnet_blocks.py`: conv_stem/bn1, DepthwiseSeparableConv conv_dw/bn1/se/conv_pw/bn2,
+# InvertedResidual conv_pw/bn1/conv_dw/bn2/se/conv_pwl/bn3, conv_head/bn2, classifier), with the shapes of the
+# released B0 / V2-S. These packages cannot be imported here, so the layouts are pinned from their source.
+PUBLISHED = {
+    ("efficientnet_b0", "torchvision"): {
+        "features.0.0.weight": [32, 3, 3, 3], "features.0.1.running_var": [32],
+        "features.1.0.block.0.0.weight": [32, 1, 3, 3], "features.1.0.block.1.fc1.weight": [8, 32, 1, 1],
+        "features.1.0.block.2.0.weight": [16, 32, 1, 1], "features.2.0.block.0.0.weight": [96, 16, 1, 1],
+        "features.2.0.block.1.0.weight": [96, 1, 3, 3], "features.2.0.block.2.fc2.bias": [96],
+        "features.2.0.block.3.1.running_var": [24], "features.6.3.block.1.0.weight": [1152, 1, 5, 5],
+        "features.8.0.weight": [1280, 320, 1, 1], "features.8.1.weight": [1280], "classifier.1.weight": [1000, 1280],
+    },
+    ("efficientnetv2_s", "torchvision"): {
+        "features.0.0.weight": [24, 3, 3, 3], "features.1.0.block.0.0.weight": [24, 24, 3, 3],
+        "features.2.0.block.0.0.weight": [96, 24, 3, 3], "features.2.0.block.1.0.weight": [48, 96, 1, 1],
+        "features.4.0.block.2.fc1.weight": [16, 256, 1, 1], "features.6.14.block.3.1.bias": [256],
+        "features.7.0.weight": [1280, 256, 1, 1], "classifier.1.bias": [1000],
+    },
+    ("efficientnet_b0", "timm"): {
+        "conv_stem.weight": [32, 3, 3, 3], "bn1.weight": [32], "blocks.0.0.conv_dw.weight": [32, 1, 3, 3],
+        "blocks.0.0.bn1.weight": [32], "blocks.0.0.se.conv_reduce.weight": [8, 32, 1, 1], "blocks.0.0.conv_pw.weight": [16, 32, 1, 1],
+        "blocks.0.0.bn2.weight": [16], "blocks.1.0.conv_pw.weight": [96, 16, 1, 1], "blocks.1.0.conv_pwl.weight": [24, 96, 1, 1],
+        "blocks.1.0.bn3.running_mean": [24], "blocks.5.3.se.conv_expand.weight": [1152, 48, 1, 1],
+        "conv_head.weight": [1280, 320, 1, 1], "bn2.weight": [1280], "classifier.weight": [1000, 1280],
+    },
+}
+
+
+@pytest.mark.parametrize("spec, source", PUBLISHED)
+def test_published_key_layouts(spec, source):
+    model = archc.load(spec, seed=0)
+    state = model.state_dict()
+    names = peer_names(model.plan, list(state), source)
+    assert len(set(names.values())) == len(state) == len(names)  # a bijection: every tensor once
+    shapes = {names[k]: list(v.shape) for k, v in state.items()}
+    for key, shape in PUBLISHED[spec, source].items():
+        assert shapes.get(key) == shape, key
+    # A checkpoint in that layout imports back to the same tensors.
+    peer_state = {names[k]: v.clone() for k, v in state.items()}
+    again = archc.load(spec, seed=1, weights=peer_state, weights_from=source)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), state.values()))
+
+
+@pytest.fixture(scope="module")
+def monai_state():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return monai_nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=2).state_dict()
+
+
+def test_missing_extra_and_misshaped_tensors_are_named(monai_state):
+    missing = dict(monai_state)
+    del missing["_blocks.3.6._se_reduce.bias"]
+    with pytest.raises(CheckpointError, match=r"missing _blocks\.3\.6\._se_reduce\.bias \[20\]"):
+        archc.load("efficientnet_b0", weights=missing, weights_from="monai")
+    extra = dict(monai_state, **{"_blocks.9.99._extra.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"unexpected _blocks\.9\.99\._extra\.weight \[3\]"):
+        archc.load("efficientnet_b0", weights=extra, weights_from="monai")
+    misshaped = dict(monai_state, **{"_blocks.2.3._depthwise_conv.weight": torch.zeros(144, 1, 3, 3)})
+    with pytest.raises(CheckpointError, match=r"_blocks\.2\.3\._depthwise_conv\.weight has shape \[144, 1, 3, 3\], the model needs \[144, 1, 5, 5\]"):
+        archc.load("efficientnet_b0", weights=misshaped, weights_from="monai")
+
+
+def test_input_channels_and_classes_are_adapted(monai_state):
+    rgb = archc.load("efficientnet_b0", weights=monai_state, weights_from="monai", resolution=64).eval()
+    grey = archc.load("efficientnet_b0", weights=monai_state, weights_from="monai", in_channels=1, resolution=64).eval()
+    assert "adapted the stem from 3 to 1 input channels" in grey.archc_notes
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(grey(x), rgb(x.expand(2, 3, 64, 64)), atol=1e-5)  # a grey image as RGB
+    five = archc.load("efficientnet_b0", weights=monai_state, weights_from="monai", in_channels=5, num_classes=4, seed=0)
+    assert five.stem.conv.weight.shape == (32, 5, 3, 3)
+    assert "re-initialised classifier.weight for 4 classes (the weights have 1000)" in five.archc_notes
+    fresh = archc.load("efficientnet_b0", in_channels=5, num_classes=4, seed=0, overrides={"padding": "same", "norm.eps": 1e-3})
+    assert torch.equal(five.classifier.weight, fresh.classifier.weight)  # the new model's own initialisation
+    assert torch.equal(five.head.conv.weight, monai_state["_conv_head.weight"])  # the head is kept
+
+
+def test_centre_inflation_reproduces_2d_on_depth_constant_volumes():
+    torch.manual_seed(0)
+    flat = _calibrate(archc.load("efficientnet_b0", seed=0, resolution=64), (3, 64, 64))
+    volume = archc.load("efficientnet_b0", dims=3, resolution=64, weights=flat.state_dict(), inflate="center").eval()
+    assert volume.stages[2][0].conv_dw.weight.shape == (144, 1, 5, 5, 5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits_2d = flat(x)
+        logits_3d = volume(x.unsqueeze(2).expand(2, 3, 16, 64, 64))  # the image repeated along depth
+        assert logits_2d.std() > 1  # calibrated: logits of the size trained weights give
+        # float32: equal up to rounding over 16 blocks (3D convs add their zero taps in another order).
+        assert (logits_2d - logits_3d).abs().max() < 1e-5 * logits_2d.abs().max()
+        # float64: the property itself, exactly.
+        flat.double(), volume.double()
+        x = x.double()
+        assert (flat(x) - volume(x.unsqueeze(2).expand(2, 3, 16, 64, 64))).abs().max() < 1e-9
+
+
+def test_inflation_kernels():
+    from archc.weights import inflate_kernel
+
+    w = torch.randn(4, 2, 3, 3)
+    centre, mean = inflate_kernel(w, 3, "center"), inflate_kernel(w, 3, "mean")
+    assert torch.equal(centre[:, :, 1], w) and centre[:, :, 0].abs().sum() == 0 and centre[:, :, 2].abs().sum() == 0
+    assert torch.allclose(mean.sum(dim=2), w) and torch.allclose(mean[:, :, 0], w / 3)
+
+
+def test_2d_weights_need_an_inflation_mode():
+    flat = archc.load("efficientnet_b0", seed=0)
+    with pytest.raises(CheckpointError, match=r"stem\.conv\.weight is 2D and the model is 3D: pass inflate='center' or 'mean'"):
+        archc.load("efficientnet_b0", dims=3, weights=flat.state_dict())
+
+
+def test_weight_files(tmp_path, monai_state):
+    torch.save(monai_state, tmp_path / "monai.pth")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in monai_state.items()}}, tmp_path / "wrapped.pth")
+    a = archc.load("efficientnet_b0", weights=tmp_path / "monai.pth", weights_from="monai")
+    b = archc.load("efficientnet_b0", weights=str(tmp_path / "wrapped.pth"), weights_from="monai")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(CheckpointError, match="no such file"):
+        archc.load("efficientnet_b0", weights=tmp_path / "absent.pth")
+    with pytest.raises(CheckpointError, match="unknown weights source 'keras'"):
+        archc.load("efficientnet_b0", weights=monai_state, weights_from="keras")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Exploit.marker}",))
+
+
+def test_pickled_code_in_a_weights_file_never_runs(tmp_path):
+    _Exploit.marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"_conv_stem.weight": _Exploit()}))
+    with pytest.raises(CheckpointError, match="not a weights file torch can read safely"):
+        archc.load("efficientnet_b0", weights=evil, weights_from="monai")
+    assert not _Exploit.marker.exists()
+
+
+def test_cli_convert_and_inflate(tmp_path, monai_state):
+    torch.save(monai_state, tmp_path / "monai_b0.pth")
+    converted, inflated = tmp_path / "b0.safetensors", tmp_path / "b0_3d.safetensors"
+    result = run_archc("convert", "efficientnet_b0", "--weights", tmp_path / "monai_b0.pth", "--from", "monai", "-o", converted)
+    assert result.returncode == 0, result.stderr
+    assert f"saved to {converted}" in result.stdout
+    result = run_archc("inflate", "efficientnet_b0", "--weights", converted, "--in-channels", "1", "--num-classes", "2",
+                       "--resolution", "64", "--seed", "0", "-o", inflated)
+    assert result.returncode == 0, result.stderr
+    assert "adapted the stem from 3 to 1 input channels" in result.stdout and "inflated 81 kernels from 2D to 3D (center)" in result.stdout
+    model = archc.load(str(inflated))
+    assert model.plan.dims == 3 and model.plan.in_channels == 1 and model.plan.padding == "same"
+    assert torch.equal(model.head.conv.weight[..., 0, 0, 0], monai_state["_conv_head.weight"][..., 0, 0])
+    bad = run_archc("convert", "efficientnet_b0", "--weights", tmp_path / "monai_b0.pth", "--from", "torchvision", "-o", tmp_path / "x.safetensors")
+    assert bad.returncode == 1 and "torchvision weights do not fit this model: missing features.0.0.weight" in bad.stderr
+    assert not (tmp_path / "x.safetensors").exists()
