@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
+    import torch
 
 SOURCES = ("archc", "monai", "efficientnet_pytorch", "torchvision", "timm", "timm_tf")
 
@@ -49,6 +51,8 @@ class Imported:
 def read_state_dict(weights) -> dict:
     """A state_dict from a mapping, a ``.safetensors`` file, or a torch file (read with ``weights_only=True``,
     which refuses to run code). Checkpoints that wrap it (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped."""
+    import torch
+
     if isinstance(weights, dict):
         state = weights
     else:

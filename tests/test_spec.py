@@ -129,6 +129,16 @@ def test_validate_does_not_import_torch():
     assert result.stdout.strip() == "False False", result.stderr
 
 
+def test_cli_validate_and_info_do_not_import_torch():
+    code = (
+        "import sys; from archc.cli import main\n"
+        "assert main(['validate', 'efficientnet_b0']) == 0 and main(['info', 'efficientnet3d_b0']) == 0\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.stderr.strip() == "False"
+
+
 def test_missing_file_and_directory():
     with pytest.raises(SpecError, match="no such file or shipped spec; shipped specs: efficientnet3d_b0, efficientnet_b0, efficientnetv2_s, mobilenet_v2"):
         archc.read("nope.yaml")
