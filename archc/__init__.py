@@ -8,6 +8,7 @@ Importing archc does not import torch; only the verbs that build modules do.
 from .analysis import analyze as analyze
 from .api import build as build
 from .api import builtin_specs as builtin_specs
+from .api import export as export
 from .api import load as load
 from .api import lower as lower
 from .api import read as read

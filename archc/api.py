@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
+MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: past this a build is refused unless asked for
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def load(
     weights=None,
     weights_from: str = "archc",
     inflate: str | None = None,
+    fuse: bool = False,
+    checkpointing: bool | None = None,
+    max_params: int | None = MAX_PARAMS,
+    sync_bn: bool = False,
 ) -> "nn.Module":
     """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
 
@@ -98,6 +103,11 @@ def load(
     ``weights`` (a state_dict or a file) are imported from ``weights_from`` (archc, monai, efficientnet_pytorch,
     torchvision, timm, timm_tf); 2D weights go into a 3D model with ``inflate="center"`` or ``"mean"``; the
     stem's input channels and a classifier of another size are adapted. ``model.archc_notes`` says what was.
+
+    ``fuse`` folds batch norms into their convs for inference (the model comes back in eval mode);
+    ``checkpointing`` recomputes each block's activations in backward (the spec's ``checkpointing``).
+    A model over ``max_params`` parameters is refused before anything is allocated (None: no limit).
+    ``sync_bn`` turns batch norms into ``SyncBatchNorm`` for multi-GPU training (same state_dict keys).
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
@@ -109,11 +119,13 @@ def load(
         if value is not None
     }
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
-        extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None), ("features_only", features_only)) if given]
+        extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None),
+                                ("features_only", features_only), ("checkpointing", checkpointing is not None)) if given]
         if extra:
             given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
-        return _restore(str(source))
+        model = _restore(str(source))
+        return _fuse(model) if fuse else model
     if weights is not None:
         from .weights import CONVENTIONS
 
@@ -128,8 +140,13 @@ def load(
                 conventions = {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}
                 weights = saved.state_dict()
         overrides = _with_defaults(conventions, overrides)
+    if checkpointing is not None:
+        overrides = _with_defaults({}, overrides)
+        overrides = {**overrides, "checkpointing": checkpointing} if isinstance(overrides, dict) else overrides + [f"checkpointing={str(checkpointing).lower()}"]
     spec = read(source, overrides)
-    model = build(_lower(spec, **args), seed=seed, features_only=features_only)
+    plan = _lower(spec, **args)
+    _check_size(plan, max_params)
+    model = build(plan, seed=seed, features_only=features_only)
     model.archc_notes = ()
     if weights is not None:
         from .weights import import_weights, read_state_dict
@@ -139,7 +156,11 @@ def load(
         model.archc_notes = imported.notes
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}), **({"features_only": True} if features_only else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
-    return model
+    if sync_bn:
+        from torch.nn import SyncBatchNorm
+
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
+    return _fuse(model) if fuse else model
 
 
 def render(
@@ -164,6 +185,13 @@ def render(
     return graph
 
 
+def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1) -> None:
+    """Write a deployable file of ``model``: ``.pt`` TorchScript, ``.pt2`` torch.export, ``.onnx`` ONNX."""
+    from .deploy import export as write
+
+    write(model, path, batch)
+
+
 def save(model: "nn.Module", path: str | os.PathLike) -> None:
     """Write a module made by :func:`load` to a ``.safetensors`` file that :func:`load` restores exactly."""
     from . import checkpoint
@@ -172,6 +200,8 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     if not path.endswith(CHECKPOINT_SUFFIX):
         raise EmitError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
     source = getattr(model, "archc_source", None)
+    if getattr(model, "fused", False):
+        raise EmitError("a fused model is for inference only; save the model before fusing (load(..., fuse=True) fuses on load)", file=path)
     if not isinstance(source, BuildSource):
         raise EmitError("this module was not compiled by archc.load, so its spec is unknown and it cannot be saved", file=path)
     checkpoint.save(path, model.state_dict(), source.spec_text, source.spec_file, source.args)
@@ -211,6 +241,27 @@ def _restore(path: str) -> "nn.Module":
 def _plain(overrides: Overrides) -> dict | list:
     """Overrides as JSON can store them (a checkpoint's metadata)."""
     return dict(overrides) if isinstance(overrides, dict) else [str(item) for item in overrides]
+
+
+def _check_size(plan: ir.Plan, max_params: int | None) -> None:
+    """Refuse, from the Plan's estimate, a build whose weights alone would not fit a machine."""
+    if max_params is None:
+        return
+    from .analysis import analyze
+    from .summary import size
+
+    params = analyze(plan).params
+    if params > max_params:
+        raise LoweringError(
+            f"this model would have {params:,} parameters ({size(4 * params)} of float32 weights), over the limit of "
+            f"{max_params:,}; if that is what you want, pass --max-params {params} (archc.load(..., max_params={params}))"
+        )
+
+
+def _fuse(model: "nn.Module") -> "nn.Module":
+    from .emit.torch import fuse_norms
+
+    return fuse_norms(model)
 
 
 def _restore_if_archc(path: str) -> "nn.Module | None":

@@ -42,7 +42,7 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.output and not args.output.endswith(api.CHECKPOINT_SUFFIX):
         raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
-    model = api.load(args.spec, seed=args.seed, overrides=args.set, **_lowering_args(args))
+    model = api.load(args.spec, seed=args.seed, overrides=args.set, max_params=args.max_params, **_lowering_args(args))
     report = analyze(model.plan)
     print(format_summary(report))
     for line in format_warnings(report):
@@ -103,6 +103,22 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .deploy import export_format
+
+    try:
+        export_format(args.output)
+    except ArchcError as exc:
+        raise _usage(f"-o: {exc.message}") from None
+    if args.spec.endswith(api.CHECKPOINT_SUFFIX):
+        model = api.load(args.spec, fuse=args.fuse)
+    else:
+        model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
+    api.export(model, args.output, batch=args.batch)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _lowering_args(args: argparse.Namespace) -> dict:
     names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -138,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_lowering_flags(build)
     build.add_argument("--seed", type=int, help="initialise weights reproducibly")
     build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
+    build.add_argument("--max-params", type=_positive_int, default=api.MAX_PARAMS, metavar="N",
+                       help=f"refuse to build more parameters than this (default {api.MAX_PARAMS:,})")
     build.set_defaults(run=_build)
 
     from .weights import SOURCES
@@ -161,6 +179,15 @@ def _parser() -> argparse.ArgumentParser:
     inflate.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
     inflate.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
     inflate.set_defaults(run=_convert, dims_default=3)
+
+    export = commands.add_parser("export", help="write TorchScript (.pt), torch.export (.pt2) or ONNX (.onnx)")
+    export.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
+    _add_lowering_flags(export)
+    export.add_argument("--fuse", action="store_true", help="fold batch norms into the convs first")
+    export.add_argument("--batch", type=_positive_int, default=1, help="batch size of the example input (default 1)")
+    export.add_argument("--seed", type=int, help="initialise weights reproducibly (when compiling a spec)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
+    export.set_defaults(run=_export)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
     render.add_argument("spec", help="spec file or shipped spec name")

@@ -111,6 +111,7 @@ class Plan:
     head: Head
     scaling: Scaling
     features: tuple[FeatureLevel, ...]  # one per reduction level, in order
+    checkpointing: bool = False  # recompute each block's activations in backward (training memory)
 
     @property
     def blocks(self) -> tuple[Block, ...]:

@@ -14,6 +14,9 @@ from .spec import Spec
 from .yaml_source import Path, format_path
 
 
+MAX_BLOCKS = 10_000  # EfficientNet-B7 has 55; no network anyone trains has ten thousand
+
+
 def lower(
     spec: Spec,
     *,
@@ -63,6 +66,10 @@ def lower(
 
     repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
     total_blocks = sum(repeats)
+    if total_blocks > MAX_BLOCKS:  # checked before any block exists: phi=100 would ask for millions
+        raise ScalingError(
+            f"depth {mult.depth:.4g} gives {total_blocks:,} blocks; archc stops at {MAX_BLOCKS:,} (is phi or a preset's depth a typo?)"
+        )
     stages, index, width_in = [], 0, stem.out_channels
     for i, (row, n) in enumerate(zip(spec.stages, repeats)):
         out = channels(row.channels)
@@ -103,6 +110,7 @@ def lower(
         ),
         scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
         features=_feature_levels(stem, stages),
+        checkpointing=spec.checkpointing,
     )
 
 

@@ -214,6 +214,9 @@ class Spec(Model):
         "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
     )]
     scaling: Annotated[Scaling, _doc("compound scaling coefficients, rounding rules and presets")] = Scaling()
+    checkpointing: Annotated[bool, Strict(), _doc(
+        "activation checkpointing: each block recomputes its activations in backward (less memory, more time)"
+    )] = False
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))
 

@@ -76,13 +76,17 @@ def read_yaml(text: str | bytes, file: str) -> tuple[object, Source]:
     if "\x00" in text:
         raise SpecError("binary data (a NUL byte); a spec is a YAML text file", file=file)
 
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters already: inside the try
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the file is empty; a spec is a mapping with at least 'name' and 'stages'", file=file, line=1)
         builder = _Builder(loader, file)
         value = builder.build(node, (), 0)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML gives an offset, not a line
+        line = text[: exc.position].count("\n") + 1
+        raise SpecError(f"invalid character U+{exc.character:04X}: control characters are not allowed in YAML", file=file, line=line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -90,7 +94,8 @@ def read_yaml(text: str | bytes, file: str) -> tuple[object, Source]:
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return value, Source(file=file, text=text, lines=builder.lines)
 
 

@@ -31,6 +31,7 @@ EXPECTED = {
     "kernel_axes.yaml": "kernel_axes.yaml:4: stages[0].kernel: got 3 values [1, 3, 3] for a 2D network; give one number or 2",
     "alias_bomb.yaml": "alias_bomb.yaml:2: e[7][8][8][8][8]: the document expands to more than 100,000 values (an alias/anchor bomb?)",
     "binary.yaml": "binary.yaml: not UTF-8 text (byte 0); a spec is a YAML text file",
+    "control_character.yaml": "control_character.yaml:2: invalid character U+0001: control characters are not allowed in YAML",
 }
 
 

@@ -10,7 +10,9 @@ import math
 from collections import OrderedDict
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import ir
 from .ops import GATE, NORMS, Layers
@@ -155,12 +157,14 @@ class Network(nn.Module):
         super().__init__()
         self.plan = plan
         self.features_only = features_only
+        self.fused = False
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         stem = plan.stem
         self.stem = ConvNormAct(layers, stem.in_channels, stem.out_channels, stem.kernel, stem.stride, stem.activation)
+        stage_type = CheckpointedStage if plan.checkpointing else nn.Sequential  # same keys either way
         self.stages = nn.Sequential(
-            *(nn.Sequential(*(make_block(block, layers) for block in stage.blocks)) for stage in plan.stages)
+            *(stage_type(*(make_block(block, layers) for block in stage.blocks)) for stage in plan.stages)
         )
         self.feature_info = [
             {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
@@ -196,13 +200,53 @@ class Network(nn.Module):
         return self.classifier(self.dropout(x))  # (N, num_classes)
 
 
+class CheckpointedStage(nn.Sequential):
+    """A stage whose blocks recompute their activations in backward instead of keeping them (activation
+    checkpointing): memory of one block's internals at a time, for one more forward per block. Only while
+    training with gradients; evaluation runs the blocks as they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            if self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+@torch.no_grad()
+def fuse_norms(model: Network) -> Network:
+    """Fold every batch norm into the conv before it, for inference: ``w' = w * g / sqrt(v + eps)``,
+    ``b' = beta - m * g / sqrt(v + eps)``. The model is put in eval mode; it computes what it computed in eval
+    mode, with one op fewer per conv. Other norms (group, instance, layer) depend on the input and stay."""
+    model.eval()
+    for module in model.modules():
+        for conv_name, norm_name in _CONV_NORM_PAIRS:
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if isinstance(conv, nn.modules.conv._ConvNd) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(module, norm_name, nn.Identity())
+    model.fused = True
+    return model
+
+
+# (conv, the norm right after it) in every module that has them: ConvNormAct, MBConv, FusedMBConv.
+_CONV_NORM_PAIRS = (("conv", "bn"), ("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"), ("conv_exp", "bn1"), ("conv_pwl", "bn2"))
+
+
 def instantiate(plan: ir.Plan, features_only: bool = False) -> Network:
     """The module's structure on the meta device: shapes and no memory, for counting or for loading weights into."""
     with torch.device("meta"):
         return Network(plan, features_only)
 
 
-def build(plan: ir.Plan, *, seed: int | None = None, device: torch.device | str = "cpu", features_only: bool = False) -> Network:
+def build(
+    plan: ir.Plan,
+    *,
+    seed: int | None = None,
+    device: torch.device | str = "cpu",
+    features_only: bool = False,
+) -> Network:
     """Emit the module for ``plan``, initialised as TF EfficientNet and timm do.
 
     The module is laid out on the meta device and materialised once, so weights are written a single time

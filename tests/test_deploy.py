@@ -1,0 +1,100 @@
+"""Training-memory and deployment features: checkpointing, batch-norm folding, compile, exports."""
+
+import pytest
+import torch
+
+import archc
+from archc.errors import EmitError
+from conftest import run_archc
+
+
+def _saved_bytes(model, x) -> tuple[int, torch.Tensor]:
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).square().mean()
+    return sum(kept.values()), loss
+
+
+def test_checkpointing_gives_the_same_gradients_with_less_kept():
+    x = torch.randn(2, 1, 32, 32, 32)
+    results = []
+    for checkpointing in (False, True):
+        model = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, resolution=32, seed=0,
+                           checkpointing=checkpointing, overrides={"stochastic_depth": 0.5}).train()
+        torch.manual_seed(0)  # drop-path masks: recomputation must replay the same ones
+        kept, loss = _saved_bytes(model, x)
+        loss.backward()
+        results.append((kept, loss.item(), {k: p.grad for k, p in model.named_parameters()}))
+        assert model.plan.checkpointing is checkpointing
+    (plain_kept, plain_loss, plain), (ck_kept, ck_loss, ck) = results
+    assert ck_loss == plain_loss
+    assert all(torch.equal(plain[k], ck[k]) for k in plain)
+    assert ck_kept < plain_kept / 4
+
+
+def test_checkpointing_from_the_spec_and_the_state_dict_is_unchanged():
+    spec = archc.spec.parse_spec("name: c\ncheckpointing: true\nstages: [{channels: 16, repeats: 2}]\n")
+    model = archc.load(spec, resolution=32, seed=0)
+    assert type(model.stages[0]).__name__ == "CheckpointedStage"
+    assert list(model.state_dict()) == list(archc.load(spec, resolution=32, seed=0, checkpointing=False).state_dict())
+
+
+@pytest.mark.parametrize("dims, size", [(2, 64), (3, 32)])
+def test_fused_outputs_equal_unfused(dims, size):
+    plain = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
+    with torch.no_grad():  # give the norms statistics worth folding
+        for m in plain.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5)
+    state = plain.state_dict()
+    fused = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0)
+    fused.load_state_dict(state)
+    from archc.emit.torch import fuse_norms
+
+    fuse_norms(fused)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    x = torch.randn(2, 3, *(size,) * dims)
+    with torch.no_grad():
+        assert (plain(x) - fused(x)).abs().max() < 1e-5
+
+
+def test_fused_models_are_not_saved(tmp_path):
+    with pytest.raises(EmitError, match="a fused model is for inference only"):
+        archc.save(archc.load("efficientnet_b0", resolution=32, fuse=True), tmp_path / "f.safetensors")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_compiles_without_graph_breaks(dims):
+    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=16, seed=0, overrides={"padding": "same"}).eval()
+    x = torch.randn(2, 1, *(16,) * dims)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # fullgraph: any graph break raises
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("extension", [".pt", ".pt2"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_exports_reproduce_outputs(tmp_path, extension, dims):
+    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=32, seed=0).eval()
+    path = tmp_path / f"model{extension}"
+    archc.export(model, path)
+    x = torch.randn(2, 1, *(32,) * dims)
+    loaded = torch.jit.load(path) if extension == ".pt" else torch.export.load(path).module()
+    with torch.no_grad():
+        assert (loaded(x) - model(x)).abs().max() < 1e-5
+
+
+def test_export_errors(tmp_path):
+    model = archc.load("tests/fixtures/tiny3d.yaml", seed=0)
+    with pytest.raises(EmitError, match=r"unknown export format \.h5"):
+        archc.export(model, tmp_path / "m.h5")
+    result = run_archc("export", "tests/fixtures/tiny3d.yaml", "-o", tmp_path / "m.zip")
+    assert result.returncode == 2 and "unknown export format .zip" in result.stderr
