@@ -94,6 +94,7 @@ def load(
     checkpointing: bool | None = None,
     max_params: int | None = MAX_PARAMS,
     sync_bn: bool = False,
+    channels_last: bool = False,
 ) -> "nn.Module":
     """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
 
@@ -108,6 +109,8 @@ def load(
     ``checkpointing`` recomputes each block's activations in backward (the spec's ``checkpointing``).
     A model over ``max_params`` parameters is refused before anything is allocated (None: no limit).
     ``sync_bn`` turns batch norms into ``SyncBatchNorm`` for multi-GPU training (same state_dict keys).
+    ``channels_last`` keeps weights and activations in NHWC / NDHWC order: faster for inference on CPUs and
+    for 2D training, slower for 3D training (docs/performance.md).
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
@@ -160,7 +163,13 @@ def load(
         from torch.nn import SyncBatchNorm
 
         model = SyncBatchNorm.convert_sync_batchnorm(model)
-    return _fuse(model) if fuse else model
+    if fuse:
+        model = _fuse(model)
+    if channels_last:
+        if model.plan.dims == 1:
+            raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+        model.set_channels_last()
+    return model
 
 
 def render(

@@ -87,6 +87,11 @@ def speed(repeats: int) -> list[tuple[str, str, float]]:
         rows.append(("2D b0 inference, fused BN", name, ratio(inference(fused, x), inference(peer, x), repeats)))
         ours.train(), peer.train()
         rows.append(("2D b0 training step", name, ratio(train_step(ours, x, y), train_step(peer, x, y), max(3, repeats // 2))))
+        cl = archc.load("efficientnet_b0", seed=0, channels_last=True)
+        peer.eval()
+        rows.append(("2D b0 inference, channels-last", name, ratio(inference(cl.eval(), x), inference(peer, x), repeats)))
+        peer.train()
+        rows.append(("2D b0 training step, channels-last", name, ratio(train_step(cl.train(), x, y), train_step(peer, x, y), max(3, repeats // 2))))
     # 3D b0, 1 channel, 2 classes, batch 2 at 64^3.
     x, y = torch.randn(2, 1, 64, 64, 64), torch.randint(0, 2, (2,))
     ours = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0)
@@ -97,9 +102,12 @@ def speed(repeats: int) -> list[tuple[str, str, float]]:
     ours.eval(), peer.eval()
     rows.append(("3D b0 inference, batch 2, 64³", "MONAI", ratio(inference(ours, x), inference(peer, x), repeats)))
     rows.append(("3D b0 inference, fused BN", "MONAI", ratio(inference(fused, x), inference(peer, x), repeats)))
-    cl = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, fuse=True).to(memory_format=torch.channels_last_3d)
-    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
-    rows.append(("3D b0 inference, fused, channels-last", "MONAI", ratio(inference(cl, x_cl), inference(peer, x), repeats)))
+    cl = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, channels_last=True).eval()
+    rows.append(("3D b0 inference, channels-last", "MONAI", ratio(inference(cl, x), inference(peer, x), repeats)))
+    cl_fused = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, fuse=True, channels_last=True)
+    rows.append(("3D b0 inference, channels-last, fused BN", "MONAI", ratio(inference(cl_fused, x), inference(peer, x), repeats)))
+    cl.train()
+    rows.append(("3D b0 training step, channels-last", "MONAI", ratio(train_step(cl, x, y), train_step(peer, x, y), max(3, repeats // 2))))
     # bfloat16 autocast against archc's own float32.
     def bf16():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):

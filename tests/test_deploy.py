@@ -98,3 +98,15 @@ def test_export_errors(tmp_path):
         archc.export(model, tmp_path / "m.h5")
     result = run_archc("export", "tests/fixtures/tiny3d.yaml", "-o", tmp_path / "m.zip")
     assert result.returncode == 2 and "unknown export format .zip" in result.stderr
+
+
+@pytest.mark.parametrize("dims, size", [(2, 64), (3, 32)])
+def test_channels_last_computes_the_same(dims, size):
+    plain = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
+    fast = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0, channels_last=True, fuse=True)
+    assert fast.stem.conv.weight.is_contiguous(memory_format=fast.memory_format)
+    x = torch.randn(2, 3, *(size,) * dims)  # an ordinary contiguous input: the model converts it
+    with torch.no_grad():
+        assert (plain(x) - fast(x)).abs().max() < 1e-4
+    with pytest.raises(archc.LoweringError, match="a 1D model has none"):
+        archc.load("efficientnet_b0", dims=1, resolution=32, channels_last=True)
