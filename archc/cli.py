@@ -119,6 +119,79 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .search import constraint, curve, plot_curve
+    from .summary import human
+
+    spec = api.read(args.spec, args.set)
+    dims = args.dims or spec.dims
+    s = spec.scaling
+    points = curve(spec, args.phi_range, dims=dims)
+    print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {s.gamma:g} "
+          f"gives {s.alpha * s.beta**2 * s.gamma**dims:.3f} by the formula")
+    print()
+    print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
+    for p in points:
+        print(f"{p.phi:>5g}  {p.width:>6.3f}  {p.depth:>6.3f}  {'x'.join(map(str, p.resolution)):>14}  {p.params:>12,}  "
+              f"{human(p.macs):>7}  {p.macs_ratio:>9.2f}")
+    presets = {}
+    for name in s.presets:
+        report = analyze(api.lower(spec, preset=name, dims=dims))
+        presets[name] = (report.params, report.macs)
+    if presets:
+        print()
+        print("presets: " + ", ".join(f"{name} {n:,} params {human(m)} MACs" for name, (n, m) in presets.items()))
+    for p in points:
+        for warning in p.warnings:
+            print(f"warning: phi {p.phi:g}: {warning}", file=sys.stderr)
+    if args.output:
+        plot_curve(points, presets, args.output, f"{spec.name} ({dims}D): compound scaling")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import importlib
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .search import grid
+
+    module_name, _, function = args.evaluate.partition(":")
+    try:
+        evaluate = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise _usage(f"--evaluate: cannot import {args.evaluate!r} ({exc}); give package.module:function") from None
+    executor = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
+    try:
+        ranked = grid(args.spec, evaluate, budget=args.budget, step=args.step, tolerance=args.tolerance, dims=args.dims,
+                      executor=executor, results=args.results, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    if not ranked:
+        print("no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance")
+        return 1
+    print(f"{'rank':>4}  {'alpha':>6}  {'beta':>6}  {'gamma':>6}  {'MACs x':>7}  score")
+    for rank, r in enumerate(ranked[:10], start=1):
+        print(f"{rank:>4}  {r.alpha:>6g}  {r.beta:>6g}  {r.gamma:>6g}  {r.macs_ratio:>7.3f}  {r.score:.6g}")
+    print()
+    print("# paste into the spec:")
+    print(ranked[0].scaling_block(), end="")
+    return 0
+
+
+def _phi_range(text: str) -> list[float]:
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(parts[0]), float(parts[1]), float(parts[2]) if len(parts) == 3 else 1.0)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected START:STOP or START:STOP:STEP, got {text!r}") from None
+    if step <= 0 or stop < start or (stop - start) / step > 100:
+        raise argparse.ArgumentTypeError(f"expected START <= STOP and at most 100 steps, got {text!r}")
+    return [round(start + i * step, 6) for i in range(int((stop - start) / step + 1e-9) + 1)]
+
+
 def _lowering_args(args: argparse.Namespace) -> dict:
     names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -188,6 +261,25 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=int, help="initialise weights reproducibly (when compiling a spec)")
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
     export.set_defaults(run=_export)
+
+    scale = commands.add_parser("scale", help="scaling curve: width, depth, resolution, params and MACs per phi (no torch)")
+    scale.add_argument("spec", help="spec file or shipped spec name")
+    scale.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions (the FLOPs constraint follows them)")
+    scale.add_argument("--phi-range", type=_phi_range, default=_phi_range("0:7"), metavar="A:B[:STEP]", help="phis to tabulate (default 0:7)")
+    _add_set_flag(scale)
+    scale.add_argument("-o", "--output", metavar="FILE.png", help="draw the curve (needs matplotlib)")
+    scale.set_defaults(run=_scale)
+
+    search = commands.add_parser("search", help="grid-search alpha, beta, gamma at phi = 1 under a MACs budget")
+    search.add_argument("spec", help="spec file or shipped spec name")
+    search.add_argument("--evaluate", required=True, metavar="MODULE:FUNCTION", help="your evaluate(model, resolution) -> score")
+    search.add_argument("--budget", type=_finite_float, default=2.0, help="MACs ratio at phi = 1 (default 2)")
+    search.add_argument("--step", type=_finite_float, default=0.05, help="grid step of each coefficient (default 0.05)")
+    search.add_argument("--tolerance", type=_finite_float, default=0.05, help="relative distance to the budget allowed (default 0.05)")
+    search.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions")
+    search.add_argument("--workers", type=_positive_int, default=1, help="evaluate in a local process pool of N workers")
+    search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
+    search.set_defaults(run=_search)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
     render.add_argument("spec", help="spec file or shipped spec name")
