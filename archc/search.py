@@ -58,6 +58,7 @@ class Candidate:
     beta: float
     gamma: float
     macs_ratio: float  # measured at phi = 1 over phi = 0
+    network: tuple = ()  # what the Plan resolves to; rounding makes many coefficient triples the same network
 
     @property
     def key(self) -> str:
@@ -101,12 +102,18 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
                     break
                 if ratio < low:
                     continue
-                candidate = Candidate(alpha, beta, gamma, ratio)
+                candidate = Candidate(alpha, beta, gamma, ratio, _network(report.plan))
                 if report.collapsed:
                     skipped.append((candidate, "; ".join(w for w in report.warnings if "smaller than" in w or "shrunk" in w)))
                 else:
                     found.append(candidate)
     return found, skipped
+
+
+def _network(plan) -> tuple:
+    """Everything that decides the weights' shapes and the input size, without the multipliers themselves."""
+    return (plan.resolution, plan.stem.out_channels, plan.head.conv.out_channels,
+            tuple((b.in_channels, b.mid_channels, b.out_channels, b.se_channels) for b in plan.blocks))
 
 
 def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:
@@ -164,21 +171,27 @@ def grid(
     say(f"{len(found)} candidates under {constraint(dims or spec.dims)} = {budget:g} (±{tolerance:.0%}); {len(found) - len(todo)} already done")
     lower_args = dict(args, dims=dims) if dims else dict(args)
     started, best = time.monotonic(), max(done.values(), key=lambda r: r.score, default=None)
+    # One evaluation per distinct network; the triples that build the same one share its score.
+    by_network: dict[tuple, list[Candidate]] = {}
+    for candidate in todo:
+        by_network.setdefault(candidate.network, []).append(candidate)
+    say(f"{len(by_network)} distinct networks to evaluate")
     task = (spec.source.text, spec.source.file)
     if executor is None:  # one at a time, each recorded before the next starts
-        finished = ((c, evaluate_candidate(*task, c, lower_args, evaluate)) for c in todo)
+        finished = ((group, evaluate_candidate(*task, group[0], lower_args, evaluate)) for group in by_network.values())
     else:
-        futures = {executor.submit(evaluate_candidate, *task, c, lower_args, evaluate): c for c in todo}
+        futures = {executor.submit(evaluate_candidate, *task, group[0], lower_args, evaluate): group for group in by_network.values()}
         finished = ((futures[f], f.result()) for f in as_completed(futures))
-    for n, (candidate, score) in enumerate(finished, start=1):
-        result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
-        done[candidate.key] = result
-        _append_result(results, candidate.key, result)
-        if best is None or result.score > best.score:
-            best = result
+    for n, (group, score) in enumerate(finished, start=1):
+        for candidate in group:
+            result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
+            done[candidate.key] = result
+            _append_result(results, candidate.key, result)
+            if best is None or result.score > best.score:
+                best = result
         elapsed = time.monotonic() - started
-        say(f"{n}/{len(todo)} done; best so far alpha={best.alpha:g} beta={best.beta:g} "
-            f"gamma={best.gamma:g} ({best.score:.4g}); about {elapsed / n * (len(todo) - n):.0f} s left")
+        say(f"{n}/{len(by_network)} networks done; best so far alpha={best.alpha:g} beta={best.beta:g} "
+            f"gamma={best.gamma:g} ({best.score:.4g}); about {elapsed / n * (len(by_network) - n):.0f} s left")
     ranked = [done[c.key] for c in found]
     return sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma))
 

@@ -92,6 +92,21 @@ def test_exports_reproduce_outputs(tmp_path, extension, dims):
         assert (loaded(x) - model(x)).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_onnx_export_runs_in_onnxruntime(tmp_path, dims):
+    import onnxruntime
+
+    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=32, seed=0).eval()
+    result = run_archc("export", "tests/fixtures/tiny3d.yaml", "--dims", str(dims), "--resolution", "32", "--seed", "0",
+                       "-o", tmp_path / "model.onnx")
+    assert result.returncode == 0, result.stderr
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    x = torch.randn(3, 1, *(32,) * dims)  # another batch size than the trace's: the batch axis is dynamic
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        assert abs(torch.from_numpy(out) - model(x)).max() < 1e-4
+
+
 def test_export_errors(tmp_path):
     model = archc.load("tests/fixtures/tiny3d.yaml", seed=0)
     with pytest.raises(EmitError, match=r"unknown export format \.h5"):
