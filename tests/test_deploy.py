@@ -32,11 +32,13 @@ def test_checkpointing_gives_the_same_gradients_with_less_kept():
         torch.manual_seed(0)  # drop-path masks: recomputation must replay the same ones
         kept, loss = _saved_bytes(model, x)
         loss.backward()
-        results.append((kept, loss.item(), {k: p.grad for k, p in model.named_parameters()}))
+        results.append((kept, loss.item(), {k: p.grad for k, p in model.named_parameters()}, model.state_dict()))
         assert model.plan.checkpointing is checkpointing
-    (plain_kept, plain_loss, plain), (ck_kept, ck_loss, ck) = results
+    (plain_kept, plain_loss, plain, plain_state), (ck_kept, ck_loss, ck, ck_state) = results
     assert ck_loss == plain_loss
     assert all(torch.equal(plain[k], ck[k]) for k in plain)
+    # The recomputation in backward must not count as a second step for the norms' running statistics.
+    assert all(torch.equal(plain_state[k], ck_state[k]) for k in plain_state)
     assert ck_kept < plain_kept / 4
 
 

@@ -6,6 +6,7 @@ state_dict keys that checkpoints depend on: rename one and every saved model bre
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 
@@ -216,10 +217,28 @@ class CheckpointedStage(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
             if self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(
+                    block, x, use_reentrant=False, context_fn=lambda block=block: (contextlib.nullcontext(), _norms_untouched(block))
+                )
             else:
                 x = block(x)
         return x
+
+
+@contextlib.contextmanager
+def _norms_untouched(block: nn.Module):
+    """The recomputation in backward is a second training-mode forward: without this, every batch norm in the
+    block would update its running statistics twice per step."""
+    norms = [m for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, count) in zip(norms, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
 
 
 @torch.no_grad()
