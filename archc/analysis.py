@@ -99,6 +99,15 @@ def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[in
     return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, kernel, stride))
 
 
+def block_layers(block: ir.Block) -> list:
+    """The block's layers in order: its convolutions (``_Conv``) and, where it sits, ``"se"``."""
+    before, after = block_convs(block)
+    se = ["se"] if block.se_channels else []
+    if block.se_placement == "after_depthwise":
+        return before + se + after
+    return before + after + se
+
+
 def block_convs(block: ir.Block) -> tuple[list[_Conv], list[_Conv]]:
     """The block's convolutions before and after its SE (the SE sits between them)."""
     ones = (1,) * len(block.kernel)
@@ -200,21 +209,13 @@ def analyze(plan: ir.Plan) -> Report:
 
 
 def _block(walk: _Walker, block: ir.Block) -> Cost:
-    before, after = block_convs(block)
     params = macs = kept = 0
     channels = block.in_channels
-    where = f"stage {block.stage + 1}"
-    for conv in before:
-        p, m, k, channels = walk.conv(conv, where)
-        params, macs, kept = params + p, macs + m, kept + k
-    if block.se_channels and block.se_placement == "after_depthwise":
-        p, m, k = walk.se(channels, block.se_channels)
-        params, macs, kept = params + p, macs + m, kept + k
-    for conv in after:
-        p, m, k, channels = walk.conv(conv, where)
-        params, macs, kept = params + p, macs + m, kept + k
-    if block.se_channels and block.se_placement == "after_project":
-        p, m, k = walk.se(channels, block.se_channels)
+    for layer in block_layers(block):
+        if layer == "se":
+            p, m, k = walk.se(channels, block.se_channels)
+        else:
+            p, m, k, channels = walk.conv(layer, f"stage {block.stage + 1}")
         params, macs, kept = params + p, macs + m, kept + k
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import CheckpointError
-from .files import write_atomic
+from .files import read_bytes, write_atomic
 
 FORMAT = "archc-checkpoint/1"
 
@@ -43,15 +43,7 @@ def load(path: str) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load as from_bytes
 
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except FileNotFoundError:
-        raise CheckpointError("no such file", file=path) from None
-    except IsADirectoryError:
-        raise CheckpointError("is a directory, not a checkpoint", file=path) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read: {exc.strerror}", file=path) from None
+    blob = read_bytes(path, CheckpointError, "checkpoint")
     header, data = _split(blob, path)
     metadata = header.get("__metadata__") or {}
     if metadata.get("format") != FORMAT:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from . import ir
-from .analysis import Report, analyze, block_convs, block_title, conv_output
+from .analysis import Report, analyze, block_layers, block_title, conv_output
 from .errors import EmitError
 from .files import write_atomic
 from .summary import describe_scaling, human
@@ -133,25 +133,14 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
 def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
     norm = NORM_NAMES[report.plan.norm.type]
-    before, after = block_convs(block)
     in_shape = _input_shape(block, report)
     layers, shape = [], in_shape  # (role, label, output shape); roles are the module names
-
-    def add_convs(convs: list) -> None:
-        nonlocal shape
-        for conv in convs:
-            shape = (conv.out_channels, *conv_output(shape[1:], conv.kernel, conv.stride, report.plan.padding))
-            layers.append((conv.role, _conv_label(conv, norm, block.activation), shape))
-
-    def add_se() -> None:
-        layers.append(("se", f"SE {shape[0]}→{block.se_channels}→{shape[0]}, {block.se_gate}", shape))
-
-    add_convs(before)
-    if block.se_channels and block.se_placement == "after_depthwise":
-        add_se()
-    add_convs(after)
-    if block.se_channels and block.se_placement == "after_project":
-        add_se()
+    for layer in block_layers(block):
+        if layer == "se":
+            layers.append(("se", f"SE {shape[0]}→{block.se_channels}→{shape[0]}, {block.se_gate}", shape))
+        else:
+            shape = (layer.out_channels, *conv_output(shape[1:], layer.kernel, layer.stride, report.plan.padding))
+            layers.append((layer.role, _conv_label(layer, norm, block.activation), shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
         inner.attr(label=f"{block.path}{drop_path}", style="rounded", color="#bbbbbb", fontsize="10")

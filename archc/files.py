@@ -5,7 +5,21 @@ from __future__ import annotations
 import os
 import tempfile
 
-from .errors import EmitError
+from .errors import ArchcError, EmitError
+
+
+def read_bytes(path: str | os.PathLike, error: type[ArchcError], kind: str) -> bytes:
+    """The file's bytes, or ``error`` saying plainly why not (``kind`` names what the file should have been)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise error("no such file", file=name) from None
+    except IsADirectoryError:
+        raise error(f"is a directory, not a {kind}", file=name) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", file=name) from None
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:

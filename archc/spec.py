@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .errors import SpecError
+from .files import read_bytes
 from .yaml_source import Path, Source, format_path, read_yaml
 
 ACTIVATIONS = ("silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity")
@@ -230,16 +231,7 @@ class Spec(Model):
 
 def load_spec(path: str | FilePath, overrides: Overrides | None = None) -> Spec:
     """Read and validate a spec file. Raises :class:`SpecError` with file and line."""
-    name = str(path)
-    try:
-        data = FilePath(path).read_bytes()
-    except FileNotFoundError:
-        raise SpecError("no such file", file=name) from None
-    except IsADirectoryError:
-        raise SpecError("is a directory, not a spec file", file=name) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read: {exc.strerror}", file=name) from None
-    return parse_spec(data, file=name, overrides=overrides)
+    return parse_spec(read_bytes(path, SpecError, "spec file"), file=str(path), overrides=overrides)
 
 
 def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | None = None) -> Spec:

@@ -14,6 +14,25 @@ def run_archc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+class _Exploit:
+    """Unpickling this runs a shell command that creates ``marker``: a file that must never be loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def write_evil_pickle(path, marker, wrap=lambda payload: payload) -> None:
+    """A pickle crafted to run code when loaded (``wrap`` places the payload, e.g. inside a state_dict)."""
+    import pickle
+
+    Path(path).write_bytes(pickle.dumps(wrap(_Exploit(marker))))
+
+
 def module_params(plan) -> int:
     """Parameters of the emitted module, counted on the meta device (no memory, no init)."""
     from archc.emit.torch import instantiate

@@ -1,5 +1,4 @@
 import os
-import pickle
 import struct
 
 import pytest
@@ -8,6 +7,7 @@ import torch
 import archc
 from archc import checkpoint
 from archc.errors import CheckpointError, EmitError
+from conftest import write_evil_pickle
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +81,12 @@ def test_truncated_and_foreign_files(saved, tmp_path):
         archc.load(str(tmp_path / "absent.safetensors"))
 
 
-class _Exploit:
-    def __reduce__(self):
-        return (os.system, (f"touch {_Exploit.marker}",))
-
-
 def test_pickle_is_never_executed(tmp_path):
-    _Exploit.marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.safetensors"
-    evil.write_bytes(pickle.dumps(_Exploit()))
+    evil, marker = tmp_path / "evil.safetensors", tmp_path / "pwned"
+    write_evil_pickle(evil, marker)
     with pytest.raises(CheckpointError):
         archc.load(str(evil))
-    assert not _Exploit.marker.exists()
+    assert not marker.exists()
 
 
 def test_checkpoint_arguments_cannot_be_changed(saved):

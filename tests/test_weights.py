@@ -1,8 +1,5 @@
 """Weights that travel: peers' checkpoints imported and checked number for number, 2D -> 3D inflation."""
 
-import os
-import pickle
-
 import efficientnet_pytorch
 import monai.networks.nets as monai_nets
 import pytest
@@ -11,7 +8,7 @@ import torch
 import archc
 from archc.errors import CheckpointError
 from archc.weights import peer_names
-from conftest import run_archc
+from conftest import run_archc, write_evil_pickle
 
 
 def _calibrate(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
@@ -194,18 +191,12 @@ def test_weight_files(tmp_path, monai_state):
         archc.load("efficientnet_b0", weights=monai_state, weights_from="keras")
 
 
-class _Exploit:
-    def __reduce__(self):
-        return (os.system, (f"touch {_Exploit.marker}",))
-
-
 def test_pickled_code_in_a_weights_file_never_runs(tmp_path):
-    _Exploit.marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"_conv_stem.weight": _Exploit()}))
+    evil, marker = tmp_path / "evil.pth", tmp_path / "pwned"
+    write_evil_pickle(evil, marker, wrap=lambda payload: {"_conv_stem.weight": payload})
     with pytest.raises(CheckpointError, match="not a weights file torch can read safely"):
         archc.load("efficientnet_b0", weights=evil, weights_from="monai")
-    assert not _Exploit.marker.exists()
+    assert not marker.exists()
 
 
 def test_cli_convert_and_inflate(tmp_path, monai_state):
