@@ -130,25 +130,15 @@ def load(
         model = _restore(str(source))
         return _fuse(model) if fuse else model
     if weights is not None:
-        from .weights import CONVENTIONS
-
-        if weights_from not in CONVENTIONS:
-            raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
-        conventions = CONVENTIONS[weights_from]
-        if weights_from == "archc" and isinstance(weights, (str, os.PathLike)) and str(weights).endswith(CHECKPOINT_SUFFIX):
-            saved = _restore_if_archc(str(weights))
-            if saved is not None:
-                # Keep the padding and eps the weights were built with (say, when inflating them into 3D),
-                # and use the checkpoint's verified tensors.
-                conventions = {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}
-                weights = saved.state_dict()
-        overrides = _with_defaults(conventions, overrides)
+        weights, conventions = _weights_and_conventions(weights, weights_from)
+        overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
-        overrides = _with_defaults({}, overrides)
-        overrides = {**overrides, "checkpointing": checkpointing} if isinstance(overrides, dict) else overrides + [f"checkpointing={str(checkpointing).lower()}"]
+        overrides = _merged(overrides, over={"checkpointing": checkpointing})
     spec = read(source, overrides)
     plan = _lower(spec, **args)
     _check_size(plan, max_params)
+    if channels_last and plan.dims == 1:
+        raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
     model = build(plan, seed=seed, features_only=features_only)
     model.archc_notes = ()
     if weights is not None:
@@ -166,8 +156,6 @@ def load(
     if fuse:
         model = _fuse(model)
     if channels_last:
-        if model.plan.dims == 1:
-            raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
         model.set_channels_last()
     return model
 
@@ -283,10 +271,26 @@ def _restore_if_archc(path: str) -> "nn.Module | None":
         raise
 
 
-def _with_defaults(defaults: dict, overrides: Overrides | None) -> Overrides:
-    """``defaults`` under the user's own ``overrides`` (theirs win), in the user's form (mapping or PATH=VALUE list)."""
-    if not overrides:
-        return dict(defaults)
-    if isinstance(overrides, dict):
-        return {**defaults, **overrides}
-    return [f"{key}={value}" for key, value in defaults.items()] + list(overrides)
+def _weights_and_conventions(weights, weights_from: str):
+    """The weights to import and the spec overrides their source was trained with (padding, norm eps)."""
+    from .weights import CONVENTIONS
+
+    if weights_from not in CONVENTIONS:
+        raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
+    if weights_from == "archc" and isinstance(weights, (str, os.PathLike)) and str(weights).endswith(CHECKPOINT_SUFFIX):
+        saved = _restore_if_archc(str(weights))
+        if saved is not None:
+            # Keep the padding and eps the weights were built with (say, when inflating them into 3D),
+            # and use the checkpoint's verified tensors.
+            return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}
+    return weights, CONVENTIONS[weights_from]
+
+
+def _merged(overrides: Overrides | None, under: dict | None = None, over: dict | None = None) -> Overrides:
+    """``under``, then the user's ``overrides``, then ``over`` (later wins), in the user's form (mapping or
+    PATH=VALUE list)."""
+    under, over = under or {}, over or {}
+    if isinstance(overrides, (list, tuple)):
+        as_text = lambda values: [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]  # noqa: E731
+        return as_text(under) + list(overrides) + as_text(over)
+    return {**under, **(overrides or {}), **over}
