@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
-MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: past this a build is refused unless asked for
+MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
 
 @dataclass(frozen=True)

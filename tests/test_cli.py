@@ -97,3 +97,31 @@ def test_console_script_is_installed():
     assert exe, "the archc console script is not on PATH; was the package installed?"
     result = subprocess.run([exe, "validate", "efficientnet_b0"], capture_output=True, text=True)
     assert result.returncode == 0 and "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["convert", "efficientnet_b0", "--weights", "absent.pth", "--from", "monai", "-o", "{tmp}/m.safetensors"], 1, "absent.pth: no such file"),
+        (["convert", "efficientnet_b0", "--weights", "specs", "--from", "monai", "-o", "{tmp}/m.safetensors"], 1, "specs: no such file"),
+        (["convert", "efficientnet_b0", "--from", "monai", "-o", "{tmp}/m.safetensors"], 2, "the following arguments are required: --weights"),
+        (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}"], 2, "-o: unknown export format (no extension)"),
+        (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}/missing/m.pt"], 1, "does not exist"),
+        (["info", "specs"], 1, "specs: is a directory, not a spec file"),
+        (["info", "efficientnet_b0", "--phi", "100"], 1, "blocks; archc stops at 10,000 (is phi or a preset's depth a typo?)"),
+        (["build", "efficientnet_b0", "--set", "stages[6].channels=320000", "--resolution", "32"], 1, "over the limit of 500,000,000; if that is what you want, pass --max-params"),
+        (["build", "efficientnet_b0", "--max-params", "1000", "--resolution", "32"], 1, "over the limit of 1,000"),
+        (["scale", "efficientnet_b0", "--phi-range", "3:1"], 2, "expected START <= STOP"),
+        (["render", "efficientnet_b0", "--detail", "pixel"], 2, "invalid choice: 'pixel'"),
+        (["validate"], 2, "the following arguments are required: spec"),
+    ],
+)
+def test_cli_robustness(tmp_path, capsys, argv, code, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        assert main(argv) == code
+    except SystemExit as exit:
+        assert exit.code == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written
