@@ -123,12 +123,12 @@ def load(
     }
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
         extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None),
-                                ("features_only", features_only), ("checkpointing", checkpointing is not None)) if given]
+                                ("features_only", features_only), ("checkpointing", checkpointing is not None),
+                                ("weights", weights is not None)) if given]
         if extra:
             given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
-        model = _restore(str(source))
-        return _fuse(model) if fuse else model
+        return _finish(_restore(str(source)), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
     if weights is not None:
         weights, conventions = _weights_and_conventions(weights, weights_from)
         overrides = _merged(overrides, under=conventions)
@@ -137,8 +137,7 @@ def load(
     spec = read(source, overrides)
     plan = _lower(spec, **args)
     _check_size(plan, max_params)
-    if channels_last and plan.dims == 1:
-        raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+    _check_channels_last(plan, channels_last)
     model = build(plan, seed=seed, features_only=features_only)
     model.archc_notes = ()
     if weights is not None:
@@ -149,15 +148,7 @@ def load(
         model.archc_notes = imported.notes
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}), **({"features_only": True} if features_only else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
-    if sync_bn:
-        from torch.nn import SyncBatchNorm
-
-        model = SyncBatchNorm.convert_sync_batchnorm(model)
-    if fuse:
-        model = _fuse(model)
-    if channels_last:
-        model.set_channels_last()
-    return model
+    return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
 
 
 def render(
@@ -255,10 +246,25 @@ def _check_size(plan: ir.Plan, max_params: int | None) -> None:
         )
 
 
-def _fuse(model: "nn.Module") -> "nn.Module":
-    from .emit.torch import fuse_norms
+def _check_channels_last(plan: ir.Plan, channels_last: bool) -> None:
+    if channels_last and plan.dims == 1:
+        raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
 
-    return fuse_norms(model)
+
+def _finish(model: "nn.Module", *, sync_bn: bool, fuse: bool, channels_last: bool) -> "nn.Module":
+    """What a model compiled from a spec and one restored from a file both go through last."""
+    _check_channels_last(model.plan, channels_last)
+    if sync_bn:
+        from torch.nn import SyncBatchNorm
+
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
+    if fuse:
+        from .emit.torch import fuse_norms
+
+        model = fuse_norms(model)
+    if channels_last:
+        model.set_channels_last()
+    return model
 
 
 def _restore_if_archc(path: str) -> "nn.Module | None":

@@ -115,3 +115,18 @@ def test_failed_write_leaves_nothing(tmp_path, b0_spec, monkeypatch):
         archc.save(model, target)
     assert target.read_bytes() == b"old"  # not clobbered
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary left behind
+
+
+def test_restored_models_take_the_same_finishing_options(saved):
+    model, path = saved
+    fast = archc.load(str(path), channels_last=True, fuse=True, sync_bn=True)
+    assert fast.memory_format == torch.channels_last_3d and fast.fused
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.modules())  # folded
+    x = torch.randn(2, 1, 32, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert (fast(x) - model(x)).abs().max() < 1e-4
+    synced = archc.load(str(path), sync_bn=True)
+    assert {type(m).__name__ for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {"SyncBatchNorm"}
+    with pytest.raises(archc.LoweringError, match="weights cannot be changed"):
+        archc.load(str(path), weights=model.state_dict())
