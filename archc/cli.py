@@ -14,8 +14,6 @@ from .errors import ArchcError
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
-    if getattr(args, "dims_default", None) and args.dims is None:
-        args.dims = args.dims_default  # `archc inflate` makes a 3D model unless told otherwise
     try:
         return args.run(args)
     except ArchcError as exc:
@@ -40,8 +38,8 @@ def _build(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .summary import format_summary, format_warnings
 
-    if args.output and not args.output.endswith(api.CHECKPOINT_SUFFIX):
-        raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
+    if args.output:
+        _check_output(args.output, _checkpoint_file)
     model = api.load(args.spec, seed=args.seed, overrides=args.set, max_params=args.max_params, **_lowering_args(args))
     report = analyze(model.plan)
     print(format_summary(report))
@@ -59,10 +57,7 @@ def _render(args: argparse.Namespace) -> int:
     from .diagram import output_format
 
     if args.output:
-        try:
-            output_format(args.output)
-        except ArchcError as exc:
-            raise _usage(f"-o: {exc.message}") from None
+        _check_output(args.output, output_format)
     graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
     if args.output:
         print(f"wrote {args.output}")
@@ -89,11 +84,9 @@ def _schema(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
-    if not args.output.endswith(api.CHECKPOINT_SUFFIX):
-        raise _usage(f"-o: a saved model is a {api.CHECKPOINT_SUFFIX} file, got {args.output!r}")
-    inflate = getattr(args, "mode", None) or getattr(args, "inflate", None)
+    _check_output(args.output, _checkpoint_file)
     model = api.load(args.spec, overrides=args.set, seed=args.seed, weights=args.weights, weights_from=args.source,
-                     inflate=inflate, **_lowering_args(args))
+                     inflate=args.inflate, **_lowering_args(args))
     for note in model.archc_notes:
         print(note)
     report = analyze(model.plan)
@@ -106,10 +99,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .deploy import export_format
 
-    try:
-        export_format(args.output)
-    except ArchcError as exc:
-        raise _usage(f"-o: {exc.message}") from None
+    _check_output(args.output, export_format)
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
         model = api.load(args.spec, fuse=args.fuse)
     else:
@@ -192,6 +182,19 @@ def _phi_range(text: str) -> list[float]:
     return [round(start + i * step, 6) for i in range(int((stop - start) / step + 1e-9) + 1)]
 
 
+def _checkpoint_file(path: str) -> None:
+    if not path.endswith(api.CHECKPOINT_SUFFIX):
+        raise ArchcError(f"a saved model is a {api.CHECKPOINT_SUFFIX} file, got {path!r}")
+
+
+def _check_output(path: str, check) -> None:
+    """A bad ``-o`` is a usage error (exit 2), found before any work is done."""
+    try:
+        check(path)
+    except ArchcError as exc:
+        raise _usage(f"-o: {exc.message}") from None
+
+
 def _lowering_args(args: argparse.Namespace) -> dict:
     names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -247,11 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     inflate.add_argument("spec", help="spec file or shipped spec name")
     inflate.add_argument("--weights", required=True, metavar="FILE", help="2D weights (.safetensors, or .pth read with weights_only)")
     inflate.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
-    inflate.add_argument("--mode", choices=("center", "mean"), default="center", help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
+    inflate.add_argument("--mode", dest="inflate", choices=("center", "mean"), default="center",
+                         help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
     _add_lowering_flags(inflate)
     inflate.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
     inflate.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
-    inflate.set_defaults(run=_convert, dims_default=3)
+    inflate.set_defaults(run=_convert, dims=3)  # a 3D model unless --dims says otherwise
 
     export = commands.add_parser("export", help="write TorchScript (.pt), torch.export (.pt2) or ONNX (.onnx)")
     export.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
