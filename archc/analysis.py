@@ -55,7 +55,11 @@ class Report:
     parts: tuple[Cost, ...]
     rows: tuple[StageRow, ...]
     warnings: tuple[str, ...]  # resolution problems found on the way: collapsing axes, strides that do not divide
-    collapsed: bool = False  # an axis fell below a kernel, or to 1 before the last stage
+    collapses: tuple[str, ...] = ()  # those of the warnings where an axis fell below a kernel, or to 1 too early
+
+    @property
+    def collapsed(self) -> bool:
+        return bool(self.collapses)
 
     @property
     def params(self) -> int:
@@ -131,7 +135,7 @@ class _Walker:
         self.rf = (1,) * plan.dims  # receptive field
         self.jump = (1,) * plan.dims  # distance in input pixels between neighbouring outputs
         self.warnings: list[str] = []
-        self.collapsed = False
+        self.collapses: list[str] = []
 
     def conv(self, conv: _Conv, where: str) -> tuple[int, int, int, int]:
         """(params, macs, activation elements, out channels) of one conv [+ norm] [+ act]; advances the size."""
@@ -146,6 +150,10 @@ class _Walker:
         kept = elements * (1 + conv.norm + conv.act)  # conv output, norm output, activation output
         return params, weights * math.prod(out), kept, conv.out_channels
 
+    def collapse(self, warning: str) -> None:
+        self.warnings.append(warning)
+        self.collapses.append(warning)
+
     def se(self, channels: int, squeeze: int) -> tuple[int, int, int]:
         """SE on a map of ``channels``: two 1x1 convs on the pooled vector, then the gated product."""
         params = channels * squeeze + squeeze + squeeze * channels + channels
@@ -155,10 +163,7 @@ class _Walker:
     def _check(self, conv: _Conv, where: str) -> None:
         small = [axis for axis, (n, k) in enumerate(zip(self.size, conv.kernel)) if 1 < k and n < k]
         if small:
-            self.collapsed = True
-            self.warnings.append(
-                f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}"
-            )
+            self.collapse(f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}")
         odd = [axis for axis, (n, s) in enumerate(zip(self.size, conv.stride)) if s > 1 and n % s]
         if odd:
             self.warnings.append(f"{where}: the {_x(self.size)} input is not divisible by the stride {_x(conv.stride)} on {_list(odd)}")
@@ -193,8 +198,7 @@ def analyze(plan: ir.Plan) -> Report:
             )
         )
         if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
-            walk.collapsed = True
-            walk.warnings.append(f"stage {stage.index + 1}: the feature map has shrunk to 1 on every axis before the last stage")
+            walk.collapse(f"stage {stage.index + 1}: the feature map has shrunk to 1 on every axis before the last stage")
     conv = plan.head.conv
     params, macs, kept, _ = walk.conv(_Conv("conv", conv.in_channels, conv.out_channels, conv.kernel, conv.stride), "head")
     head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
@@ -205,7 +209,8 @@ def analyze(plan: ir.Plan) -> Report:
         classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
         parts.append(classifier)
         rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
-    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(walk.warnings)), walk.collapsed)
+    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(walk.warnings)),
+                  tuple(dict.fromkeys(walk.collapses)))
 
 
 def _block(walk: _Walker, block: ir.Block) -> Cost:

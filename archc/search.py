@@ -9,6 +9,7 @@ and each result is appended to a results file as it arrives so an interrupted se
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -79,6 +80,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
     base = analyze(lower(spec, phi=0, dims=dims, **args)).macs
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
 
+    @functools.cache  # the loops' guards measure the points the inner loop starts from
     def measure(alpha: float, beta: float, gamma: float):
         report = analyze(lower(_with_scaling(spec, alpha, beta, gamma), phi=1, dims=dims, **args))
         return report, report.macs / base
@@ -104,7 +106,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
                     continue
                 candidate = Candidate(alpha, beta, gamma, ratio, _network(report.plan))
                 if report.collapsed:
-                    skipped.append((candidate, "; ".join(w for w in report.warnings if "smaller than" in w or "shrunk" in w)))
+                    skipped.append((candidate, "; ".join(report.collapses)))
                 else:
                     found.append(candidate)
     return found, skipped
