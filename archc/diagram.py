@@ -15,7 +15,7 @@ import os
 from . import ir
 from .analysis import Report, analyze, block_layers, block_title, conv_output
 from .errors import EmitError
-from .files import write_atomic
+from .files import check_destination, write_atomic
 from .summary import describe_scaling, human
 
 DETAILS = ("stage", "block", "layer")
@@ -70,6 +70,7 @@ def write(graph: "graphviz.Digraph", path: str | os.PathLike) -> None:  # noqa: 
 
     path = os.fspath(path)
     fmt = output_format(path)
+    check_destination(path)  # before asking for `dot`: a missing folder is the first thing to fix
     if fmt == "dot":
         write_atomic(path, graph.source)
         return

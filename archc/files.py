@@ -22,14 +22,21 @@ def read_bytes(path: str | os.PathLike, error: type[ArchcError], kind: str) -> b
         raise error(f"cannot read: {exc.strerror}", file=name) from None
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+def check_destination(path: str | os.PathLike) -> str:
+    """The folder ``path`` would be written in; refuses a path that is a folder or whose folder is missing."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise EmitError("is a directory; give a file name", file=path)
     if not os.path.isdir(directory):
         raise EmitError(f"cannot write: directory {directory} does not exist", file=path)
+    return directory
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = os.fspath(path)
+    directory = check_destination(path)
     payload = data.encode() if isinstance(data, str) else data
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archc-", suffix=".tmp")

@@ -11,6 +11,8 @@ from archc.errors import EmitError
 from archc.diagram import to_dot
 from archc.cli import main
 
+from conftest import needs_dot
+
 GOLDEN = Path(__file__).parent / "golden"
 NODE = re.compile(r'^\t+"?([\w.]+)"? \[label=')
 EDGE = re.compile(r'^\t+"?([\w.]+)"? -> "?([\w.]+)"? \[(.*)\]$')
@@ -89,6 +91,7 @@ def test_title_and_colours(b0_spec):
     assert graph.source.count('fillcolor="#d5efe2"') == 7  # one colour for every MBConv stage
 
 
+@needs_dot()
 def test_svg_and_png_with_dot(b0_spec, tmp_path):
     svg, png = tmp_path / "b0.svg", tmp_path / "b0.png"
     archc.render(b0_spec, svg)
