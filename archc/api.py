@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import CheckpointError, EmitError, LoweringError, SpecError
+from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
+LOWERING_ARGS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")  # what a request may set
 MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
 
@@ -192,7 +194,16 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
         raise EmitError("a fused model is for inference only; save the model before fusing (load(..., fuse=True) fuses on load)", file=path)
     if not isinstance(source, BuildSource):
         raise EmitError("this module was not compiled by archc.load, so its spec is unknown and it cannot be saved", file=path)
-    checkpoint.save(path, model.state_dict(), source.spec_text, source.spec_file, source.args)
+    # A file that load() would refuse is not written: the module must still be what its spec builds.
+    from .emit.torch import instantiate
+
+    state = model.state_dict()
+    problems = _misfits(instantiate(model.plan, bool(source.args.get("features_only"))).state_dict(), state)
+    if problems:
+        raise EmitError(
+            "the module no longer matches its spec (" + "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            + "): change the spec or the build arguments (num_classes=, overrides=) instead of the module, then save", file=path)
+    checkpoint.save(path, state, source.spec_text, source.spec_file, source.args)
 
 
 def _restore(path: str) -> "nn.Module":
@@ -201,29 +212,39 @@ def _restore(path: str) -> "nn.Module":
 
     saved = checkpoint.load(path)
     embedded = f"{path} (spec saved from {saved.spec_file})"
+    args = dict(saved.build_args)
+    overrides, features_only = args.pop("overrides", None), args.pop("features_only", False)
+    unknown = sorted(set(args) - set(LOWERING_ARGS))
+    if unknown or not isinstance(features_only, bool) or not isinstance(overrides, (dict, list, type(None))):
+        raise CheckpointError(f"its build arguments are not archc's: {json.dumps(saved.build_args)[:120]}", file=path)
+    if isinstance(args.get("resolution"), list):
+        args["resolution"] = tuple(args["resolution"])
     try:
-        args = dict(saved.build_args)
-        overrides, features_only = args.pop("overrides", None), args.pop("features_only", False)
-        if isinstance(args.get("resolution"), list):
-            args["resolution"] = tuple(args["resolution"])
         plan = _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
-    except (SpecError, LoweringError, TypeError) as exc:
+    except ArchcError as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
     model = instantiate(plan, features_only)
-    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    found = {key: tuple(value.shape) for key, value in saved.tensors.items()}
-    problems = [f"missing tensor {key} {list(shape)}" for key, shape in expected.items() if key not in found]
-    problems += [f"unexpected tensor {key} {list(shape)}" for key, shape in found.items() if key not in expected]
-    problems += [
-        f"tensor {key} has shape {list(found[key])}, the model needs {list(shape)}"
-        for key, shape in expected.items()
-        if key in found and found[key] != shape
-    ]
+    problems = _misfits(model.state_dict(), saved.tensors)
     if problems:
         raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
     model.load_state_dict(saved.tensors, strict=True, assign=True)
     model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
     return model
+
+
+def _misfits(expected: dict, found: dict) -> list[str]:
+    """How the tensors ``found`` differ from those a module ``expected`` (names, shapes, dtypes)."""
+    from .checkpoint import dtype_name
+
+    problems = [f"missing tensor {key} {list(value.shape)}" for key, value in expected.items() if key not in found]
+    problems += [f"unexpected tensor {key} {list(value.shape)}" for key, value in found.items() if key not in expected]
+    for key, want in expected.items():
+        have = found.get(key)
+        if have is not None and have.shape != want.shape:
+            problems.append(f"tensor {key} has shape {list(have.shape)}, the model needs {list(want.shape)}")
+        elif have is not None and have.dtype != want.dtype:
+            problems.append(f"tensor {key} has dtype {dtype_name(have.dtype)}, the model needs {dtype_name(want.dtype)}")
+    return problems
 
 
 def _plain(overrides: Overrides) -> dict | list:
@@ -269,12 +290,12 @@ def _finish(model: "nn.Module", *, sync_bn: bool, fuse: bool, channels_last: boo
 
 def _restore_if_archc(path: str) -> "nn.Module | None":
     """The saved model, or None when the file is a plain safetensors file (not written by archc)."""
+    from .checkpoint import NotArchcCheckpoint
+
     try:
         return _restore(path)
-    except CheckpointError as exc:
-        if "not an archc checkpoint" in exc.message:
-            return None
-        raise
+    except NotArchcCheckpoint:
+        return None
 
 
 def _weights_and_conventions(weights, weights_from: str):

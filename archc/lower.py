@@ -7,11 +7,32 @@ head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate 
 
 from __future__ import annotations
 
+import math
+
 from . import ir
 from .errors import LoweringError, ScalingError
 from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels
 from .spec import Spec
 from .yaml_source import Path, format_path
+
+
+def _check_request(*, phi, preset, dims, in_channels, num_classes) -> None:
+    """The request's arguments come from Python callers and saved files as well as the CLI: check their types
+    here, once, so ``dims=True`` or ``phi="x"`` is an error and not a 1 or a traceback."""
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if phi is not None and not (whole(phi) or isinstance(phi, float)) or isinstance(phi, float) and not math.isfinite(phi):
+        raise LoweringError(f"phi must be a number, got {phi!r}")
+    if preset is not None and not isinstance(preset, str):
+        raise LoweringError(f"preset must be a name, got {preset!r}")
+    if dims is not None and not (whole(dims) and dims in (1, 2, 3)):
+        raise LoweringError(f"dims must be 1, 2 or 3, got {dims!r}")
+    if in_channels is not None and not (whole(in_channels) and in_channels >= 1):
+        raise LoweringError(f"in_channels must be a whole number of at least 1, got {in_channels!r}")
+    if num_classes is not None and not (whole(num_classes) and num_classes >= 0):
+        raise LoweringError(f"num_classes must be a whole number, 0 or more, got {num_classes!r}")
 
 
 MAX_BLOCKS = 10_000  # EfficientNet-B7 has 55; no network anyone trains has ten thousand
@@ -33,13 +54,8 @@ def lower(
     given the spec's own ``scaling.phi`` / ``scaling.preset`` applies, if any. The other arguments replace
     the spec's values; an explicit ``resolution`` wins over a scaled one.
     """
+    _check_request(phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes)  # resolution: Axes.explicit
     dims = spec.dims if dims is None else dims
-    if dims not in (1, 2, 3):
-        raise LoweringError(f"dims must be 1, 2 or 3, got {dims!r}")
-    if in_channels is not None and in_channels < 1:
-        raise LoweringError(f"in_channels must be at least 1, got {in_channels!r}")
-    if num_classes is not None and num_classes < 0:
-        raise LoweringError(f"num_classes must be 0 or more, got {num_classes!r}")
     axes = _Axes(spec, dims)
 
     mult, phi, preset = _multipliers(spec, phi, preset)
@@ -220,7 +236,7 @@ class _Axes:
         return tuple(value)
 
     def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
-        values = (value,) if isinstance(value, int) else tuple(value)
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
             raise LoweringError(f"resolution must be positive integers, got {value!r}")
         if len(values) not in (1, self.dims):

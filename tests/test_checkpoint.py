@@ -1,3 +1,4 @@
+import json
 import os
 import struct
 
@@ -130,3 +131,113 @@ def test_restored_models_take_the_same_finishing_options(saved):
     assert {type(m).__name__ for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {"SyncBatchNorm"}
     with pytest.raises(archc.LoweringError, match="weights cannot be changed"):
         archc.load(str(path), weights=model.state_dict())
+
+
+def _header(path) -> tuple[dict, bytes]:
+    blob = path.read_bytes()
+    (size,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+
+
+def _write(path, header: dict, data: bytes) -> None:
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def test_any_library_reads_the_file(saved):
+    """The file is plain safetensors: the reference reader gives the same tensors."""
+    from safetensors.torch import load_file
+
+    model, path = saved
+    theirs = load_file(str(path))
+    assert sorted(theirs) == sorted(model.state_dict())
+    assert all(torch.equal(theirs[key], value) for key, value in model.state_dict().items())
+
+
+def test_header_tampering_is_refused(saved, tmp_path):
+    """Names, dtypes and offsets decide what is loaded, so the digest covers them (a swap used to load silently)."""
+    _, path = saved
+    header, data = _header(path)
+    a, b = "stages.1.0.bn1.weight", "stages.1.0.bn1.bias"  # same shape: a swap fits the model
+    swapped = dict(header, **{a: header[b], b: header[a]})
+    retyped = dict(header, **{a: dict(header[a], dtype="I32")})
+    complex64 = dict(header, **{a: dict(header[a], dtype="C64", shape=[header[a]["shape"][0] // 2])})
+    for name, tampered in [("swapped", swapped), ("retyped", retyped), ("complex", complex64)]:
+        bad = tmp_path / f"{name}.safetensors"
+        _write(bad, tampered, data)
+        with pytest.raises(CheckpointError, match="checksum mismatch"):
+            archc.load(str(bad))
+    # The same header, spelt differently (spaces, key order): refused too; only the canonical form is ours.
+    respelt = tmp_path / "respelt.safetensors"
+    _write(respelt, dict(reversed(header.items())), data)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        archc.load(str(respelt))
+
+
+def test_wrong_dtype_with_a_valid_digest_is_refused(saved, tmp_path):
+    """A digest is no signature: a crafted file can carry a fresh one, so each tensor's dtype is checked too."""
+    model, _ = saved
+    state = dict(model.state_dict())
+    state["stem.conv.weight"] = state["stem.conv.weight"].to(torch.int32)
+    bad = tmp_path / "i32.safetensors"
+    src = model.archc_source
+    checkpoint.save(str(bad), state, src.spec_text, src.spec_file, src.args)
+    with pytest.raises(CheckpointError, match=r"tensor stem\.conv\.weight has dtype I32, the model needs F32"):
+        archc.load(str(bad))
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ("a string", "not an archc checkpoint"),
+    (["a", "list"], "not an archc checkpoint"),
+    (7, "not an archc checkpoint"),
+    ({"format": "archc-checkpoint/1"}, "written in the format 'archc-checkpoint/1'"),
+])
+def test_foreign_metadata_is_refused(saved, tmp_path, metadata, message):
+    _, path = saved
+    header, data = _header(path)
+    bad = tmp_path / "bad.safetensors"
+    _write(bad, dict(header, __metadata__=metadata), data)
+    with pytest.raises(CheckpointError, match=message):
+        archc.load(str(bad))
+
+
+@pytest.mark.parametrize("build, message", [
+    ('"abc"', "build arguments are not a mapping"),
+    ('{"phi": "x"}', "phi must be a number"),
+    ('{"resolution": 1e400}', "not a finite number"),
+    ('{"dims": 2, "mystery": 1}', "build arguments are not archc's"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+])
+def test_crafted_build_arguments_are_refused(saved, tmp_path, build, message):
+    """Arguments with a valid digest still go through the checks a user's arguments get."""
+    model, _ = saved
+    src = model.archc_source
+    bad = tmp_path / "bad.safetensors"
+    metadata = {"format": checkpoint.FORMAT, "spec": src.spec_text, "spec_file": src.spec_file, "build": build}
+    bad.write_bytes(checkpoint.serialize(model.state_dict(), metadata))
+    with pytest.raises(CheckpointError, match=message):
+        archc.load(str(bad))
+
+
+def test_same_model_same_bytes_across_processes(tmp_path):
+    """Two processes building the same spec with the same seed write identical files."""
+    from conftest import FIXTURES, run_archc
+
+    files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for file in files:
+        result = run_archc("build", FIXTURES / "tiny3d.yaml", "--seed", "3", "-o", file)
+        assert result.returncode == 0, result.stderr
+    assert files[0].read_bytes() == files[1].read_bytes()
+
+
+def test_a_changed_module_is_not_saved(saved, tmp_path):
+    """save() refuses what load() would refuse, naming the difference, and writes nothing."""
+    model, _ = saved
+    import copy
+
+    changed = copy.deepcopy(model)
+    changed.classifier = torch.nn.Linear(changed.classifier.in_features, 5)
+    target = tmp_path / "changed.safetensors"
+    with pytest.raises(EmitError, match=r"no longer matches its spec \(tensor classifier\.weight has shape \[5, \d+\], the model needs \[2, \d+\]"):
+        archc.save(changed, target)
+    assert not target.exists()
