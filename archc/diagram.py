@@ -39,12 +39,12 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
     if direction not in DIRECTIONS:
         raise EmitError(f"unknown direction {direction!r}; expected {' or '.join(DIRECTIONS)}")
     report = analyze(plan)
-    graph = graphviz.Digraph(plan.name)
-    graph.attr(rankdir=direction, label=_title(report), labelloc="t", fontname="Helvetica", fontsize="16", nodesep="0.3")
+    graph = graphviz.Digraph(dot_text(plan.name))
+    graph.attr(rankdir=direction, label=dot_text(_title(report)), labelloc="t", fontname="Helvetica", fontsize="16", nodesep="0.3")
     graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", color="#555555")
     graph.attr("edge", fontname="Helvetica", fontsize="9", color="#555555")
 
-    graph.node("stem", _stem_label(plan, report), fillcolor=COLOURS["stem"])
+    graph.node("stem", dot_text(_stem_label(plan, report)), fillcolor=COLOURS["stem"])
     previous = "stem"
     for stage in plan.stages:
         if detail == "stage":
@@ -52,16 +52,26 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
         else:
             draw = _block_node if detail == "block" else _block_layers
             with graph.subgraph(name=f"cluster_{stage.index}") as cluster:
-                cluster.attr(label=_stage_title(stage), style="rounded,dashed", color="#999999", fontsize="12")
+                cluster.attr(label=dot_text(_stage_title(stage)), style="rounded,dashed", color="#999999", fontsize="12")
                 for block in stage.blocks:
                     previous = draw(cluster, graph, block, report, previous)
-    graph.node("head", _head_label(plan, report), fillcolor=COLOURS["head"])
-    graph.edge(previous, "head", label=_shape(report.shape_of(_last_path(plan))))
+    graph.node("head", dot_text(_head_label(plan, report)), fillcolor=COLOURS["head"])
+    graph.edge(previous, "head", label=dot_text(_shape(report.shape_of(_last_path(plan)))))
     # Skips of the block diagram go from a residual block's input to the node after it.
     if detail == "block":
         for block, source, target in _skips(plan):
-            graph.edge(source, target, style="dashed", color="#2a7ab0", label="+", constraint="false", tooltip=f"skip {block.path}")
+            graph.edge(source, target, style="dashed", color="#2a7ab0", label="+", constraint="false", tooltip=dot_text(f"skip {block.path}"))
     return graph
+
+
+def dot_text(text: str) -> str:
+    """The one way text reaches DOT. A backslash stays a backslash (a final one cannot escape the closing
+    quote), text that looks like ``<...>`` is never taken as HTML-like markup (which could add nodes, links or
+    images), and control characters are replaced, so the .dot file and the picture hold exactly the text."""
+    import graphviz
+
+    printable = "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text)
+    return graphviz.escape(printable)
 
 
 def write(graph: "graphviz.Digraph", path: str | os.PathLike) -> None:  # noqa: F821
@@ -111,8 +121,8 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
         f"out {_shape(report.shape_of(blocks[-1].path))}",
         f"{params:,} params",
     ]
-    graph.node(name, "\n".join(lines), fillcolor=COLOURS.get(stage.type, "#eeeeee"))
-    graph.edge(previous, name, label=_shape(_input_shape(blocks[0], report)))
+    graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS.get(stage.type, "#eeeeee"))
+    graph.edge(previous, name, label=dot_text(_shape(_input_shape(blocks[0], report))))
     return name
 
 
@@ -126,8 +136,8 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
     ]
     if block.residual:
         lines.append(f"drop-path {block.drop_path:.3f}")
-    cluster.node(block.path, "\n".join(lines), fillcolor=COLOURS.get(block.type, "#eeeeee"))
-    graph.edge(previous, block.path, label=_shape(_input_shape(block, report)))
+    cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=COLOURS.get(block.type, "#eeeeee"))
+    graph.edge(previous, block.path, label=dot_text(_shape(_input_shape(block, report))))
     return block.path
 
 
@@ -144,17 +154,17 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
             layers.append((layer.role, _conv_label(layer, norm, block.activation), shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
-        inner.attr(label=f"{block.path}{drop_path}", style="rounded", color="#bbbbbb", fontsize="10")
+        inner.attr(label=dot_text(f"{block.path}{drop_path}"), style="rounded", color="#bbbbbb", fontsize="10")
         source, shape = previous, in_shape
         for role, label, layer_shape in layers:
             node = f"{block.path}.{role}"
-            inner.node(node, label, fillcolor=COLOURS["layer"])
-            graph.edge(source, node, label=_shape(shape))
+            inner.node(node, dot_text(label), fillcolor=COLOURS["layer"])
+            graph.edge(source, node, label=dot_text(_shape(shape)))
             source, shape = node, layer_shape
         if block.residual:
             add = f"{block.path}.add"
             inner.node(add, "+", shape="circle", width="0.3", fixedsize="true", fillcolor=COLOURS["add"], fontsize="12")
-            graph.edge(source, add, label=_shape(shape))
+            graph.edge(source, add, label=dot_text(_shape(shape)))
             graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
             source = add
     return source

@@ -190,10 +190,20 @@ class Scaling(Model):
         return self
 
 
+def _printable(text: str) -> str:
+    # A name travels to terminals and diagram files: an escape sequence or a NUL in it would act there.
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"expected printable text; character U+{ord(bad):04X} is a control or format character")
+    return text
+
+
 class Spec(Model):
     """A whole network, as written."""
 
-    name: Annotated[str, Strict(), Field(min_length=1), _doc("the network's name")]
+    name: Annotated[str, Strict(), Field(min_length=1, max_length=200), AfterValidator(_printable), _doc(
+        "the network's name (printable text: it is echoed to terminals and drawn in diagrams)"
+    )]
     dims: Annotated[int, Strict(), _one_of(1, 2, 3), WithJsonSchema({"enum": [1, 2, 3]}), _doc(
         "spatial dimensions: 1 signals, 2 images, 3 volumes"
     )] = 2

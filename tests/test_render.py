@@ -127,3 +127,52 @@ def test_cli_prints_dot_without_output(capsys):
     assert main(["render", "efficientnet_b0", "--detail", "block", "--preset", "b1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("digraph efficientnet_b0 {") and '"stages.6.1"' in out
+
+
+HOSTILE_NAMES = [
+    "ends in a backslash\\",
+    '<a> { x [URL=<javascript:alert(1)> image=</etc/passwd>] } digraph <b>',
+    'quote" [URL="javascript:alert(1)"] x="',
+    "<b>bold</b>",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_name_cannot_inject_dot(b0_spec, tmp_path, name):
+    """The name is text in the picture, never DOT syntax: no extra nodes, attributes, links or images."""
+    plain = archc.render(b0_spec, overrides={"name": "a plain name"}, resolution=64)
+    graph = archc.render(b0_spec, tmp_path / "x.dot", overrides={"name": name}, resolution=64)
+    assert nodes(graph) == nodes(plain)
+    source = (tmp_path / "x.dot").read_text()
+    # DOT's lexer: a quoted string runs to the first quote not escaped by a backslash. Outside them, the
+    # hostile source has exactly the syntax of the plain one.
+    outside = re.compile(r'"(?:[^"\\]|\\.)*"')
+    assert outside.sub('""', source) == outside.sub('""', plain.source)
+
+
+@needs_dot()
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_name_gives_one_well_formed_svg(b0_spec, tmp_path, name):
+    svg = tmp_path / "x.svg"
+    archc.render(b0_spec, svg, overrides={"name": name}, resolution=64)
+    root = ElementTree.parse(svg).getroot()  # one well-formed document, or this raises
+    links = [e for e in root.iter() if e.tag.endswith("}a") or e.tag.endswith("}image")]
+    assert links == []
+    title = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert name in title  # drawn as the text it is
+
+
+def test_control_characters_never_reach_the_dot_file(b0_spec, tmp_path):
+    import dataclasses
+
+    plan = dataclasses.replace(archc.lower(b0_spec, resolution=64), name="evil\x1b[31m\x00name")
+    archc.render(plan, tmp_path / "x.dot")
+    text = (tmp_path / "x.dot").read_bytes()
+    assert b"\x1b" not in text and b"\x00" not in text and "evil\ufffd[31m\ufffdname".encode() in text
+
+
+@pytest.mark.parametrize("name", ["a\x1bb", "nul\x00", "bell\x07", "rtl\u202eoverride"])
+def test_names_are_printable_text(name):
+    """A name is echoed by validate and build: a control or format character in it is refused up front."""
+    with pytest.raises(archc.SpecError, match=r"name: got .*, expected printable text; character U\+[0-9A-F]{4}"):
+        archc.read("efficientnet_b0", {"name": name})
