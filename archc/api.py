@@ -131,13 +131,24 @@ def load(
             given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
         return _finish(_restore(str(source)), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+    weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
+    trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     if weights is not None:
-        weights, conventions = _weights_and_conventions(weights, weights_from)
+        weights, conventions, trained = _weights_and_conventions(weights, weights_from)
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
     spec = read(source, overrides)
     plan = _lower(spec, **args)
+    if trained is not None:
+        from .weights import convention_differences
+
+        differences = convention_differences(trained, plan)
+        if differences:
+            raise CheckpointError(
+                "the weights were trained with other conventions than this spec builds: " + "; ".join(differences[:4])
+                + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+                + " (set the spec's values to the weights', e.g. with overrides)", file=str(weights_path))
     _check_size(plan, max_params)
     _check_channels_last(plan, channels_last)
     model = build(plan, seed=seed, features_only=features_only)
@@ -299,7 +310,8 @@ def _restore_if_archc(path: str) -> "nn.Module | None":
 
 
 def _weights_and_conventions(weights, weights_from: str):
-    """The weights to import and the spec overrides their source was trained with (padding, norm eps)."""
+    """The weights to import, the spec overrides their source was trained with (padding, norm eps), and for an
+    archc checkpoint the Plan it was built from."""
     from .weights import CONVENTIONS
 
     if weights_from not in CONVENTIONS:
@@ -307,10 +319,10 @@ def _weights_and_conventions(weights, weights_from: str):
     if weights_from == "archc" and isinstance(weights, (str, os.PathLike)) and str(weights).endswith(CHECKPOINT_SUFFIX):
         saved = _restore_if_archc(str(weights))
         if saved is not None:
-            # Keep the padding and eps the weights were built with (say, when inflating them into 3D),
-            # and use the checkpoint's verified tensors.
-            return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}
-    return weights, CONVENTIONS[weights_from]
+            # Keep the padding and eps the weights were built with (say, when inflating them into 3D), use the
+            # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.
+            return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}, saved.plan
+    return weights, CONVENTIONS[weights_from], None
 
 
 def _merged(overrides: Overrides | None, under: dict | None = None, over: dict | None = None) -> Overrides:

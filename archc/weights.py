@@ -137,6 +137,27 @@ def _family(source: str) -> str:
     return {"monai": "monai", "efficientnet_pytorch": "monai", "torchvision": "torchvision", "timm": "timm", "timm_tf": "timm"}[source]
 
 
+def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
+    """What ``target`` computes differently from the Plan the weights were ``trained`` in, with the same
+    tensors: activations, SE gates and placement, the norm. Shapes, dims, input channels and classes may
+    differ (importing adapts them); these may not, or the outputs change with no error."""
+    differences = []
+    if trained.norm.type != target.norm.type:
+        differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
+    pairs = [("stem", trained.stem.activation, target.stem.activation), ("head", trained.head.conv.activation, target.head.conv.activation)]
+    blocks = {block.path: block for block in target.blocks}
+    for old in trained.blocks:
+        new = blocks.get(old.path)
+        if new is None:
+            continue
+        pairs += [(f"{old.path} activation", old.activation, new.activation)]
+        if old.se_channels and new.se_channels:
+            pairs += [(f"{old.path} SE gate", old.se_gate, new.se_gate), (f"{old.path} SE activation", old.se_activation, new.se_activation),
+                      (f"{old.path} SE placement", old.se_placement, new.se_placement)]
+    differences += [f"{what}: the weights have {have}, this spec {want}" for what, have, want in pairs if have != want]
+    return differences
+
+
 def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str | None = None) -> Imported:
     """Map ``peer`` (a state_dict of ``source``) onto ``model``'s keys, adapting what can be adapted:
     2D kernels inflated into 3D (``inflate``), the stem's input channels, a classifier of another size."""

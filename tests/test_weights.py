@@ -215,3 +215,21 @@ def test_cli_convert_and_inflate(tmp_path, monai_state):
     bad = run_archc("convert", "efficientnet_b0", "--weights", tmp_path / "monai_b0.pth", "--from", "torchvision", "-o", tmp_path / "x.safetensors")
     assert bad.returncode == 1 and "torchvision weights do not fit this model: missing features.0.0.weight" in bad.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_archc_checkpoint_conventions_are_not_dropped(tmp_path):
+    """Weights trained with relu and a hard-sigmoid gate do not silently go into a silu + sigmoid model."""
+    trained_with = {"activation": "relu", "se.gate": "hardsigmoid"}
+    source = archc.load("efficientnet_b0", overrides=trained_with, resolution=64, seed=0)
+    path = tmp_path / "relu.safetensors"
+    archc.save(source, path)
+    with pytest.raises(CheckpointError, match=r"relu\.safetensors: the weights were trained with other conventions than this spec builds: "
+                       r"stem: the weights have relu, this spec silu; head: the weights have relu, this spec silu; "
+                       r"stages\.0\.0 activation: the weights have relu, this spec silu; stages\.0\.0 SE gate: the weights have hardsigmoid, this spec sigmoid"):
+        archc.load("efficientnet_b0", weights=path, resolution=64)
+    result = run_archc("convert", "efficientnet_b0", "--weights", path, "--from", "archc", "-o", tmp_path / "out.safetensors")
+    assert result.returncode == 1 and "other conventions" in result.stderr and not (tmp_path / "out.safetensors").exists()
+    same = archc.load("efficientnet_b0", overrides=trained_with, weights=path, resolution=64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(same(x), source.eval()(x))
