@@ -130,7 +130,7 @@ def load(
         if extra:
             given = ", ".join(extra)
             raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
-        return _finish(_restore(str(source)), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+        return _finish(_restore(str(source), max_params), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     if weights is not None:
@@ -217,7 +217,7 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     checkpoint.save(path, state, source.spec_text, source.spec_file, source.args)
 
 
-def _restore(path: str) -> "nn.Module":
+def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     from . import checkpoint
     from .emit.torch import instantiate
 
@@ -234,6 +234,7 @@ def _restore(path: str) -> "nn.Module":
         plan = _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
     except ArchcError as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
+    _check_size(plan, max_params)
     model = instantiate(plan, features_only)
     problems = _misfits(model.state_dict(), saved.tensors)
     if problems:

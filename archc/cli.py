@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import signal
 import sys
 
 from . import api
@@ -12,18 +14,77 @@ from .errors import ArchcError
 
 
 def main(argv: list[str] | None = None) -> int:
+    _prepare_streams()
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # inside the try: a full disk or a closed stdout is an error, not a lost output
+        return status
     except ArchcError as exc:
         print(f"archc: error: {exc}", file=sys.stderr)
         return 1
+    except _Terminated:  # SIGTERM: the files being written were removed on the way out (files.write_atomic)
+        return 143
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `archc build ... | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
+    except OSError as exc:  # archc's own readers and writers report their files; this is what is left
+        where = f"{exc.filename}: " if exc.filename else "cannot write the output: "
+        if not exc.filename:
+            _silence_stdout()
+        print(f"archc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that ``finally`` blocks and temporaries are cleaned up."""
+
+
+def _interrupt(signum, frame):
+    raise _Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _ClosedStream:
+    """Stands in for a standard stream whose descriptor was closed (``>&-``): writing to it is an error."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+
+def _prepare_streams() -> None:
+    """Python sets a closed stdout to None, and print() then drops the output without a word; a terminal
+    that cannot encode "×" raises UnicodeEncodeError. Make the first an error and the second a "?"."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        sys.stdout = _ClosedStream()
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 from .errors import ArchcError, EmitError
@@ -38,12 +39,14 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     path = os.fspath(path)
     directory = check_destination(path)
     payload = data.encode() if isinstance(data, str) else data
+    _sweep_abandoned(directory)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archc-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=_TEMP_SUFFIX)
     except OSError as exc:
         raise EmitError(f"cannot write: {exc.strerror}", file=path) from None
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+        # mkstemp makes 0600: keep the mode of the file we replace, else give the mode open() would.
+        os.chmod(tmp, _existing_mode(path) if os.path.exists(path) else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -57,6 +60,39 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         if isinstance(exc, OSError):
             raise EmitError(f"cannot write: {exc.strerror}", file=path) from None
         raise
+
+
+_TEMP_PREFIX, _TEMP_SUFFIX = ".archc-", ".tmp"  # temporaries are named .archc-<pid>-<random>.tmp
+
+
+def _existing_mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _sweep_abandoned(directory: str) -> None:
+    """Remove temporaries of ours whose writer is gone (killed with SIGKILL, or the machine stopped): a
+    writer that is still running keeps its own."""
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(_TEMP_PREFIX) and n.endswith(_TEMP_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_TEMP_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def _umask() -> int:

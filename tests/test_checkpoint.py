@@ -241,3 +241,9 @@ def test_a_changed_module_is_not_saved(saved, tmp_path):
     with pytest.raises(EmitError, match=r"no longer matches its spec \(tensor classifier\.weight has shape \[5, \d+\], the model needs \[2, \d+\]"):
         archc.save(changed, target)
     assert not target.exists()
+
+
+def test_the_size_limit_applies_to_saved_models(saved):
+    _, path = saved
+    with pytest.raises(archc.LoweringError, match=r"this model would have [\d,]+ parameters .* over the limit of 1;"):
+        archc.load(str(path), max_params=1)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -125,3 +127,18 @@ def test_cli_robustness(tmp_path, capsys, argv, code, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written
+
+
+@pytest.mark.parametrize("command", [["validate", "efficientnet_b0"], ["info", "efficientnet_b0"], ["render", "efficientnet_b0"]])
+def test_output_streams_that_fail(command):
+    """A closed or full stdout is an error (exit 1, one line), and a terminal that cannot encode "×" gets "?"."""
+    import subprocess
+    import sys
+
+    line = " ".join([sys.executable, "-m", "archc", *command])
+    for redirect, message in [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]:
+        result = subprocess.run(["sh", "-c", f"{line} {redirect}"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and result.stderr == f"archc: error: cannot write the output: {message}\n"
+    for encoding in ("ascii", "latin-1"):
+        result = subprocess.run(["sh", "-c", line], capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": encoding})
+        assert result.returncode == 0 and result.stderr == b""
