@@ -136,6 +136,7 @@ class _Walker:
         self.jump = (1,) * plan.dims  # distance in input pixels between neighbouring outputs
         self.warnings: list[str] = []
         self.collapses: list[str] = []
+        self.rounded: dict[str, set[int]] = {}  # where a stride met a size it does not divide -> the axes
 
     def conv(self, conv: _Conv, where: str) -> tuple[int, int, int, int]:
         """(params, macs, activation elements, out channels) of one conv [+ norm] [+ act]; advances the size."""
@@ -166,7 +167,18 @@ class _Walker:
             self.collapse(f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}")
         odd = [axis for axis, (n, s) in enumerate(zip(self.size, conv.stride)) if s > 1 and n % s]
         if odd:
-            self.warnings.append(f"{where}: the {_x(self.size)} input is not divisible by the stride {_x(conv.stride)} on {_list(odd)}")
+            self.rounded.setdefault(where, set()).update(odd)
+
+    def stride_warning(self) -> str | None:
+        """One warning for all the maps that round a stride: the cause is the input size, so it says which to use."""
+        if not self.rounded:
+            return None
+        axes = sorted(set().union(*self.rounded.values()))
+        total = total_stride(self.plan)
+        choices = {axis: _nearest_multiples(self.plan.resolution[axis], total[axis]) for axis in axes}
+        hint = next(iter(choices.values())) if len(set(choices.values())) == 1 else "; ".join(f"axis {a}: {c}" for a, c in choices.items())
+        return (f"the {_x(self.plan.resolution)} input is not a multiple of the total stride {_x(total)} on {_list(axes)}, "
+                f"so {', '.join(self.rounded)} round the size up; use a multiple ({hint})")
 
 
 def analyze(plan: ir.Plan) -> Report:
@@ -182,7 +194,7 @@ def analyze(plan: ir.Plan) -> Report:
         first = stage.blocks[0]
         rows.append(
             StageRow(
-                name=str(stage.index + 1),
+                name=str(stage.index),
                 block=block_title(stage.type, stage.expand_ratio),
                 repeats=len(stage.blocks),
                 in_channels=first.in_channels,
@@ -198,7 +210,7 @@ def analyze(plan: ir.Plan) -> Report:
             )
         )
         if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
-            walk.collapse(f"stage {stage.index + 1}: the feature map has shrunk to 1 on every axis before the last stage")
+            walk.collapse(f"stage {stage.index}: the feature map has shrunk to 1 on every axis before the last stage")
     conv = plan.head.conv
     params, macs, kept, _ = walk.conv(_Conv("conv", conv.in_channels, conv.out_channels, conv.kernel, conv.stride), "head")
     head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
@@ -209,7 +221,9 @@ def analyze(plan: ir.Plan) -> Report:
         classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
         parts.append(classifier)
         rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
-    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(walk.warnings)),
+    rounded = walk.stride_warning()
+    warnings = ([rounded] if rounded else []) + walk.warnings
+    return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
                   tuple(dict.fromkeys(walk.collapses)))
 
 
@@ -220,7 +234,7 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
         if layer == "se":
             p, m, k = walk.se(channels, block.se_channels)
         else:
-            p, m, k, channels = walk.conv(layer, f"stage {block.stage + 1}")
+            p, m, k, channels = walk.conv(layer, f"stage {block.stage}")
         params, macs, kept = params + p, macs + m, kept + k
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum
@@ -237,6 +251,17 @@ def block_title(block_type: str, expand_ratio: int) -> str:
     if block_type == "conv":
         return "Conv"
     return {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv"}[block_type] + str(expand_ratio)
+
+
+def total_stride(plan: ir.Plan) -> tuple[int, ...]:
+    """Input size over the last feature map's size, per axis, when every stride divides."""
+    strides = [plan.stem.stride] + [block.stride for block in plan.blocks] + [plan.head.conv.stride]
+    return tuple(math.prod(s[axis] for s in strides) for axis in range(plan.dims))
+
+
+def _nearest_multiples(n: int, multiple: int) -> str:
+    below, above = n // multiple * multiple, (n // multiple + 1) * multiple
+    return f"{below} or {above}" if below else str(above)
 
 
 def _x(values: tuple[int, ...]) -> str:

@@ -97,15 +97,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .summary import format_summary, format_warnings
+    from .summary import format_summary
 
     if args.output:
         _check_output(args.output, _checkpoint_file)
     model = api.load(args.spec, seed=args.seed, overrides=args.set, max_params=args.max_params, **_lowering_args(args))
     report = analyze(model.plan)
     print(format_summary(report))
-    for line in format_warnings(report):
-        print(line, file=sys.stderr)
+    _warn(report.warnings, args)
     measured = sum(p.numel() for p in model.parameters())
     print(f"built {type(model).__name__} with {measured:,} parameters")
     if args.output:
@@ -131,7 +130,9 @@ def _info(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .summary import format_info
 
-    print(format_info(analyze(api.lower(args.spec, args.set, **_lowering_args(args)))))
+    report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
+    print(format_info(report))
+    _warn(report.warnings, args)
     return 0
 
 
@@ -193,9 +194,7 @@ def _scale(args: argparse.Namespace) -> int:
     if presets:
         print()
         print("presets: " + ", ".join(f"{name} {n:,} params {human(m)} MACs" for name, (n, m) in presets.items()))
-    for p in points:
-        for warning in p.warnings:
-            print(f"warning: phi {p.phi:g}: {warning}", file=sys.stderr)
+    _warn([f"phi {p.phi:g}: {warning}" for p in points for warning in p.warnings], args)
     if args.output:
         plot_curve(points, presets, args.output, f"{spec.name} ({dims}D): compound scaling")
         print(f"wrote {args.output}")
@@ -230,6 +229,13 @@ def _search(args: argparse.Namespace) -> int:
     print("# paste into the spec:")
     print(ranked[0].scaling_block(), end="")
     return 0
+
+
+def _warn(warnings, args: argparse.Namespace) -> None:
+    """Warnings go to stderr, each once, so stdout pipes cleanly; ``--quiet`` drops them."""
+    if not args.quiet:
+        for warning in dict.fromkeys(warnings):
+            print(f"warning: {warning}", file=sys.stderr)
 
 
 def _phi_range(text: str) -> list[float]:
@@ -280,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
     info.add_argument("spec", help="spec file or shipped spec name")
     _add_lowering_flags(info)
+    _add_quiet_flag(info)
     info.set_defaults(run=_info)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a spec (for editors), or with --markdown its reference")
@@ -293,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
     build.add_argument("--max-params", type=_positive_int, default=api.MAX_PARAMS, metavar="N",
                        help=f"refuse to build more parameters than this (default {api.MAX_PARAMS:,})")
+    _add_quiet_flag(build)
     build.set_defaults(run=_build)
 
     from .weights import SOURCES
@@ -333,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--phi-range", type=_phi_range, default=_phi_range("0:7"), metavar="A:B[:STEP]", help="phis to tabulate (default 0:7)")
     _add_set_flag(scale)
     scale.add_argument("-o", "--output", metavar="FILE.png", help="draw the curve (needs matplotlib)")
+    _add_quiet_flag(scale)
     scale.set_defaults(run=_scale)
 
     search = commands.add_parser("search", help="grid-search alpha, beta, gamma at phi = 1 under a MACs budget")
@@ -354,6 +363,10 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
     render.set_defaults(run=_render)
     return parser
+
+
+def _add_quiet_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print warnings (they go to stderr)")
 
 
 def _add_lowering_flags(parser: argparse.ArgumentParser) -> None:

@@ -80,13 +80,8 @@ def format_info(report: Report) -> str:
                   size(report.activation_bytes(4)), size(report.activation_bytes(2))))
     lines += _table(table, right={2, 5, 6, 7, 8})
     lines += ["", "activation memory: what one training sample keeps for backward (fp32 / bf16); multiply by the batch size"]
-    lines += [f"feature levels: " + ", ".join(f"stage {f.stage + 1} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
-    lines += format_warnings(report)
+    lines += [f"feature levels: " + ", ".join(f"stage {f.stage} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
     return "\n".join(lines)
-
-
-def format_warnings(report: Report) -> list[str]:
-    return [f"warning: {warning}" for warning in report.warnings]
 
 
 def size(n_bytes: int) -> str:

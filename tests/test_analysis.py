@@ -29,7 +29,7 @@ def test_summary_equals_measurement(b0_spec, kwargs):
     shapes = {}
     hooks = [model.stem.register_forward_hook(lambda m, i, o: shapes.__setitem__("stem", tuple(o.shape[1:])))]
     for index, stage in enumerate(model.stages):
-        hooks.append(stage.register_forward_hook(lambda m, i, o, k=str(index + 1): shapes.__setitem__(k, tuple(o.shape[1:]))))
+        hooks.append(stage.register_forward_hook(lambda m, i, o, k=str(index): shapes.__setitem__(k, tuple(o.shape[1:]))))
     hooks.append(model.head.register_forward_hook(lambda m, i, o: shapes.__setitem__("head", tuple(o.shape[1:]))))
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -45,7 +45,7 @@ def test_summary_equals_measurement(b0_spec, kwargs):
 
 def test_stage_rows(b0_spec):
     report = archc.analyze(archc.lower(b0_spec))
-    assert [r.name for r in report.rows] == ["stem", "1", "2", "3", "4", "5", "6", "7", "head", "classifier"]
+    assert [r.name for r in report.rows] == ["stem", "0", "1", "2", "3", "4", "5", "6", "head", "classifier"]  # numbered as stages[i]
     assert [r.repeats for r in report.rows[1:8]] == [1, 2, 2, 3, 3, 4, 1]
     assert [r.shape for r in report.rows[:8]] == [
         (32, 112, 112), (16, 112, 112), (24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7), (320, 7, 7),

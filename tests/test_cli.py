@@ -26,10 +26,10 @@ def test_build_summary_rows_and_totals(capsys):
     assert main(["build", "efficientnet_b0", "--preset", "b0", "--resolution", "224"]) == 0
     out = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in out[3:13]]
-    assert [r[0] for r in rows] == ["stem", "1", "2", "3", "4", "5", "6", "7", "head", "classifier"]
+    assert [r[0] for r in rows] == ["stem", "0", "1", "2", "3", "4", "5", "6", "head", "classifier"]  # as stages[0]..[6]
     # By hand: depthwise 32*9 + BN 64, SE (32*8+8) + (8*32+32), project 32*16 + BN 32 = 1,448 parameters;
     # MACs 32*9*112^2 + 2*32*8 + 32*16*112^2 = 10,035,712.
-    assert rows[1] == ["1", "MBConv1", "1", "32->16", "3", "1", "8", "16x112x112", "1,448", "10.0M"]
+    assert rows[1] == ["0", "MBConv1", "1", "32->16", "3", "1", "8", "16x112x112", "1,448", "10.0M"]
     assert out[14].split()[:3] == ["total", "16", "5,288,548"]
 
 

@@ -242,17 +242,26 @@ def test_overrides_survive_a_checkpoint(tmp_path):
 
 def test_collapsing_resolution_warns():
     report = archc.analyze(archc.lower("efficientnet_b0", dims=3, resolution=32))
-    assert "stage 6: the feature map has shrunk to 1 on every axis before the last stage" in report.warnings
-    assert "stage 3: the 4x4x4 input is smaller than the 5x5x5 kernel on axes 0, 1, 2" in report.warnings
+    assert "stage 5: the feature map has shrunk to 1 on every axis before the last stage" in report.warnings
+    assert "stage 2: the 4x4x4 input is smaller than the 5x5x5 kernel on axes 0, 1, 2" in report.warnings
     result = run_archc("info", "efficientnet_b0", "--dims", "3", "--resolution", "32")
-    assert result.returncode == 0
-    assert "warning: stage 6: the feature map has shrunk to 1 on every axis before the last stage" in result.stdout
+    assert result.returncode == 0 and "warning" not in result.stdout  # stdout stays the table, for pipes
+    assert "warning: stage 5: the feature map has shrunk to 1 on every axis before the last stage" in result.stderr.splitlines()
+    quiet = run_archc("info", "efficientnet_b0", "--dims", "3", "--resolution", "32", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == result.stdout
 
 
 def test_stride_not_dividing_the_resolution_warns():
+    """One warning for the cause (the input size), naming where it rounds and which sizes to use instead."""
     report = archc.analyze(archc.lower("efficientnet_b0", resolution=(100, 99)))
-    assert report.warnings[0] == "stem: the 100x99 input is not divisible by the stride 2x2 on axis 1"
+    # By hand: 99 is odd at the stem; 100 halves to 50, then 25 meets stage 2's stride; 13 and 7 meet stages 3 and 5'.
+    assert report.warnings[0] == ("the 100x99 input is not a multiple of the total stride 32x32 on axes 0, 1, so stem, "
+                                  "stage 2, stage 3, stage 5 round the size up; use a multiple (96 or 128)")
+    assert [w for w in report.warnings if "stride" in w] == [report.warnings[0]]  # once, not once per conv
     assert not archc.analyze(archc.lower("efficientnet_b0")).warnings  # 224 divides cleanly
+    scale = run_archc("scale", "efficientnet_b0", "--phi-range", "0:7")
+    rounded = [line for line in scale.stderr.splitlines() if "not a multiple of the total stride" in line]
+    assert len(rounded) == 7 and rounded[0].startswith("warning: phi 1: the 258x258 input") and rounded[0].endswith("(256 or 288)")
 
 
 def test_receptive_field():
