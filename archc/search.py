@@ -20,7 +20,7 @@ from typing import Callable
 
 from .analysis import analyze
 from .api import read
-from .errors import ArchcError, ScalingError
+from .errors import ArchcError, EmitError, ScalingError
 from .lower import lower
 from .spec import Spec
 
@@ -256,7 +256,7 @@ def _named(c) -> str:
 def _kept(results, done: dict) -> str:
     if results is None:
         return "nothing was kept (give a results file to resume an interrupted search)"
-    return f"the {len(done)} results so far are kept in {os.fspath(results)}: run again to resume"
+    return f"{len(done)} result{'' if len(done) == 1 else 's'} so far kept in {os.fspath(results)}: run again to resume"
 
 
 def _finite(value, where: str, then: str = "", **location) -> float:
@@ -347,16 +347,26 @@ def _append_result(path, key: str, result: Result) -> None:
         _append_line(os.fspath(path), json.dumps({"key": key, "result": asdict(result)}))
 
 
+CURVE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def curve_format(path: str) -> str:
+    """The file format of a drawn curve, from its extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in CURVE_FORMATS:
+        raise EmitError(f"unknown curve format {extension or '(no extension)'}; use .png, .svg or .pdf", file=path)
+    return CURVE_FORMATS[extension]
+
+
 def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], path: str, title: str) -> None:
-    """MACs and parameters against phi, with the presets marked, as a PNG (needs matplotlib)."""
+    """MACs and parameters against phi, with the presets marked, as PNG, SVG or PDF by the extension (needs matplotlib)."""
+    fmt = curve_format(path)
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .errors import EmitError
-
         raise EmitError("drawing the curve needs matplotlib: pip install matplotlib (or the bench extra)", file=path) from None
     import io
 
@@ -383,6 +393,6 @@ def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], pa
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format=fmt, dpi=100)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())

@@ -125,3 +125,18 @@ def test_cli_robustness(tmp_path, capsys, argv, code, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written
+
+
+@pytest.mark.parametrize("command", [
+    ["build", "efficientnet_b0"],
+    ["render", "efficientnet_b0"],
+    ["scale", "efficientnet_b0"],
+    ["export", "tests/fixtures/tiny3d.yaml"],
+    ["convert", "efficientnet_b0", "--weights", "w.pth", "--from", "monai"],
+    ["inflate", "efficientnet_b0", "--weights", "w.pth"],
+])
+def test_an_empty_output_name_is_a_usage_error(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "-o", ""])
+    assert info.value.code == 2
+    assert "argument -o/--output: expected a file name, got ''" in capsys.readouterr().err

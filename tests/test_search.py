@@ -229,3 +229,21 @@ def test_a_results_line_cut_off_by_a_killed_run_is_dropped_with_a_note(tmp_path)
     assert any("cut off" in m and ":" + str(len(lines)) in m for m in messages)
     assert [json.loads(line) for line in results.read_text().splitlines()]  # every line whole again
     assert len(results.read_text().splitlines()) == len(lines)
+
+
+@pytest.mark.parametrize("name, magic", [("curve.svg", b"<?xml"), ("curve.pdf", b"%PDF"), ("curve.PNG", b"\x89PNG")])
+def test_scale_draws_the_format_its_extension_names(tmp_path, name, magic):
+    result = run_archc("scale", TINY, "--phi-range", "0:1", "-o", tmp_path / name)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # written atomically: no temporary left beside it
+
+
+def test_scale_refuses_another_extension_before_any_work(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(open(TINY, "rb").read())
+    result = run_archc("scale", spec, "--phi-range", "0:1", "-o", spec)
+    assert result.returncode == 2
+    assert "archc: error: -o: unknown curve format .yaml; use .png, .svg or .pdf" in result.stderr
+    assert result.stdout == ""  # refused before the curve was computed
+    assert spec.read_bytes() == open(TINY, "rb").read()
