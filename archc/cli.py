@@ -101,6 +101,9 @@ def _export(args: argparse.Namespace) -> int:
 
     _check_output(args.output, export_format)
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
+        flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
+        if flags:
+            raise _usage(f"{', '.join(flags)} cannot apply to a saved model ({args.spec}): it is exported as it was built")
         model = api.load(args.spec, fuse=args.fuse)
     else:
         model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
