@@ -103,8 +103,9 @@ def test_collapsing_candidates_are_skipped_with_a_reason():
 
 
 def test_search_cli(tmp_path):
-    result = run_archc("search", TINY, "--evaluate", "search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
-                       "--workers", "2", "--results", tmp_path / "r.jsonl", cwd=FIXTURES.parent)
+    # From the checkout's root, so the subprocess imports this checkout's archc and the evaluators as tests.*.
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
+                       "--workers", "2", "--results", tmp_path / "r.jsonl")
     assert result.returncode == 0, result.stderr
     assert "# paste into the spec:\nscaling:\n  alpha: " in result.stdout
     assert "candidates under alpha * beta**2 * gamma**3 ≈ budget = 2 (±10%)" in result.stderr
@@ -247,3 +248,12 @@ def test_scale_refuses_another_extension_before_any_work(tmp_path):
     assert "archc: error: -o: unknown curve format .yaml; use .png, .svg or .pdf" in result.stderr
     assert result.stdout == ""  # refused before the curve was computed
     assert spec.read_bytes() == open(TINY, "rb").read()
+
+
+def test_a_whole_last_line_without_its_newline_is_kept_and_ended(tmp_path):
+    results = tmp_path / "r.jsonl"
+    full = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    results.write_text(results.read_text().rstrip("\n"))
+    ev.CALLS.clear()
+    assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == full
+    assert not ev.CALLS and results.read_text().endswith("}\n")
