@@ -163,6 +163,9 @@ def _export(args: argparse.Namespace) -> int:
 
     _check_output(args.output, export_format)
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
+        flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
+        if flags:
+            raise _usage(f"{', '.join(flags)} cannot apply to a saved model ({args.spec}): it is exported as it was built")
         model = api.load(args.spec, fuse=args.fuse)
     else:
         model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
@@ -173,9 +176,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _scale(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .search import constraint, curve, plot_curve
+    from .search import constraint, curve, curve_format, plot_curve
     from .summary import human
 
+    if args.output:
+        _check_output(args.output, curve_format)
     spec = api.read(args.spec, args.set)
     dims = args.dims or spec.dims
     s = spec.scaling
@@ -297,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("spec", help="spec file or shipped spec name")
     _add_lowering_flags(build)
     build.add_argument("--seed", type=int, help="initialise weights reproducibly")
-    build.add_argument("-o", "--output", metavar="FILE", help="save the model to FILE.safetensors")
+    build.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="save the model to FILE.safetensors")
     build.add_argument("--max-params", type=_positive_int, default=api.MAX_PARAMS, metavar="N",
                        help=f"refuse to build more parameters than this (default {api.MAX_PARAMS:,})")
     _add_quiet_flag(build)
@@ -312,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--inflate", choices=("center", "mean"), help="inflate 2D kernels into a 3D model")
     _add_lowering_flags(convert)
     convert.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
-    convert.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
+    convert.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")
     convert.set_defaults(run=_convert)
 
     inflate = commands.add_parser("inflate", help="turn 2D weights into the 3D model of the same spec and save it")
@@ -323,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
     _add_lowering_flags(inflate)
     inflate.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
-    inflate.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors")
+    inflate.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")
     inflate.set_defaults(run=_convert, dims=3)  # a 3D model unless --dims says otherwise
 
     export = commands.add_parser("export", help="write TorchScript (.pt), torch.export (.pt2) or ONNX (.onnx)")
@@ -332,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--fuse", action="store_true", help="fold batch norms into the convs first")
     export.add_argument("--batch", type=_positive_int, default=1, help="batch size of the example input (default 1)")
     export.add_argument("--seed", type=int, help="initialise weights reproducibly (when compiling a spec)")
-    export.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
+    export.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
     export.set_defaults(run=_export)
 
     scale = commands.add_parser("scale", help="scaling curve: width, depth, resolution, params and MACs per phi (no torch)")
@@ -340,7 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions (the FLOPs constraint follows them)")
     scale.add_argument("--phi-range", type=_phi_range, default=_phi_range("0:7"), metavar="A:B[:STEP]", help="phis to tabulate (default 0:7)")
     _add_set_flag(scale)
-    scale.add_argument("-o", "--output", metavar="FILE.png", help="draw the curve (needs matplotlib)")
+    scale.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="draw the curve to FILE.png, .svg or .pdf (needs matplotlib)")
     _add_quiet_flag(scale)
     scale.set_defaults(run=_scale)
 
@@ -360,7 +365,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_lowering_flags(render)
     render.add_argument("--detail", choices=("stage", "block", "layer"), default="stage", help="one node per stage (default), block or layer")
     render.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom (default) or left-to-right")
-    render.add_argument("-o", "--output", metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
+    render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
     render.set_defaults(run=_render)
     return parser
 
@@ -392,6 +397,12 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def _output_file(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    return text
 
 
 def _positive_int(text: str) -> int:

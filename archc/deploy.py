@@ -7,6 +7,7 @@ a trace fixes the padding to that input's size; symmetric padding (the default) 
 from __future__ import annotations
 
 import io
+import math
 import os
 
 import torch
@@ -24,28 +25,53 @@ def export_format(path: str) -> str:
     return FORMATS[extension]
 
 
-def example_input(model: torch.nn.Module, batch: int = 1) -> torch.Tensor:
+# The example input is traced through the whole network, whose activations are several times its size; the
+# batch axis stays dynamic in every format, so nothing needs a large example. 2**25 values is 128 MiB of float32
+# (a 320^3 volume, or a batch of 220 RGB images at 224^2).
+MAX_EXAMPLE_VALUES = 2**25
+
+
+def _example_shape(model: torch.nn.Module, batch: int) -> tuple[int, ...]:
     plan = model.plan
-    return torch.randn(batch, plan.in_channels, *plan.resolution, generator=torch.Generator().manual_seed(0))
+    return (batch, plan.in_channels, *plan.resolution)
+
+
+def example_input(model: torch.nn.Module, batch: int = 1) -> torch.Tensor:
+    return torch.randn(*_example_shape(model, batch), generator=torch.Generator().manual_seed(0))
 
 
 def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1) -> None:
-    """Write ``model`` (in eval mode) to ``path``; the format follows the extension."""
+    """Write ``model`` (traced in eval mode) to ``path``; the format follows the extension. Each module's training
+    flag is restored afterwards."""
     path = os.fspath(path)
     fmt = export_format(path)
+    # torch.export traces with at least two: it specialises sizes 0 and 1, and the batch must stay dynamic.
+    shape = _example_shape(model, max(batch, 2) if fmt == "export" else batch)
+    size = "x".join(map(str, shape))
+    values = math.prod(shape)
+    if values > MAX_EXAMPLE_VALUES:
+        raise EmitError(f"example input {size} has {values:.3g} values, over the limit of {MAX_EXAMPLE_VALUES:,} values "
+                        "(MAX_EXAMPLE_VALUES); the batch axis stays dynamic, so export with batch 1 or a smaller resolution",
+                        file=path)
+    training = {module: module.training for module in model.modules()}
     model.eval()
-    example = example_input(model, batch)
     buffer = io.BytesIO()
-    with torch.no_grad():
-        if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(model, example), buffer)
-        elif fmt == "export":
-            # The batch stays dynamic; torch specialises sizes 0 and 1, so trace with at least two.
-            example = example_input(model, max(batch, 2))
-            program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-            torch.export.save(program, buffer)
-        else:
-            _onnx(model, example, buffer, path)
+    try:
+        example = example_input(model, shape[0])
+        with torch.no_grad():
+            if fmt == "torchscript":
+                torch.jit.save(torch.jit.trace(model, example), buffer)
+            elif fmt == "export":
+                program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+                torch.export.save(program, buffer)
+            else:
+                _onnx(model, example, buffer, path)
+    except (RuntimeError, ValueError) as exc:  # torch's and the exporters' errors (theirs subclass RuntimeError)
+        cause = str(exc).strip().splitlines()
+        raise EmitError(f"cannot export at input {size}: {type(exc).__name__}{': ' + cause[0] if cause else ''}", file=path) from exc
+    finally:
+        for module, flag in training.items():
+            module.training = flag
     write_atomic(path, buffer.getvalue())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from concurrent.futures import Executor, as_completed
@@ -19,7 +20,7 @@ from typing import Callable
 
 from .analysis import analyze
 from .api import read
-from .errors import ArchcError, ScalingError
+from .errors import ArchcError, EmitError, ScalingError
 from .lower import lower
 from .spec import Spec
 
@@ -66,7 +67,32 @@ class Candidate:
         return f"{self.alpha:.4f},{self.beta:.4f},{self.gamma:.4f}"
 
 
-MAX_STEPS = 400  # per coefficient: 1 to 21 at step 0.05
+MAX_STEPS = 400  # values per coefficient: 1 to 20.95 at step 0.05
+MAX_POINTS = 50_000  # grid points under the budget; each is lowered and analysed (about 5 ms for B0: 4 minutes)
+
+
+def _check_grid_size(budget: float, step: float, tolerance: float, dims: int) -> None:
+    """Refuse, before any work, a grid too large to walk. Every coefficient is >= 1, so the formula bounds them:
+    alpha <= high, beta <= high**(1/2), gamma <= high**(1/dims). Rounding can move the measured cost a little
+    under the formula, so the walk itself still stops at MAX_STEPS values per coefficient."""
+    high = budget * (1 + tolerance)
+    asked = f"step {step:g} with budget {budget:g} and tolerance {tolerance:g}"
+    per_axis = (high - 1) / step + 1  # alpha's values from 1 up to the budget
+    if not per_axis <= MAX_STEPS:
+        raise ScalingError(f"{asked} needs {per_axis:.3g} values per coefficient; the grid takes at most {MAX_STEPS} "
+                           "values per coefficient: use a coarser step or a smaller budget or tolerance")
+    points = 0
+    for i in range(int(per_axis)):
+        alpha = 1 + i * step
+        for j in range(MAX_STEPS):
+            beta = 1 + j * step
+            room = high / (alpha * beta**2)
+            if room < 1:
+                break
+            points += int((room ** (1 / dims) - 1) / step) + 1
+        if points > MAX_POINTS:
+            raise ScalingError(f"{asked} puts more than {MAX_POINTS:,} grid points under the budget; the search measures "
+                               f"at most {MAX_POINTS:,} grid points: use a coarser step or a smaller budget or tolerance")
 
 
 def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolerance: float = 0.05,
@@ -77,6 +103,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
         raise ScalingError(f"need step > 0, budget > 1 and tolerance >= 0 (got step={step}, budget={budget}, tolerance={tolerance})")
     spec = read(spec)
     dims = dims or spec.dims
+    _check_grid_size(budget, step, tolerance, dims)
     base = analyze(lower(spec, phi=0, dims=dims, **args)).macs
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
 
@@ -124,14 +151,14 @@ def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:
     return scaled
 
 
-def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable) -> float:
+def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable):
     """Build the candidate's model at phi = 1 and score it (runs wherever the executor runs it)."""
     from .api import load
     from .spec import parse_spec
 
     overrides = {"scaling.alpha": candidate.alpha, "scaling.beta": candidate.beta, "scaling.gamma": candidate.gamma}
     model = load(parse_spec(spec_text, spec_file), phi=1, overrides=overrides, seed=0, **args)
-    return float(evaluate(model, model.plan.resolution))
+    return evaluate(model, model.plan.resolution)  # checked where the results are gathered, which knows the candidate
 
 
 @dataclass(frozen=True)
@@ -168,7 +195,7 @@ def grid(
     say = progress or (lambda message: None)
     for candidate, reason in skipped:
         say(f"skipped alpha={candidate.alpha:g} beta={candidate.beta:g} gamma={candidate.gamma:g}: {reason}")
-    done = _read_results(results)
+    done, repair = _read_results(results)
     todo = [c for c in found if c.key not in done]
     say(f"{len(found)} candidates under {constraint(dims or spec.dims)} = {budget:g} (±{tolerance:.0%}); {len(found) - len(todo)} already done")
     lower_args = dict(args, dims=dims) if dims else dict(args)
@@ -178,61 +205,168 @@ def grid(
     for candidate in todo:
         by_network.setdefault(candidate.network, []).append(candidate)
     say(f"{len(by_network)} distinct networks to evaluate")
+    if repair is not None:
+        repair(say)
     task = (spec.source.text, spec.source.file)
+    futures = {}
     if executor is None:  # one at a time, each recorded before the next starts
-        finished = ((group, evaluate_candidate(*task, group[0], lower_args, evaluate)) for group in by_network.values())
+
+        def finished():
+            for group in by_network.values():
+                try:
+                    yield group, evaluate_candidate(*task, group[0], lower_args, evaluate), None
+                except Exception as exc:  # noqa: BLE001  (the user's code: any failure names its candidate)
+                    yield group, None, exc
     else:
         futures = {executor.submit(evaluate_candidate, *task, group[0], lower_args, evaluate): group for group in by_network.values()}
-        finished = ((futures[f], f.result()) for f in as_completed(futures))
-    for n, (group, score) in enumerate(finished, start=1):
-        for candidate in group:
-            result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
-            done[candidate.key] = result
-            _append_result(results, candidate.key, result)
-            if best is None or result.score > best.score:
-                best = result
-        elapsed = time.monotonic() - started
-        say(f"{n}/{len(by_network)} networks done; best so far alpha={best.alpha:g} beta={best.beta:g} "
-            f"gamma={best.gamma:g} ({best.score:.4g}); about {elapsed / n * (len(by_network) - n):.0f} s left")
+
+        def finished():
+            for future in as_completed(futures):
+                failure = future.exception()
+                yield futures[future], None if failure else future.result(), failure
+    try:
+        for n, (group, score, failure) in enumerate(finished(), start=1):
+            named = _named(group[0])
+            if failure is not None:
+                cause = str(failure).strip().splitlines()
+                raise ArchcError(f"evaluating {named} failed: {type(failure).__name__}{': ' + cause[0] if cause else ''}; "
+                                 f"{_kept(results, done)}") from failure
+            score = _finite(score, f"{named}: {getattr(evaluate, '__name__', 'evaluate')} returned", f"; {_kept(results, done)}")
+            for candidate in group:
+                result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
+                done[candidate.key] = result
+                _append_result(results, candidate.key, result)
+                if best is None or result.score > best.score:
+                    best = result
+            elapsed = time.monotonic() - started
+            say(f"{n}/{len(by_network)} networks done; best so far alpha={best.alpha:g} beta={best.beta:g} "
+                f"gamma={best.gamma:g} ({best.score:.4g}); about {elapsed / n * (len(by_network) - n):.0f} s left")
+    except BaseException:
+        for future in futures:  # stop the queued evaluations; the running ones finish on shutdown
+            future.cancel()
+        raise
     ranked = [done[c.key] for c in found]
     return sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma))
 
 
-def _read_results(path) -> dict[str, Result]:
-    if path is None or not os.path.exists(path):
-        return {}
-    done = {}
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                done[record["key"]] = Result(**record["result"])
-            except (ValueError, KeyError, TypeError):
-                raise ArchcError(f"not a search results line: {line.strip()[:60]!r}", file=os.fspath(path), line=number) from None
-    return done
+def _named(c) -> str:
+    return f"alpha={c.alpha:g} beta={c.beta:g} gamma={c.gamma:g}"
+
+
+def _kept(results, done: dict) -> str:
+    if results is None:
+        return "nothing was kept (give a results file to resume an interrupted search)"
+    return f"{len(done)} result{'' if len(done) == 1 else 's'} so far kept in {os.fspath(results)}: run again to resume"
+
+
+def _finite(value, where: str, then: str = "", **location) -> float:
+    """A score (or a figure read back) as a float: NaN would rank first, text would not compare, so both stop here."""
+    if value is not None and not isinstance(value, (str, bytes, bool)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of more than one value
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise ArchcError(f"{where} score {shown}; expected a finite number (higher is better){then}", **location)
+
+
+_FIGURES = ("alpha", "beta", "gamma", "macs_ratio")
+
+
+def _read_results(path) -> tuple[dict[str, Result], Callable | None]:
+    """The finished candidates, keyed like ``Candidate.key``; and, when the last line has no newline (a run killed
+    while writing it), what repairs the file before anything is appended: the cut-off line is dropped (its
+    candidate runs again), a whole one gets its newline."""
+    if path is None:
+        return {}, None
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ArchcError("is a directory, not a search results file", file=name)
+    directory = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(directory):
+        raise ArchcError(f"cannot write the results: directory {directory} does not exist", file=name)
+    if not os.path.exists(name):
+        return {}, None
+    from .files import read_bytes
+
+    data = read_bytes(name, ArchcError, "search results file")
+    lines = data.split(b"\n")  # the last piece is what follows the last newline: empty unless cut off
+    done, offset, repair = {}, 0, None
+    for number, raw in enumerate(lines, start=1):
+        last = number == len(lines)
+        start, offset = offset, offset + len(raw) + 1
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+            record = json.loads(text)
+            figures = record["result"]
+            if not isinstance(record["key"], str) or not all(isinstance(figures[f], (int, float)) and math.isfinite(figures[f]) for f in _FIGURES):
+                raise ValueError
+            result = Result(**figures)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: json on a line nested very deep
+            if last:
+                def repair(say, start=start, number=number):
+                    _truncate(name, start)
+                    say(f"{name}:{number}: the last line is cut off (a run stopped while writing it); dropped it, its candidate runs again")
+                break
+            if isinstance(exc, UnicodeDecodeError):
+                raise ArchcError("not UTF-8 text; is this a search results file?", file=name, line=number) from None
+            raise ArchcError(f"not a search results line: {raw.strip()[:60].decode('utf-8', 'replace')!r}", file=name, line=number) from None
+        _finite(result.score, f"{_named(result)}:", file=name, line=number)
+        done[record["key"]] = Result(result.alpha, result.beta, result.gamma, result.macs_ratio, float(result.score))
+        if last:
+            def repair(say):
+                _append_line(name, "")
+    return done, repair
+
+
+def _truncate(name: str, size: int) -> None:
+    try:
+        os.truncate(name, size)
+    except OSError as exc:
+        raise ArchcError(f"cannot drop its cut-off last line: {exc.strerror}", file=name) from None
+
+
+def _append_line(name: str, text: str) -> None:
+    try:
+        with open(name, "a") as f:  # one line per finished candidate: an interruption loses at most the one running
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise ArchcError(f"cannot write the results: {exc.strerror}", file=name) from None
 
 
 def _append_result(path, key: str, result: Result) -> None:
-    if path is None:
-        return
-    with open(path, "a") as f:  # one line per finished candidate: an interruption loses at most the one running
-        f.write(json.dumps({"key": key, "result": asdict(result)}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    if path is not None:
+        _append_line(os.fspath(path), json.dumps({"key": key, "result": asdict(result)}))
+
+
+CURVE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def curve_format(path: str) -> str:
+    """The file format of a drawn curve, from its extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in CURVE_FORMATS:
+        raise EmitError(f"unknown curve format {extension or '(no extension)'}; use .png, .svg or .pdf", file=path)
+    return CURVE_FORMATS[extension]
 
 
 def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], path: str, title: str) -> None:
-    """MACs and parameters against phi, with the presets marked, as a PNG (needs matplotlib)."""
+    """MACs and parameters against phi, with the presets marked, as PNG, SVG or PDF by the extension (needs matplotlib)."""
+    fmt = curve_format(path)
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .errors import EmitError
-
         raise EmitError("drawing the curve needs matplotlib: pip install matplotlib (or the bench extra)", file=path) from None
     import io
 
@@ -259,6 +393,6 @@ def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], pa
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format=fmt, dpi=100)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())

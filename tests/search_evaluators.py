@@ -18,3 +18,30 @@ def interrupted_after_one(model, resolution) -> float:
     if CALLS:
         raise Interrupted
     return closeness(model, resolution)
+
+
+class Broken(Exception):
+    pass
+
+
+def nan_score(model, resolution) -> float:
+    return float("nan")
+
+
+def infinite_score(model, resolution) -> float:
+    return float("inf")
+
+
+def text_score(model, resolution):
+    return "0.5"
+
+
+def no_score(model, resolution):
+    return None
+
+
+def broken_after_one(model, resolution) -> float:
+    """Fails on its second network, as a training run that crashes would."""
+    if CALLS:
+        raise Broken("out of patience\nsecond line of detail")
+    return closeness(model, resolution)

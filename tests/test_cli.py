@@ -142,3 +142,18 @@ def test_output_streams_that_fail(command):
     for encoding in ("ascii", "latin-1"):
         result = subprocess.run(["sh", "-c", line], capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": encoding})
         assert result.returncode == 0 and result.stderr == b""
+
+
+@pytest.mark.parametrize("command", [
+    ["build", "efficientnet_b0"],
+    ["render", "efficientnet_b0"],
+    ["scale", "efficientnet_b0"],
+    ["export", "tests/fixtures/tiny3d.yaml"],
+    ["convert", "efficientnet_b0", "--weights", "w.pth", "--from", "monai"],
+    ["inflate", "efficientnet_b0", "--weights", "w.pth"],
+])
+def test_an_empty_output_name_is_a_usage_error(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "-o", ""])
+    assert info.value.code == 2
+    assert "argument -o/--output: expected a file name, got ''" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import torch
 
 import archc
 from archc.errors import EmitError
+from archc.cli import main
 from conftest import run_archc
 
 
@@ -127,3 +128,47 @@ def test_channels_last_computes_the_same(dims, size):
         assert (plain(x) - fast(x)).abs().max() < 1e-4
     with pytest.raises(archc.LoweringError, match="a 1D model has none"):
         archc.load("efficientnet_b0", dims=1, resolution=32, channels_last=True)
+
+
+TINY = "tests/fixtures/tiny3d.yaml"
+
+
+def test_export_restores_each_modules_training_flag(tmp_path):
+    model = archc.load(TINY, resolution=16, seed=0).train()
+    model.stem.eval()  # a frozen part stays frozen, the rest keeps training
+    archc.export(model, tmp_path / "m.pt")
+    assert model.training and not model.stem.training
+    assert all(m.training for m in model.stages.modules())
+
+
+def test_export_refuses_an_example_input_too_large_before_allocating(tmp_path):
+    from archc.deploy import MAX_EXAMPLE_VALUES
+
+    model = archc.load(TINY, seed=0)
+    with pytest.raises(EmitError, match=rf"example input 1000000000x1x32x32x32 .* over the limit of {MAX_EXAMPLE_VALUES:,} values"):
+        archc.export(model, tmp_path / "m.pt", batch=10**9)
+    result = run_archc("export", TINY, "--resolution", "100000", "-o", tmp_path / "m.onnx")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"example input 1x1x100000x100000x100000 has 1e+15 values, over the limit of {MAX_EXAMPLE_VALUES:,}" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_network_that_cannot_run_at_the_size_is_an_export_error(tmp_path):
+    model = archc.load(TINY, resolution=4, seed=0, overrides={"norm.type": "instance"})
+    with pytest.raises(EmitError, match=r"cannot export at input 1x1x4x4x4: ValueError: Expected more than 1 spatial element"):
+        archc.export(model, tmp_path / "m.pt")
+    result = run_archc("export", TINY, "--resolution", "4", "--set", "norm.type=instance", "-o", tmp_path / "m.onnx")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Expected more than 1 spatial element" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_of_a_saved_model_refuses_flags_that_cannot_apply(tmp_path, capsys):
+    saved = tmp_path / "ck.safetensors"
+    archc.save(archc.load(TINY, seed=0), saved)
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(saved), "--phi", "3", "--set", "stem.channels=16", "--resolution", "64", "--seed", "5",
+              "-o", str(tmp_path / "m.pt")])
+    assert info.value.code == 2
+    assert "--phi, --resolution, --seed, --set cannot apply to a saved model" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.safetensors"]

@@ -1,11 +1,14 @@
 """Scaling curves and the compound-coefficient grid search (the paper's step 1)."""
 
+import json
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 import archc
 import search_evaluators as ev
+from archc.errors import ArchcError, ScalingError
 from archc.search import candidates, curve, grid
 from conftest import FIXTURES, run_archc
 
@@ -67,8 +70,9 @@ def test_grid_visits_exactly_the_constrained_candidates_and_ranks_them():
 def test_interrupted_search_resumes_without_repeating(tmp_path):
     results = tmp_path / "results.jsonl"
     ev.CALLS.clear()
-    with pytest.raises(ev.Interrupted):
+    with pytest.raises(ArchcError, match="run again to resume") as info:
         grid(TINY, ev.interrupted_after_one, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    assert isinstance(info.value.__cause__, ev.Interrupted)
     recorded = [line for line in results.read_text().splitlines()]
     assert recorded  # what finished before the interruption is on disk
     ev.CALLS.clear()
@@ -99,10 +103,157 @@ def test_collapsing_candidates_are_skipped_with_a_reason():
 
 
 def test_search_cli(tmp_path):
-    result = run_archc("search", TINY, "--evaluate", "search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
-                       "--workers", "2", "--results", tmp_path / "r.jsonl", cwd=FIXTURES.parent)
+    # From the checkout's root, so the subprocess imports this checkout's archc and the evaluators as tests.*.
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
+                       "--workers", "2", "--results", tmp_path / "r.jsonl")
     assert result.returncode == 0, result.stderr
     assert "# paste into the spec:\nscaling:\n  alpha: " in result.stdout
     assert "candidates under alpha * beta**2 * gamma**3 ≈ budget = 2 (±10%)" in result.stderr
     bad = run_archc("search", TINY, "--evaluate", "nowhere:nothing")
     assert bad.returncode == 2 and "--evaluate: cannot import 'nowhere:nothing'" in bad.stderr
+
+
+# Hostile input: every refusal is an archc error (one line from the CLI), found before any evaluation where it can be.
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (dict(step=1e-9), "step 1e-09 with budget 2 and tolerance 0.1 needs 1.2e+09 values per coefficient; the grid takes at most 400"),
+        (dict(budget=1e300), "needs 1.1e+301 values per coefficient"),
+        (dict(tolerance=1e300), "needs 2e+301 values per coefficient"),
+        (dict(step=0.004), "puts more than 50,000 grid points under the budget; the search measures at most 50,000"),
+    ],
+)
+def test_a_grid_too_large_is_refused_before_any_work(args, message):
+    from archc.search import MAX_POINTS, MAX_STEPS
+
+    assert (MAX_STEPS, MAX_POINTS) == (400, 50_000)
+    ev.CALLS.clear()
+    with pytest.raises(ScalingError, match=re.escape(message)):
+        grid(TINY, ev.closeness, **{**dict(budget=2.0, step=0.1, tolerance=0.1), **args})
+    assert not ev.CALLS
+
+
+def test_search_cli_refuses_a_grid_too_large():
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--step", "1e-9")
+    assert result.returncode == 1
+    assert result.stderr.startswith("archc: error: ") and "values per coefficient" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("evaluate, shown", [(ev.nan_score, "nan"), (ev.infinite_score, "inf"), (ev.text_score, "'0.5'"),
+                                             (ev.no_score, "None")])
+def test_scores_must_be_finite_numbers(tmp_path, evaluate, shown):
+    results = tmp_path / "r.jsonl"
+    with pytest.raises(ArchcError, match=rf"alpha=[\d.]+ beta=[\d.]+ gamma=[\d.]+: .*score {re.escape(shown)}.*expected a finite number"):
+        grid(TINY, evaluate, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    assert not results.exists() or "NaN" not in results.read_text()
+
+
+def test_search_cli_refuses_a_nan_score():
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:nan_score", "--step", "0.1", "--tolerance", "0.1")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("archc: error:")]
+    assert len(errors) == 1 and "alpha=" in errors[0] and "score nan" in errors[0]
+    assert "paste into the spec" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_failing_evaluator_stops_with_the_candidate_and_keeps_the_results(tmp_path):
+    results = tmp_path / "r.jsonl"
+    ev.CALLS.clear()
+    with pytest.raises(ArchcError, match=r"evaluating alpha=[\d.]+ beta=[\d.]+ gamma=[\d.]+ failed: Broken: out of patience; .* run again to resume") as info:
+        grid(TINY, ev.broken_after_one, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    assert isinstance(info.value.__cause__, ev.Broken)
+    assert "second line" not in str(info.value)
+    kept = results.read_text().splitlines()
+    assert kept and all(json.loads(line)["result"]["score"] == json.loads(line)["result"]["score"] for line in kept)  # no NaN
+    ev.CALLS.clear()
+    assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == \
+        grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1)
+
+
+def test_search_cli_reports_a_failing_evaluator_in_one_line(tmp_path):
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:broken_after_one", "--step", "0.1",
+                       "--tolerance", "0.1", "--results", tmp_path / "r.jsonl")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("archc: error:")]
+    assert len(errors) == 1 and "Broken: out of patience" in errors[0] and "Traceback" not in result.stderr
+
+
+def _good_line(**score) -> str:
+    record = {"alpha": 1.1, "beta": 1.0, "gamma": 1.0, "macs_ratio": 2.0, "score": 0.5, **score}
+    return json.dumps({"key": "1.1000,1.0000,1.0000", "result": record})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "is a directory"),
+        (b"\xff\xfe not text\n", ":1: not UTF-8 text"),
+        (("[" * 100_000 + "]" * 100_000 + "\n").encode(), ":1: not a search results line"),
+        ((_good_line(score="0.5") + "\n").encode(), ":1: alpha=1.1 beta=1 gamma=1: score '0.5'"),
+        ((_good_line(score=None) + "\n").encode(), ":1: alpha=1.1 beta=1 gamma=1: score None"),
+        ((_good_line().replace("0.5", "NaN") + "\n").encode(), ":1: alpha=1.1 beta=1 gamma=1: score nan"),
+        ((_good_line() + "\n" + _good_line().replace("0.5", "-Infinity") + "\n").encode(), ":2: alpha=1.1 beta=1 gamma=1: score -inf"),
+    ],
+)
+def test_bad_results_files_are_refused_before_any_evaluation(tmp_path, content, message):
+    results = tmp_path / "r.jsonl"
+    if content is None:
+        results.mkdir()
+    else:
+        results.write_bytes(content)
+    ev.CALLS.clear()
+    with pytest.raises(ArchcError, match=re.escape(message)):
+        grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    assert not ev.CALLS
+
+
+def test_results_file_in_a_missing_directory_is_refused_before_any_evaluation(tmp_path):
+    ev.CALLS.clear()
+    with pytest.raises(ArchcError, match="does not exist"):
+        grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=tmp_path / "no" / "r.jsonl")
+    assert not ev.CALLS and not (tmp_path / "no").exists()
+
+
+def test_a_results_line_cut_off_by_a_killed_run_is_dropped_with_a_note(tmp_path):
+    results = tmp_path / "r.jsonl"
+    full = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    lines = results.read_text().splitlines(keepends=True)
+    assert len(lines) >= 2
+    results.write_text("".join(lines[:-1]) + lines[-1][:25])  # killed while writing the last line
+    messages = []
+    ev.CALLS.clear()
+    resumed = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results, progress=messages.append)
+    assert len(ev.CALLS) == 1  # only the candidate whose line was cut off runs again
+    assert {(r.alpha, r.beta, r.gamma) for r in resumed} == {(r.alpha, r.beta, r.gamma) for r in full}
+    assert any("cut off" in m and ":" + str(len(lines)) in m for m in messages)
+    assert [json.loads(line) for line in results.read_text().splitlines()]  # every line whole again
+    assert len(results.read_text().splitlines()) == len(lines)
+
+
+@pytest.mark.parametrize("name, magic", [("curve.svg", b"<?xml"), ("curve.pdf", b"%PDF"), ("curve.PNG", b"\x89PNG")])
+def test_scale_draws_the_format_its_extension_names(tmp_path, name, magic):
+    result = run_archc("scale", TINY, "--phi-range", "0:1", "-o", tmp_path / name)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # written atomically: no temporary left beside it
+
+
+def test_scale_refuses_another_extension_before_any_work(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(open(TINY, "rb").read())
+    result = run_archc("scale", spec, "--phi-range", "0:1", "-o", spec)
+    assert result.returncode == 2
+    assert "archc: error: -o: unknown curve format .yaml; use .png, .svg or .pdf" in result.stderr
+    assert result.stdout == ""  # refused before the curve was computed
+    assert spec.read_bytes() == open(TINY, "rb").read()
+
+
+def test_a_whole_last_line_without_its_newline_is_kept_and_ended(tmp_path):
+    results = tmp_path / "r.jsonl"
+    full = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    results.write_text(results.read_text().rstrip("\n"))
+    ev.CALLS.clear()
+    assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == full
+    assert not ev.CALLS and results.read_text().endswith("}\n")
