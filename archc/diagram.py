@@ -4,7 +4,8 @@ Reads the Plan (and its Plan-only analysis) and never traces a module, so a 55-b
 milliseconds and no weights are allocated. Three levels of detail:
 
 - ``stage``: stem, one node per stage, head (with the classifier); edges carry tensor shapes.
-- ``block``: one node per block inside a cluster per stage; residual skips as dashed edges.
+- ``block``: one node per block inside a cluster per stage; a residual block's dashed skip goes from its
+  input to a "+" node after it, and the next block reads that sum.
 - ``layer``: inside each block its expand, depthwise, SE and project layers and the skip's add.
 """
 
@@ -57,10 +58,6 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
                     previous = draw(cluster, graph, block, report, previous)
     graph.node("head", dot_text(_head_label(plan, report)), fillcolor=COLOURS["head"])
     graph.edge(previous, "head", label=dot_text(_shape(report.shape_of(_last_path(plan)))))
-    # Skips of the block diagram go from a residual block's input to the node after it.
-    if detail == "block":
-        for block, source, target in _skips(plan):
-            graph.edge(source, target, style="dashed", color="#2a7ab0", label="+", constraint="false", tooltip=dot_text(f"skip {block.path}"))
     return graph
 
 
@@ -138,7 +135,14 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
         lines.append(f"drop-path {block.drop_path:.3f}")
     cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=COLOURS.get(block.type, "#eeeeee"))
     graph.edge(previous, block.path, label=dot_text(_shape(_input_shape(block, report))))
-    return block.path
+    if not block.residual:
+        return block.path
+    # The skip goes around this block only: its input and its output meet in an add node in the same stage,
+    # and the next block reads the sum (as the layer view draws it).
+    add = _add_node(cluster, block)
+    graph.edge(block.path, add, label=dot_text(_shape(cost.shape)))
+    graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip", tooltip=dot_text(f"skip around {block.path}"))
+    return add
 
 
 def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
@@ -162,8 +166,7 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
             graph.edge(source, node, label=dot_text(_shape(shape)))
             source, shape = node, layer_shape
         if block.residual:
-            add = f"{block.path}.add"
-            inner.node(add, "+", shape="circle", width="0.3", fixedsize="true", fillcolor=COLOURS["add"], fontsize="12")
+            add = _add_node(inner, block)
             graph.edge(source, add, label=dot_text(_shape(shape)))
             graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
             source = add
@@ -179,12 +182,11 @@ def _conv_label(conv, norm: str, activation: str) -> str:
     return f"conv k{_axes(conv.kernel)} s{_axes(conv.stride)} {conv.in_channels}→{conv.out_channels}{tail}"
 
 
-def _skips(plan: ir.Plan):
-    """(block, node before it, node after it) for every residual block."""
-    order = ["stem"] + [b.path for b in plan.blocks] + ["head"]
-    for i, block in enumerate(plan.blocks, start=1):
-        if block.residual:
-            yield block, order[i - 1], order[i + 1]
+def _add_node(cluster, block: ir.Block) -> str:
+    """The "+" where a residual block's output and its skip meet, drawn inside the block's own cluster."""
+    add = f"{block.path}.add"
+    cluster.node(add, "+", shape="circle", width="0.3", fixedsize="true", fillcolor=COLOURS["add"], fontsize="12")
+    return add
 
 
 # --------------------------------------------------------------------------- labels

@@ -101,6 +101,41 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     return names
 
 
+def detect_sources(plan: ir.Plan, keys: list[str], peer_keys) -> tuple[str, ...]:
+    """The sources whose key names for this Plan match ``peer_keys`` best (more than one when their names are
+    the same, as timm's and timm_tf's are), or none when no source's names cover at least half of the
+    smaller of the two key sets. Matching the whole key set, not prefixes, tells MONAI (``_blocks.<stage>.<index>``)
+    from efficientnet-pytorch (``_blocks.<index>``), which share every role name; a checkpoint of another
+    size of the same family (B3 weights, a B0 Plan) still matches its own source best."""
+    peer = set(peer_keys)
+    scores = {}
+    for source in SOURCES:
+        try:
+            wanted = set(peer_names(plan, keys, source).values())
+        except CheckpointError:  # the source has no such blocks (say, fused MBConv in MONAI)
+            continue
+        shared = len(wanted & peer)
+        if wanted and peer and shared * 2 >= min(len(wanted), len(peer)):
+            scores[source] = shared / len(wanted | peer)  # Jaccard: extra and missing keys both count against
+    best = max(scores.values(), default=None)
+    return tuple(source for source, score in scores.items() if score == best)
+
+
+def layout_hint(plan: ir.Plan, keys: list[str], peer_keys, source: str) -> str:
+    """"these look like <source> weights: use --from <source> ..." when ``peer_keys`` match another known
+    layout better than ``source``'s; "" when ``source`` is (one of) the best match or nothing matches."""
+    found = detect_sources(plan, keys, peer_keys)
+    if not found or source in found:
+        return ""
+    if len(found) == 1:
+        [name] = found
+        return f"these look like {name} weights: use --from {name} (weights_from='{name}')"
+    if set(found) == {"timm", "timm_tf"}:
+        return ("these look like timm or timm_tf weights (the same names; timm_tf for tf_efficientnet_* weights): "
+                "use --from timm or --from timm_tf (weights_from='timm' or 'timm_tf')")
+    return f"these look like {' or '.join(found)} weights: use --from " + " or --from ".join(found)
+
+
 def _network_name(source: str, prefix: str, leaf: str, head_index: int) -> str:
     table = {
         "monai": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"},
@@ -168,7 +203,9 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     unexpected = [f"{k} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
-        raise CheckpointError(f"{source} weights do not fit this model: " + "; ".join(problems[:12]) + (f"; and {len(problems) - 12} more" if len(problems) > 12 else ""))
+        hint = layout_hint(model.plan, list(target), peer, source)
+        raise CheckpointError(f"{source} weights do not fit this model: " + "; ".join(problems[:12])
+                              + (f"; and {len(problems) - 12} more" if len(problems) > 12 else "") + (f". {hint}" if hint else ""))
 
     state, notes = {}, []
     for key, value in target.items():

@@ -1,7 +1,14 @@
 """archc's emitted models against the implementations users would pick instead, measured as ratios.
 
-    python benchmarks/peers.py              # writes docs/performance.md and docs/performance.png
-    python benchmarks/peers.py --quick      # fewer repetitions, prints only
+    python benchmarks/peers.py              # every case (many minutes); writes docs/performance.md and .png
+    python benchmarks/peers.py --quick      # a few small cases, well under a minute; prints only
+
+--quick runs three small cases (2D b0 inference at batch 1, 128²; 3D b0 inference at batch 1, 32³; building
+2D b0), each against MONAI, with three timed pairs each, and writes nothing: a check that the benchmark and
+the peers work, not a measurement to publish.
+
+Each row is printed to stdout as soon as its case finishes; which case is running, and how many there are,
+goes to stderr (`2>/dev/null` keeps only the table).
 
 Each ratio is archc / peer. The two are timed alternately in the same process (a, b, a, b, ...) and the
 median of the per-pair ratios is reported, so drift in a shared machine's speed cancels. Peak memory is the
@@ -11,12 +18,14 @@ growth of a fresh process's peak resident set over one training step, each varia
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -74,45 +83,84 @@ def inference(model, x):
     return run
 
 
-def speed(repeats: int) -> list[tuple[str, str, float]]:
-    rows = []
-    torch.manual_seed(0)
-    # 2D b0, batch 8 at 224^2.
-    x, y = torch.randn(8, 3, 224, 224), torch.randint(0, 1000, (8,))
-    ours = archc.load("efficientnet_b0", seed=0)
-    fused = archc.load("efficientnet_b0", seed=0, fuse=True)
-    for name, peer in peers_2d():
-        ours.eval(), peer.eval()
-        rows.append(("2D b0 inference, batch 8, 224²", name, ratio(inference(ours, x), inference(peer, x), repeats)))
-        rows.append(("2D b0 inference, fused BN", name, ratio(inference(fused, x), inference(peer, x), repeats)))
-        ours.train(), peer.train()
-        rows.append(("2D b0 training step", name, ratio(train_step(ours, x, y), train_step(peer, x, y), max(3, repeats // 2))))
-        cl = archc.load("efficientnet_b0", seed=0, channels_last=True)
-        peer.eval()
-        rows.append(("2D b0 inference, channels-last", name, ratio(inference(cl.eval(), x), inference(peer, x), repeats)))
-        peer.train()
-        rows.append(("2D b0 training step, channels-last", name, ratio(train_step(cl.train(), x, y), train_step(peer, x, y), max(3, repeats // 2))))
+# A case: (what is measured, against which peer, the measurement: a thunk run only when the case's turn comes).
+Case = tuple[str, str, Callable[[], float]]
+
+
+@functools.cache
+def ours(**args) -> torch.nn.Module:
+    """archc's b0 with ``args``, built once and shared by the cases that use it."""
+    return archc.load("efficientnet_b0", seed=0, **args)
+
+
+@functools.cache
+def installed_peers_2d() -> dict[str, torch.nn.Module]:
+    return dict(peers_2d())
+
+
+def peer_2d(name: str) -> torch.nn.Module:
+    return installed_peers_2d()[name]
+
+
+@functools.cache
+def monai_3d() -> torch.nn.Module:
+    return monai_b0(3, 1, 2)
+
+
+@functools.cache
+def data(*shape: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(*shape, generator=generator), torch.randint(0, classes, (shape[0],), generator=generator)
+
+
+def infer(a, b, x, repeats: int) -> Callable[[], float]:
+    """archc ``a`` against ``b`` in eval mode on ``x`` (modules or thunks that make them)."""
+    def measure():
+        ma, mb = a().eval(), b().eval()
+        return ratio(inference(ma, x()), inference(mb, x()), repeats)
+    return measure
+
+
+def train(a, b, xy, repeats: int) -> Callable[[], float]:
+    def measure():
+        ma, mb = a().train(), b().train()
+        x, y = xy()
+        return ratio(train_step(ma, x, y), train_step(mb, x, y), max(3, repeats // 2))
+    return measure
+
+
+def speed_cases(repeats: int) -> Iterator[Case]:
+    """Every speed case of the full benchmark, in the order of the report."""
+    x2 = lambda: data(8, 3, 224, 224, classes=1000)  # 2D b0, batch 8 at 224^2
+    for name in installed_peers_2d():
+        peer = functools.partial(peer_2d, name)
+        yield "2D b0 inference, batch 8, 224²", name, infer(ours, peer, lambda: x2()[0], repeats)
+        yield "2D b0 inference, fused BN", name, infer(functools.partial(ours, fuse=True), peer, lambda: x2()[0], repeats)
+        yield "2D b0 training step", name, train(ours, peer, x2, repeats)
+        yield "2D b0 inference, channels-last", name, infer(functools.partial(ours, channels_last=True), peer, lambda: x2()[0], repeats)
+        yield "2D b0 training step, channels-last", name, train(functools.partial(ours, channels_last=True), peer, x2, repeats)
     # 3D b0, 1 channel, 2 classes, batch 2 at 64^3.
-    x, y = torch.randn(2, 1, 64, 64, 64), torch.randint(0, 2, (2,))
-    ours = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0)
-    fused = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, fuse=True)
-    peer = monai_b0(3, 1, 2)
-    ours.train(), peer.train()
-    rows.append(("3D b0 training step, batch 2, 64³", "MONAI", ratio(train_step(ours, x, y), train_step(peer, x, y), max(3, repeats // 2))))
-    ours.eval(), peer.eval()
-    rows.append(("3D b0 inference, batch 2, 64³", "MONAI", ratio(inference(ours, x), inference(peer, x), repeats)))
-    rows.append(("3D b0 inference, fused BN", "MONAI", ratio(inference(fused, x), inference(peer, x), repeats)))
-    cl = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, channels_last=True).eval()
-    rows.append(("3D b0 inference, channels-last", "MONAI", ratio(inference(cl, x), inference(peer, x), repeats)))
-    cl_fused = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, fuse=True, channels_last=True)
-    rows.append(("3D b0 inference, channels-last, fused BN", "MONAI", ratio(inference(cl_fused, x), inference(peer, x), repeats)))
-    cl.train()
-    rows.append(("3D b0 training step, channels-last", "MONAI", ratio(train_step(cl, x, y), train_step(peer, x, y), max(3, repeats // 2))))
+    x3 = lambda: data(2, 1, 64, 64, 64, classes=2)
+    b0_3d = functools.partial(ours, dims=3, in_channels=1, num_classes=2)
+    yield "3D b0 training step, batch 2, 64³", "MONAI", train(b0_3d, monai_3d, x3, repeats)
+    yield "3D b0 inference, batch 2, 64³", "MONAI", infer(b0_3d, monai_3d, lambda: x3()[0], repeats)
+    yield "3D b0 inference, fused BN", "MONAI", infer(functools.partial(b0_3d, fuse=True), monai_3d, lambda: x3()[0], repeats)
+    yield "3D b0 inference, channels-last", "MONAI", infer(functools.partial(b0_3d, channels_last=True), monai_3d, lambda: x3()[0], repeats)
+    yield ("3D b0 inference, channels-last, fused BN", "MONAI",
+           infer(functools.partial(b0_3d, fuse=True, channels_last=True), monai_3d, lambda: x3()[0], repeats))
+    yield "3D b0 training step, channels-last", "MONAI", train(functools.partial(b0_3d, channels_last=True), monai_3d, x3, repeats)
+
     # bfloat16 autocast against archc's own float32.
     def bf16():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            fused(x)
-    rows.append(("3D b0 inference, bf16 autocast (vs archc fp32)", "archc fp32", ratio(bf16, inference(fused, x), repeats)))
+        fused, x = b0_3d(fuse=True).eval(), x3()[0]
+
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                fused(x)
+        return ratio(run, inference(fused, x), repeats)
+
+    yield "3D b0 inference, bf16 autocast (vs archc fp32)", "archc fp32", bf16
+
     # Building b7 in 3D from the spec, against constructing MONAI's.
     def build_ours():
         archc.load("efficientnet_b0", preset="b7", dims=3)
@@ -122,7 +170,41 @@ def speed(repeats: int) -> list[tuple[str, str, float]]:
 
         EfficientNetBN("efficientnet-b7", pretrained=False, spatial_dims=3)
 
-    rows.append(("build b7 3D (66M+ params)", "MONAI", ratio(build_ours, build_peer, 3)))
+    yield "build b7 3D (66M+ params)", "MONAI", lambda: ratio(build_ours, build_peer, 3)
+
+
+def quick_cases(repeats: int = 3) -> Iterator[Case]:
+    """A few small cases, well under a minute together: that the benchmark and the peers run, not a result."""
+    x2 = lambda: data(1, 3, 128, 128, classes=1000)[0]
+    yield "2D b0 inference, batch 1, 128²", "MONAI", infer(ours, lambda: monai_b0(2, 3, 1000), x2, repeats)
+    x3 = lambda: data(1, 1, 32, 32, 32, classes=2)[0]
+    yield "3D b0 inference, batch 1, 32³", "MONAI", infer(functools.partial(ours, dims=3, in_channels=1, num_classes=2), monai_3d, x3, repeats)
+
+    def build_ours():
+        archc.load("efficientnet_b0")
+
+    yield "build b0 2D", "MONAI", lambda: ratio(build_ours, lambda: monai_b0(2, 3, 1000), repeats)
+
+
+def memory_cases() -> Iterator[Case]:
+    yield "3D b0 training peak memory, 64³", "MONAI", lambda: memory("archc", 64)[0] / memory("monai", 64)[0]
+    yield ("3D b0 training at 96³ with checkpointing: memory", "archc plain",
+           lambda: memory("archc-checkpointing", 96)[0] / memory("archc", 96)[0])
+    yield ("3D b0 training at 96³ with checkpointing: step time", "archc plain",
+           lambda: memory("archc-checkpointing", 96)[1] / memory("archc", 96)[1])
+
+
+def progress(index: int, total: int, what: str) -> None:
+    print(f"[{index}/{total}] {what} ...", file=sys.stderr, flush=True)
+
+
+def run(cases: list[Case]) -> list[tuple[str, str, float]]:
+    """Measure each case in turn: progress to stderr before it starts, its row to stdout when it is done."""
+    rows = []
+    for index, (what, peer, measure) in enumerate(cases, start=1):
+        progress(index, len(cases), f"{what} vs {peer}")
+        rows.append((what, peer, measure()))
+        print(f"| {what} | {peer} | {rows[-1][2]:.2f} |", flush=True)
     return rows
 
 
@@ -148,6 +230,7 @@ print(status("VmHWM:") - before, time.perf_counter() - start)
 """
 
 
+@functools.cache
 def memory(variant: str, size: int) -> tuple[int, float]:
     """(peak resident-set growth in KiB, seconds) of one 3D b0 training step, batch 2, in a fresh process
     (Linux: the peak is reset through /proc/self/clear_refs right before the step)."""
@@ -166,29 +249,29 @@ def process_seconds(*argv: str, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions; print, write nothing")
+    parser = argparse.ArgumentParser(
+        description="archc's models against MONAI and efficientnet-pytorch, as archc/peer ratios (lower is better). "
+        "Rows go to stdout as each case finishes, progress to stderr.")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few small cases (2D at 128², 3D at 32³, batch 1; building b0), well under a minute; print, write nothing")
     args = parser.parse_args()
-    repeats = 5 if args.quick else 15
+    if args.quick:
+        run(list(quick_cases()))
+        return
 
-    rows = speed(repeats)
-    for what, peer, value in rows:
-        print(f"| {what} | {peer} | {value:.2f} |", flush=True)
+    cases = [*speed_cases(15), *memory_cases()]
+    total = len(cases) + 2  # and the two whole-process timings
+    rows = run(cases)
+    progress(total - 1, total, "archc validate, whole processes")
+    validate_s = process_seconds("validate", "specs/efficientnet_b0.yaml")
+    progress(total, total, "archc info --phi 10 --dims 3, whole processes")
+    info_s = process_seconds("info", "specs/efficientnet_b0.yaml", "--phi", "10", "--dims", "3")
     mem_64 = {v: memory(v, 64) for v in ("archc", "monai")}
     mem_96 = {v: memory(v, 96) for v in ("archc", "archc-checkpointing")}
-    rows.append(("3D b0 training peak memory, 64³", "MONAI", mem_64["archc"][0] / mem_64["monai"][0]))
-    rows.append(("3D b0 training at 96³ with checkpointing: memory", "archc plain", mem_96["archc-checkpointing"][0] / mem_96["archc"][0]))
-    rows.append(("3D b0 training at 96³ with checkpointing: step time", "archc plain", mem_96["archc-checkpointing"][1] / mem_96["archc"][1]))
-    validate_s = process_seconds("validate", "specs/efficientnet_b0.yaml")
-    info_s = process_seconds("info", "specs/efficientnet_b0.yaml", "--phi", "10", "--dims", "3")
 
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
-    for what, peer, value in rows[-3:]:
-        print(f"| {what} | {peer} | {value:.2f} |")
-    print(f"archc validate: {validate_s:.3f} s, archc info phi 10 3D: {info_s:.3f} s (whole processes)")
-    print(json.dumps({"mem_64_kib": mem_64, "mem_96_kib": mem_96}))
-    if args.quick:
-        return
+    print(f"archc validate: {validate_s:.3f} s, archc info phi 10 3D: {info_s:.3f} s (whole processes)", flush=True)
+    print(json.dumps({"mem_64_kib": mem_64, "mem_96_kib": mem_96}), flush=True)
     write_report(rows, validate_s, info_s, machine, mem_64, mem_96)
 
 

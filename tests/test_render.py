@@ -26,6 +26,47 @@ def edges(graph) -> list[tuple[str, str, str]]:
     return [m.groups() for line in graph.body if (m := EDGE.match(line))]
 
 
+def clusters(graph) -> dict[str, list[str]]:
+    """node -> the clusters it is drawn in, outermost first (read from the DOT body)."""
+    inside, stack = {}, []
+    for line in graph.body:
+        if (m := re.match(r'^\t+subgraph "?(cluster_[\w.]+)"? \{$', line.rstrip("\n"))):
+            stack.append(m.group(1))
+        elif line.strip() == "}":
+            stack.pop()
+        elif (m := NODE.match(line)):
+            inside[m.group(1)] = list(stack)
+    return inside
+
+
+def assert_skips_are_local(graph, plan) -> None:
+    """Every dashed skip goes around its own block: from the node that feeds the block to the block's add
+    node ("+", drawn in the block's stage), which takes the block's output and feeds the next block."""
+    solid = [(s, t) for s, t, a in edges(graph) if "dashed" not in a]
+    skips = [(s, t) for s, t, a in edges(graph) if "dashed" in a]
+    feeds = {}  # node -> the nodes with a solid edge into it
+    for source, target in solid:
+        feeds.setdefault(target, []).append(source)
+    placed = clusters(graph)
+    labels = {m.group(1): line for line in graph.body if (m := NODE.match(line))}
+    residual = [b for b in plan.blocks if b.residual]
+    assert len(skips) == len(residual)
+    order = [b.path for b in plan.blocks] + ["head"]
+    for block in residual:
+        add = f"{block.path}.add"
+        [before] = feeds[block.path]
+        assert (before, add) in skips, (block.path, [s for s in skips if s[1] == add or s[0] == before])
+        assert feeds[add] == [block.path]  # the block's output is added, nothing else
+        assert labels[add].startswith(f'\t\t"{add}" [label="+"')
+        assert placed[add] == [f"cluster_{block.stage}"] == placed[block.path]
+        following = order[order.index(block.path) + 1]
+        assert feeds[following] == [add]  # the next block (or the head) reads the sum
+    for source, target in skips:
+        assert target.endswith(".add") and target != "head"
+        stage = target.split(".")[1]
+        assert source == "stem" or source.split(".")[1] in (stage, str(int(stage) - 1)), (source, target)
+
+
 def label_shape(attributes: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.search(r"label=\"?([\d×]+)", attributes).group(1).split("×"))
 
@@ -50,10 +91,16 @@ def test_node_and_skip_counts(b0_spec, preset, blocks, residual):
     stage = to_dot(plan, "stage")
     assert nodes(stage) == ["stem", *(f"stages.{i}" for i in range(7)), "head"]
     block = to_dot(plan, "block")
-    block_nodes = [n for n in nodes(block) if n.startswith("stages.")]
-    assert len(block_nodes) == blocks and nodes(block) == ["stem", *block_nodes, "head"]
+    block_nodes = [n for n in nodes(block) if n.startswith("stages.") and not n.endswith(".add")]
+    add_nodes = [n for n in nodes(block) if n.endswith(".add")]
+    assert block_nodes == [b.path for b in plan.blocks]
+    assert add_nodes == [f"{b.path}.add" for b in plan.blocks if b.residual]
+    drawn = [n for b in plan.blocks for n in ([b.path, f"{b.path}.add"] if b.residual else [b.path])]
+    assert nodes(block) == ["stem", *drawn, "head"]  # each add node right after its block
     skips = [e for e in edges(block) if "style=dashed" in e[2]]
     assert len(skips) == residual
+    assert len(edges(block)) == blocks + 1 + 2 * residual  # the chain to the head, and per skip block -> + and the skip
+    assert_skips_are_local(block, plan)
 
 
 def test_edge_shapes_equal_measured_shapes(b0_spec):
@@ -73,9 +120,15 @@ def test_edge_shapes_equal_measured_shapes(b0_spec):
             block.register_forward_hook(lambda m, inp, o, name=f"stages.{i}.{j}": block_measured.__setitem__(name, tuple(o.shape[1:])))
     with torch.no_grad():
         model(torch.randn(1, 3, 96, 96))
-    for source, target, attributes in edges(to_dot(model.plan, "block")):
+    block_graph = to_dot(model.plan, "block")
+    checked = 0
+    for source, target, attributes in edges(block_graph):
         if "dashed" not in attributes and source.startswith("stages."):
-            assert label_shape(attributes) == block_measured[source], (source, target)
+            # a block's output, or the sum after it: both have the shape the block's module returns
+            assert label_shape(attributes) == block_measured[source.removesuffix(".add")], (source, target)
+            checked += 1
+    assert checked == len(block_measured) + sum(b.residual for b in model.plan.blocks)
+    assert_skips_are_local(block_graph, model.plan)
 
 
 @pytest.mark.parametrize("dims, axes", [(1, 2), (2, 3), (3, 4)])

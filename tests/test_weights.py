@@ -131,6 +131,61 @@ def test_missing_extra_and_misshaped_tensors_are_named(monai_state):
         archc.load("efficientnet_b0", weights=misshaped, weights_from="monai")
 
 
+@pytest.fixture(scope="module")
+def efficientnet_pytorch_state():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return efficientnet_pytorch.EfficientNet.from_name("efficientnet-b0").state_dict()
+
+
+def _hint(source: str) -> str:
+    return rf"these look like {source} weights: use --from {source} \(weights_from='{source}'\)"
+
+
+def test_weights_of_another_layout_name_their_source(monai_state, efficientnet_pytorch_state):
+    """MONAI and efficientnet-pytorch share every role name (`_blocks.`, `_depthwise_conv`, `_conv_stem`): the
+    layout is told by which source's key names for this model the checkpoint matches best."""
+    with pytest.raises(CheckpointError, match=r"monai weights do not fit this model: missing _blocks\.0\.0\..*" + _hint("efficientnet_pytorch")):
+        archc.load("efficientnet_b0", weights=efficientnet_pytorch_state, weights_from="monai")
+    with pytest.raises(CheckpointError, match=r"efficientnet_pytorch weights do not fit.*" + _hint("monai")):
+        archc.load("efficientnet_b0", weights=monai_state, weights_from="efficientnet_pytorch")
+    with pytest.raises(CheckpointError, match=r"archc weights do not fit.*" + _hint("monai")):
+        archc.load("efficientnet_b0", weights=monai_state)  # the default source is archc
+    # Another size of the same family still matches its own layout best (B3 weights for a B0 model).
+    with torch.random.fork_rng():
+        b3 = efficientnet_pytorch.EfficientNet.from_name("efficientnet-b3").state_dict()
+    with pytest.raises(CheckpointError, match=_hint("efficientnet_pytorch")):
+        archc.load("efficientnet_b0", weights=b3, weights_from="monai")
+    ours = archc.load("efficientnet_b0", seed=0).state_dict()
+    with pytest.raises(CheckpointError, match=_hint("archc")):
+        archc.load("efficientnet_b0", weights=ours, weights_from="efficientnet_pytorch")
+
+
+@pytest.mark.parametrize("layout, claimed, hint", [
+    ("torchvision", "monai", r"these look like torchvision weights: use --from torchvision \(weights_from='torchvision'\)"),
+    # timm's own and its TF ports name tensors alike; only the conventions (padding, eps) tell them apart.
+    ("timm", "torchvision", r"these look like timm or timm_tf weights \(the same names; timm_tf for tf_efficientnet_\* weights\): "
+                            r"use --from timm or --from timm_tf \(weights_from='timm' or 'timm_tf'\)"),
+])
+def test_published_layouts_are_recognised(layout, claimed, hint):
+    model = archc.load("efficientnet_b0", seed=0)
+    state = model.state_dict()
+    names = peer_names(model.plan, list(state), layout)
+    with pytest.raises(CheckpointError, match=hint):
+        archc.load("efficientnet_b0", weights={names[k]: v for k, v in state.items()}, weights_from=claimed)
+
+
+def test_no_layout_hint_when_the_source_is_right_or_unknown(monai_state):
+    missing = dict(monai_state)
+    del missing["_conv_head.weight"]
+    with pytest.raises(CheckpointError) as info:
+        archc.load("efficientnet_b0", weights=missing, weights_from="monai")
+    assert "missing _conv_head.weight" in str(info.value) and "look like" not in str(info.value)
+    with pytest.raises(CheckpointError) as info:
+        archc.load("efficientnet_b0", weights={"encoder.layer1.weight": torch.zeros(3)}, weights_from="monai")
+    assert "monai weights do not fit this model: missing _conv_stem.weight" in str(info.value) and "look like" not in str(info.value)
+
+
 def test_input_channels_and_classes_are_adapted(monai_state):
     rgb = archc.load("efficientnet_b0", weights=monai_state, weights_from="monai", resolution=64).eval()
     grey = archc.load("efficientnet_b0", weights=monai_state, weights_from="monai", in_channels=1, resolution=64).eval()
@@ -214,6 +269,7 @@ def test_cli_convert_and_inflate(tmp_path, monai_state):
     assert torch.equal(model.head.conv.weight[..., 0, 0, 0], monai_state["_conv_head.weight"][..., 0, 0])
     bad = run_archc("convert", "efficientnet_b0", "--weights", tmp_path / "monai_b0.pth", "--from", "torchvision", "-o", tmp_path / "x.safetensors")
     assert bad.returncode == 1 and "torchvision weights do not fit this model: missing features.0.0.weight" in bad.stderr
+    assert "these look like monai weights: use --from monai (weights_from='monai')" in bad.stderr
     assert not (tmp_path / "x.safetensors").exists()
 
 
