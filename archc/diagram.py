@@ -222,7 +222,7 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
 
 def _stage_title(stage: ir.Stage) -> str:
     repeats = f" ×{len(stage.blocks)}" if len(stage.blocks) > 1 else ""
-    return f"stage {stage.index + 1}: {block_title(stage.type, stage.expand_ratio)} k{_axes(stage.kernel)}{repeats}"
+    return f"stage {stage.index}: {block_title(stage.type, stage.expand_ratio)} k{_axes(stage.kernel)}{repeats}"
 
 
 def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:

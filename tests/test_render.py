@@ -151,7 +151,7 @@ def test_svg_and_png_with_dot(b0_spec, tmp_path):
     archc.render(b0_spec, png, detail="block")
     root = ElementTree.parse(svg).getroot()
     text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
-    for stage in ["stage 1: MBConv1 k3", "stage 2: MBConv6 k3 ×2", "stage 6: MBConv6 k5 ×4", "stage 7: MBConv6 k3"]:
+    for stage in ["stage 0: MBConv1 k3", "stage 1: MBConv6 k3 ×2", "stage 5: MBConv6 k5 ×4", "stage 6: MBConv6 k3"]:
         assert stage in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
