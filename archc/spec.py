@@ -29,7 +29,7 @@ from pydantic import (
 
 from .errors import SpecError
 from .files import read_bytes
-from .yaml_source import Path, Source, format_path, read_yaml
+from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
 ACTIVATIONS = ("silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity")
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
@@ -231,7 +231,7 @@ class Spec(Model):
 
 def load_spec(path: str | FilePath, overrides: Overrides | None = None) -> Spec:
     """Read and validate a spec file. Raises :class:`SpecError` with file and line."""
-    return parse_spec(read_bytes(path, SpecError, "spec file"), file=str(path), overrides=overrides)
+    return parse_spec(read_bytes(path, SpecError, "spec file", limit=MAX_BYTES), file=str(path), overrides=overrides)
 
 
 def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | None = None) -> Spec:
