@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CheckpointError, EmitError, LoweringError, SpecError
+from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
+VALIDATE_BLOCKS = 50_000  # blocks `validate` lowers across a spec and all its presets (EfficientNet B0-B7: 259)
 MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
 
@@ -57,8 +59,16 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
     """Check a spec completely without importing torch: the model itself, then lowering at its own
     settings and at every preset it defines. Returns the Spec; raises an :class:`ArchcError`."""
     spec = read(spec, overrides)
+    total = block_count(spec)
     _lower(spec)
     for preset in spec.scaling.presets:
+        total += block_count(spec, preset=preset)  # refuses a preset over MAX_BLOCKS before building it
+        if total > VALIDATE_BLOCKS:
+            file, line = spec.source.locate(("scaling", "presets", preset))
+            raise LoweringError(
+                f"validating every preset would lower more than {VALIDATE_BLOCKS:,} blocks in all; archc stops there",
+                file=file, line=line, path=f"scaling.presets.{preset}",
+            )
         _lower(spec, preset=preset)
     return spec
 
