@@ -45,12 +45,22 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
     (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``), validated like the file."""
     if isinstance(spec, Spec):
         return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
-    path = Path(spec)
-    if path.exists():
-        return load_spec(path, overrides)
+    path, name = Path(spec), str(spec)
     builtins = builtin_specs()
-    if str(spec) in builtins:
-        return load_spec(builtins[str(spec)], overrides)
+    shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
+    if path.is_file():  # a file wins: it is what the user has in front of them
+        result = load_spec(path, overrides)
+        if shipped is not None:
+            result.source.notes.append(f"{name} is a file here and the name of a shipped spec; using the file (./{name})")
+        return result
+    if shipped is not None and path.is_dir():  # a folder of that name (say, a training run's output) hides nothing
+        result = load_spec(shipped, overrides)
+        result.source.notes.append(f"{name} is a folder here; using the shipped spec ({shipped})")
+        return result
+    if path.exists():  # a folder, a device, a FIFO: load_spec says why it cannot be read
+        return load_spec(path, overrides)
+    if shipped is not None:
+        return load_spec(shipped, overrides)
     hint = f"; shipped specs: {', '.join(builtins)}" if builtins else ""
     raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
 

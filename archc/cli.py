@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     spec = api.validate(args.spec, args.set)
+    for note in spec.source.notes:
+        print(f"note: {note}", file=sys.stderr)
     blocks = sum(row.repeats for row in spec.stages)
     presets = f", presets {', '.join(spec.scaling.presets)}" if spec.scaling.presets else ""
     print(f"{args.spec}: ok ({spec.name}, {spec.dims}D, {len(spec.stages)} stages, {blocks} blocks unscaled{presets})")

@@ -336,23 +336,24 @@ def test_an_error_inside_a_deep_override_names_the_override():
     assert str(info.value) == "--set scaling.presets.b9.width=2: scaling.presets.b9.depth: missing required key 'depth'"
 
 
-def test_a_folder_does_not_hide_a_shipped_spec(tmp_path):
+def test_a_folder_does_not_hide_a_shipped_spec(tmp_path, monkeypatch, capsys):
     import shutil
 
+    from archc.cli import main
+
+    monkeypatch.chdir(tmp_path)  # in-process: a fresh `python -m archc` here would import another archc
     (tmp_path / "efficientnet_b0").mkdir()
-    result = run_archc("validate", "efficientnet_b0", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("efficientnet_b0: ok (efficientnet_b0,")
-    assert "note: efficientnet_b0 is a folder here; using the shipped spec" in result.stderr
+    assert main(["validate", "efficientnet_b0"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("efficientnet_b0: ok (efficientnet_b0,")
+    assert err.startswith("note: efficientnet_b0 is a folder here; using the shipped spec (")
     (tmp_path / "mine").mkdir()
-    code, line = _validate_cli("mine", cwd=tmp_path)
-    assert (code, line) == (1, "archc: error: mine: is a directory, not a spec file")
+    assert main(["validate", "mine"]) == 1
+    assert capsys.readouterr().err == "archc: error: mine: is a directory, not a spec file\n"
     # A file of a shipped spec's name is used, and the output says so.
-    shutil.copy(ROOT / "specs" / "mobilenet_v2.yaml", tmp_path / "efficientnet_b3")
-    result = run_archc("validate", "efficientnet_b3", cwd=tmp_path)
-    assert result.returncode == 0 and "(mobilenet_v2," in result.stdout
     shutil.rmtree(tmp_path / "efficientnet_b0")
     shutil.copy(ROOT / "specs" / "mobilenet_v2.yaml", tmp_path / "efficientnet_b0")
-    result = run_archc("validate", "efficientnet_b0", cwd=tmp_path)
-    assert result.returncode == 0 and "(mobilenet_v2," in result.stdout
-    assert "note: efficientnet_b0 is a file here and the name of a shipped spec; using the file (./efficientnet_b0)" in result.stderr
+    assert main(["validate", "efficientnet_b0"]) == 0
+    out, err = capsys.readouterr()
+    assert "(mobilenet_v2," in out
+    assert err == "note: efficientnet_b0 is a file here and the name of a shipped spec; using the file (./efficientnet_b0)\n"
