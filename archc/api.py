@@ -154,6 +154,7 @@ def load(
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
+    _check_seed(seed)
     spec = read(source, overrides)
     plan = _lower(spec, **args)
     _check_size(plan, max_params)
@@ -264,6 +265,15 @@ def _check_size(plan: ir.Plan, max_params: int | None) -> None:
             f"this model would have {params:,} parameters ({size(4 * params)} of float32 weights), over the limit of "
             f"{max_params:,}; if that is what you want, pass --max-params {params} (archc.load(..., max_params={params}))"
         )
+
+
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+        shown = repr(seed) if len(repr(seed)) <= 60 else repr(seed)[:57] + "..."
+        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown}")
 
 
 def _check_channels_last(plan: ir.Plan, channels_last: bool) -> None:
