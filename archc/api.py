@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError
+from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
 
@@ -20,6 +21,7 @@ _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
 LOWERING_ARGS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")  # what a request may set
+VALIDATE_BLOCKS = 50_000  # blocks `validate` lowers across a spec and all its presets (EfficientNet B0-B7: 259)
 MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
 
@@ -45,12 +47,22 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
     (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``), validated like the file."""
     if isinstance(spec, Spec):
         return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
-    path = Path(spec)
-    if path.exists():
-        return load_spec(path, overrides)
+    path, name = Path(spec), str(spec)
     builtins = builtin_specs()
-    if str(spec) in builtins:
-        return load_spec(builtins[str(spec)], overrides)
+    shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
+    if path.is_file():  # a file wins: it is what the user has in front of them
+        result = load_spec(path, overrides)
+        if shipped is not None:
+            result.source.notes.append(f"{name} is a file here and the name of a shipped spec; using the file (./{name})")
+        return result
+    if shipped is not None and path.is_dir():  # a folder of that name (say, a training run's output) hides nothing
+        result = load_spec(shipped, overrides)
+        result.source.notes.append(f"{name} is a folder here; using the shipped spec ({shipped})")
+        return result
+    if path.exists():  # a folder, a device, a FIFO: load_spec says why it cannot be read
+        return load_spec(path, overrides)
+    if shipped is not None:
+        return load_spec(shipped, overrides)
     hint = f"; shipped specs: {', '.join(builtins)}" if builtins else ""
     raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
 
@@ -59,8 +71,16 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
     """Check a spec completely without importing torch: the model itself, then lowering at its own
     settings and at every preset it defines. Returns the Spec; raises an :class:`ArchcError`."""
     spec = read(spec, overrides)
+    total = block_count(spec)
     _lower(spec)
     for preset in spec.scaling.presets:
+        total += block_count(spec, preset=preset)  # refuses a preset over MAX_BLOCKS before building it
+        if total > VALIDATE_BLOCKS:
+            file, line = spec.source.locate(("scaling", "presets", preset))
+            raise LoweringError(
+                f"validating every preset would lower more than {VALIDATE_BLOCKS:,} blocks in all; archc stops there",
+                file=file, line=line, path=f"scaling.presets.{preset}",
+            )
         _lower(spec, preset=preset)
     return spec
 
@@ -138,6 +158,7 @@ def load(
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
+    _check_seed(seed)
     spec = read(source, overrides)
     plan = _lower(spec, **args)
     if trained is not None:
@@ -277,6 +298,15 @@ def _check_size(plan: ir.Plan, max_params: int | None) -> None:
             f"this model would have {params:,} parameters ({size(4 * params)} of float32 weights), over the limit of "
             f"{max_params:,}; if that is what you want, pass --max-params {params} (archc.load(..., max_params={params}))"
         )
+
+
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+        shown = repr(seed) if len(repr(seed)) <= 60 else repr(seed)[:57] + "..."
+        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown}")
 
 
 def _check_channels_last(plan: ir.Plan, channels_last: bool) -> None:

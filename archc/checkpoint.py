@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     import torch
 
 FORMAT = "archc-checkpoint/2"
-MAX_BYTES = 4 * 1024**3  # the 500M-parameter build guard's 2 GB of float32 weights, twice over
 _METADATA_KEYS = ("build", "format", "spec", "spec_file")  # with "sha256", and nothing else
 
 

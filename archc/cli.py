@@ -89,6 +89,8 @@ def _silence_stdout() -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     spec = api.validate(args.spec, args.set)
+    for note in spec.source.notes:
+        print(f"note: {note}", file=sys.stderr)
     blocks = sum(row.repeats for row in spec.stages)
     presets = f", presets {', '.join(spec.scaling.presets)}" if spec.scaling.presets else ""
     print(f"{args.spec}: ok ({spec.name}, {spec.dims}D, {len(spec.stages)} stages, {blocks} blocks unscaled{presets})")
@@ -301,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="compile a spec, print its per-stage summary, optionally save it")
     build.add_argument("spec", help="spec file or shipped spec name")
     _add_lowering_flags(build)
-    build.add_argument("--seed", type=int, help="initialise weights reproducibly")
+    build.add_argument("--seed", type=_seed, help="initialise weights reproducibly")
     build.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="save the model to FILE.safetensors")
     build.add_argument("--max-params", type=_positive_int, default=api.MAX_PARAMS, metavar="N",
                        help=f"refuse to build more parameters than this (default {api.MAX_PARAMS:,})")
@@ -316,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--from", dest="source", choices=SOURCES, required=True, help="whose key layout the weights use")
     convert.add_argument("--inflate", choices=("center", "mean"), help="inflate 2D kernels into a 3D model")
     _add_lowering_flags(convert)
-    convert.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
+    convert.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
     convert.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")
     convert.set_defaults(run=_convert)
 
@@ -327,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     inflate.add_argument("--mode", dest="inflate", choices=("center", "mean"), default="center",
                          help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
     _add_lowering_flags(inflate)
-    inflate.add_argument("--seed", type=int, help="initialise anything re-initialised (a new classifier) reproducibly")
+    inflate.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
     inflate.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")
     inflate.set_defaults(run=_convert, dims=3)  # a 3D model unless --dims says otherwise
 
@@ -336,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_lowering_flags(export)
     export.add_argument("--fuse", action="store_true", help="fold batch norms into the convs first")
     export.add_argument("--batch", type=_positive_int, default=1, help="batch size of the example input (default 1)")
-    export.add_argument("--seed", type=int, help="initialise weights reproducibly (when compiling a spec)")
+    export.add_argument("--seed", type=_seed, help="initialise weights reproducibly (when compiling a spec)")
     export.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
     export.set_defaults(run=_export)
 
@@ -419,6 +421,17 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text) if len(text) <= 30 else None  # int() refuses past 4300 digits with a ValueError
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= api.MAX_SEED:
+        shown = text if len(text) <= 30 else text[:27] + "..."
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {api.MAX_SEED}, got {shown!r}")
     return value
 
 

@@ -9,18 +9,63 @@ import tempfile
 from .errors import ArchcError, EmitError
 
 
-def read_bytes(path: str | os.PathLike, error: type[ArchcError], kind: str) -> bytes:
-    """The file's bytes, or ``error`` saying plainly why not (``kind`` names what the file should have been)."""
+MAX_READ = 2 * 1024**3 + 64 * 1024**2  # the largest file archc reads: 500M float32 parameters (api.MAX_PARAMS) and a header
+
+
+def read_bytes(path: str | os.PathLike, error: type[ArchcError], kind: str, limit: int = MAX_READ) -> bytes:
+    """The file's bytes, or ``error`` saying plainly why not (``kind`` names what the file should have been).
+
+    At most ``limit`` bytes are read; a larger file is refused after reading ``limit + 1``. Only regular files
+    are read: a device (``/dev/zero``), a FIFO or a pipe would be read without end, or block on open (so the
+    file is opened non-blocking and checked before any read)."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            return f.read()
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise error("no such file", file=name) from None
     except IsADirectoryError:
         raise error(f"is a directory, not a {kind}", file=name) from None
     except OSError as exc:
         raise error(f"cannot read: {exc.strerror}", file=name) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise error(f"is a directory, not a {kind}", file=name)
+        if not stat.S_ISREG(mode):
+            raise error(f"is not a regular file ({_file_type(mode)}); a {kind} is a file on disk", file=name)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", file=name) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise error(f"larger than {limit:,} bytes, the most a {kind} may be", file=name)
+    return data
+
+
+def check_regular_file(path: str | os.PathLike, error: type[ArchcError], kind: str, limit: int = MAX_READ) -> None:
+    """Refuse, before a library opens it, a path that is missing, not a regular file, or over ``limit`` bytes."""
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except OSError:
+        raise error("no such file", file=name) from None
+    if not stat.S_ISREG(info.st_mode):
+        if stat.S_ISDIR(info.st_mode):
+            raise error("no such file", file=name)
+        raise error(f"is not a regular file ({_file_type(info.st_mode)}); a {kind} is a file on disk", file=name)
+    if info.st_size > limit:
+        raise error(f"larger than {limit:,} bytes, the most a {kind} may be", file=name)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO or pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def check_destination(path: str | os.PathLike) -> str:

@@ -12,7 +12,7 @@ import math
 from . import ir
 from .errors import LoweringError, ScalingError
 from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels
-from .spec import Spec
+from .spec import MAX_SIZE, Spec
 from .yaml_source import Path, format_path
 
 
@@ -80,12 +80,8 @@ def lower(
         activation=spec.activation,
     )
 
-    repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
+    repeats = _repeats(spec, mult)
     total_blocks = sum(repeats)
-    if total_blocks > MAX_BLOCKS:  # checked before any block exists: phi=100 would ask for millions
-        raise ScalingError(
-            f"depth {mult.depth:.4g} gives {total_blocks:,} blocks; archc stops at {MAX_BLOCKS:,} (is phi or a preset's depth a typo?)"
-        )
     stages, index, width_in = [], 0, stem.out_channels
     for i, (row, n) in enumerate(zip(spec.stages, repeats)):
         out = channels(row.channels)
@@ -128,6 +124,21 @@ def lower(
         features=_feature_levels(stem, stages),
         checkpointing=spec.checkpointing,
     )
+
+
+def block_count(spec: Spec, *, phi: float | None = None, preset: str | None = None) -> int:
+    """Blocks the Plan of ``spec`` at this phi or preset would have, computed without building any."""
+    return sum(_repeats(spec, _multipliers(spec, phi, preset)[0]))
+
+
+def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
+    s = spec.scaling
+    repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
+    if sum(repeats) > MAX_BLOCKS:  # checked before any block exists: phi=100 would ask for millions
+        raise ScalingError(
+            f"depth {mult.depth:.4g} gives {sum(repeats):,} blocks; archc stops at {MAX_BLOCKS:,} (is phi or a preset's depth a typo?)"
+        )
+    return repeats
 
 
 def _block(spec: Spec, row, stage: int, j: int, index: int, total: int, block_in: int, out: int, kernel, stride) -> ir.Block:
@@ -237,8 +248,9 @@ class _Axes:
 
     def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-        if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
-            raise LoweringError(f"resolution must be positive integers, got {value!r}")
+        if not values or any(not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE for v in values):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise LoweringError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown}")
         if len(values) not in (1, self.dims):
             raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
         return values * self.dims if len(values) == 1 else values

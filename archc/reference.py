@@ -6,7 +6,9 @@ import json
 
 from pydantic import BaseModel
 
-from .spec import SE, Head, Norm, Preset, Scaling, Spec, Stage, Stem
+from .scaling import MAX_MULTIPLIER
+from .spec import MAX_PRESETS, MAX_SIZE, SE, Head, Norm, Preset, Scaling, Spec, Stage, Stem
+from .yaml_source import MAX_BYTES, MAX_DEPTH, MAX_DIGITS, MAX_NODES
 
 _MODELS = (Spec, Stem, Head, Norm, SE, Stage, Scaling, Preset)
 
@@ -45,6 +47,14 @@ def markdown() -> str:
         "(regenerate: `archc schema --markdown > docs/spec.md`; the JSON Schema for editors: `archc schema > docs/spec.schema.json`).",
         "Unknown keys are errors. A kernel, stride or resolution is one number for every spatial axis, or a list with one",
         "number per axis (`kernel: [1, 3, 3]`).",
+        "",
+        "Values are read as YAML 1.2 (its core schema), not PyYAML's YAML 1.1: `040` is forty (not octal 32), `0o17` octal and",
+        "`0x1F` hex; `1e-5` is a number (YAML 1.1 needed `1.0e-5`); `3:44` is text (not 224, base 60) and fails where a number",
+        "is expected; the booleans are only `true` and `false` (`yes`, `no`, `on`, `off` are text). Integers have at most",
+        f"{MAX_DIGITS} digits, numbers must be finite (`.inf`, `.nan` and `1e400` are refused), channels and sizes are at most",
+        f"{MAX_SIZE:,}, multipliers at most {MAX_MULTIPLIER:g}, and a spec defines at most {MAX_PRESETS} presets. A spec file is",
+        f"at most {MAX_BYTES:,} bytes, nested at most {MAX_DEPTH} levels, and expands (aliases and merge keys included) to at",
+        f"most {MAX_NODES:,} values.",
         "",
     ]
     for model in _MODELS:

@@ -25,14 +25,25 @@ class Multipliers:
     dropout: float | None = None  # presets also set the classifier dropout
 
 
+MAX_MULTIPLIER = 1000.0  # B7's widest is 2.0 and deepest 3.1; past a thousand, channels and sizes stop being numbers a machine holds
+
+
 def compound(phi: float, alpha: float, beta: float, gamma: float) -> Multipliers:
-    """Multipliers for a compound coefficient ``phi`` (the paper's eq. 3). ``phi`` may be fractional or negative."""
+    """Multipliers for a compound coefficient ``phi`` (the paper's eq. 3). ``phi`` may be fractional or negative;
+    a multiplier over :data:`MAX_MULTIPLIER` is refused (it would overflow the channel and size arithmetic)."""
     if not math.isfinite(phi):
         raise ScalingError(f"phi must be a finite number, got {phi!r}")
-    try:
-        return Multipliers(width=beta**phi, depth=alpha**phi, resolution=gamma**phi)
-    except OverflowError:
-        raise ScalingError(f"phi={phi!r} overflows the scaling multipliers") from None
+    values = {}
+    for name, symbol, base in (("width", "beta", beta), ("depth", "alpha", alpha), ("resolution", "gamma", gamma)):
+        try:
+            values[name] = base**phi
+        except OverflowError:
+            values[name] = math.inf
+        if not values[name] <= MAX_MULTIPLIER:
+            raise ScalingError(
+                f"phi={phi!r} gives a {name} multiplier {symbol}**phi = {base:g}**{phi!r} over {MAX_MULTIPLIER:g}; is phi a typo?"
+            )
+    return Multipliers(**values)
 
 
 def make_divisible(value: float, divisor: int = 8, round_limit: float = 0.9) -> int:

@@ -24,12 +24,14 @@ from pydantic import (
     Strict,
     ValidationError,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from .errors import SpecError
 from .files import read_bytes
-from .yaml_source import Path, Source, format_path, read_yaml
+from .scaling import MAX_MULTIPLIER
+from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
 ACTIVATIONS = ("silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity")
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
@@ -72,11 +74,16 @@ def _per_axis_schema(item: dict) -> WithJsonSchema:
     return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": 3}]})
 
 
-PositiveInt = Annotated[int, Strict(), Field(gt=0)]
-Float = Annotated[float, Strict()]  # strict floats still take ints (1 -> 1.0), never strings
-Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
+MAX_SIZE = 1_000_000  # the largest channel count, resolution, kernel or repeat count a spec may give (B7: 640 and 600)
+MAX_PRESETS = 100  # EfficientNet has 8 or 9; `archc validate` lowers every one
+
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]
+# Strict floats still take ints (1 -> 1.0), never strings; .inf, .nan and 1e400 (read as inf) are refused.
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+Multiplier = Annotated[float, Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False)]
 Kernel = Annotated[
-    tuple[Annotated[int, Strict(), Field(gt=0), AfterValidator(_odd)], ...],
+    tuple[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), AfterValidator(_odd)], ...],
     BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
 ]
 Stride = Annotated[
@@ -101,17 +108,17 @@ class Norm(Model):
     type: Annotated[Literal["batch", "group", "instance", "layer"], _doc(
         "batch; group (GroupNorm with `groups`); instance (affine); layer (LayerNorm over channels at each position)"
     )] = "batch"
-    eps: Annotated[float, Strict(), Field(gt=0, lt=1), _doc("added to the variance; TF EfficientNet uses 1e-3")] = 1e-5
-    momentum: Annotated[float, Strict(), Field(gt=0, le=1), _doc(
+    eps: Annotated[float, Strict(), Field(gt=0, lt=1, allow_inf_nan=False), _doc("added to the variance; TF EfficientNet uses 1e-3")] = 1e-5
+    momentum: Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False), _doc(
         "batch norm only: running-statistics update, PyTorch convention (TF's 0.99 is 0.01 here)"
     )] = 0.1
-    groups: Annotated[int, Strict(), Field(gt=0), _doc("group norm only: number of groups; must divide every width")] = 8
+    groups: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("group norm only: number of groups; must divide every width")] = 8
 
 
 class Stem(Model):
     """The first convolution (conv, norm, activation)."""
 
-    channels: Annotated[int, Strict(), Field(gt=0), _doc("output channels, before width scaling")] = 32
+    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")] = 32
     kernel: Annotated[Kernel, _doc("odd kernel size, one for all axes or one per axis")] = (3,)
     stride: Annotated[Stride, _doc("1 or 2, one for all axes or one per axis")] = (2,)
 
@@ -119,7 +126,7 @@ class Stem(Model):
 class Head(Model):
     """1x1 conv, norm, activation, global average pooling, dropout, linear classifier."""
 
-    channels: Annotated[int, Strict(), Field(gt=0), _doc("width of the 1x1 conv before pooling")] = 1280
+    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the 1x1 conv before pooling")] = 1280
     scale: Annotated[bool, Strict(), _doc(
         "scale the head width with the network width (EfficientNet: TF, timm, MONAI); false keeps it fixed (EfficientNetV2)"
     )] = True
@@ -147,9 +154,9 @@ class Stage(Model):
         "mbconv: [1x1 expand] depthwise [SE] 1x1 project; fused_mbconv (EfficientNetV2): kxk expand [SE] 1x1 project; "
         "conv: conv, norm, activation"
     )] = "mbconv"
-    expand: Annotated[int, Strict(), Field(ge=1), _doc("expansion ratio of the inverted bottleneck (1: no expand conv)")] = 6
-    channels: Annotated[int, Strict(), Field(gt=0), _doc("output channels, before width scaling")]
-    repeats: Annotated[int, Strict(), Field(gt=0), _doc("blocks in the stage, before depth scaling")] = 1
+    expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("expansion ratio of the inverted bottleneck (1: no expand conv)")] = 6
+    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")]
+    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks in the stage, before depth scaling")] = 1
     stride: Annotated[Stride, _doc("stride of the stage's first block: 1 or 2, per axis or one for all")] = (1,)
     kernel: Annotated[Kernel, _doc("odd kernel size of the spatial conv, per axis or one for all")] = (3,)
     se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this stage; 0 or none turns it off")] = None
@@ -161,8 +168,8 @@ class Stage(Model):
 class Preset(Model):
     """One released model size, e.g. EfficientNet-B3."""
 
-    width: Annotated[float, Strict(), Field(gt=0), _doc("channel multiplier")]
-    depth: Annotated[float, Strict(), Field(gt=0), _doc("repeats multiplier")]
+    width: Annotated[Multiplier, _doc("channel multiplier")]
+    depth: Annotated[Multiplier, _doc("repeats multiplier")]
     resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis")] = None
     dropout: Annotated[Optional[Fraction], _doc("classifier dropout")] = None
 
@@ -170,16 +177,23 @@ class Preset(Model):
 class Scaling(Model):
     """Compound scaling (depth alpha**phi, width beta**phi, resolution gamma**phi) and named presets."""
 
-    alpha: Annotated[float, Strict(), Field(gt=0), _doc("depth base (paper, section 3.3)")] = 1.2
-    beta: Annotated[float, Strict(), Field(gt=0), _doc("width base")] = 1.1
-    gamma: Annotated[float, Strict(), Field(gt=0), _doc("resolution base")] = 1.15
-    divisor: Annotated[int, Strict(), Field(gt=0), _doc("channels are rounded to multiples of this")] = 8
-    round_limit: Annotated[float, Strict(), Field(ge=0, le=1), _doc("rounding never goes below this share of channels * width")] = 0.9
+    alpha: Annotated[Multiplier, _doc("depth base (paper, section 3.3)")] = 1.2
+    beta: Annotated[Multiplier, _doc("width base")] = 1.1
+    gamma: Annotated[Multiplier, _doc("resolution base")] = 1.15
+    divisor: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("channels are rounded to multiples of this")] = 8
+    round_limit: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False), _doc("rounding never goes below this share of channels * width")] = 0.9
     depth_rounding: Annotated[Literal["ceil", "round"], _doc("how scaled repeats are rounded (TF: ceil)")] = "ceil"
     resolution_rounding: Annotated[Literal["round", "ceil", "floor"], _doc("how a scaled resolution is rounded")] = "round"
     phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset")] = None
     preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset")] = None
-    presets: Annotated[dict[str, Preset], _doc("named multipliers, e.g. the released b0..b7")] = {}
+    presets: Annotated[dict[str, Preset], _doc(f"named multipliers, e.g. the released b0..b7 (at most {MAX_PRESETS})")] = {}
+
+    @field_validator("presets", mode="before")
+    @classmethod
+    def _few_presets(cls, value):
+        if isinstance(value, dict) and len(value) > MAX_PRESETS:  # checked before validating a thousand of them
+            raise ValueError(f"{len(value)} presets; a spec may define at most {MAX_PRESETS}")
+        return value
 
     @model_validator(mode="after")
     def _phi_or_preset(self):
@@ -207,8 +221,8 @@ class Spec(Model):
     dims: Annotated[int, Strict(), _one_of(1, 2, 3), WithJsonSchema({"enum": [1, 2, 3]}), _doc(
         "spatial dimensions: 1 signals, 2 images, 3 volumes"
     )] = 2
-    in_channels: Annotated[int, Strict(), Field(gt=0), _doc("input channels")] = 3
-    num_classes: Annotated[int, Strict(), Field(ge=0), _doc("classes; 0: no classifier, pooled features out")] = 1000
+    in_channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("input channels")] = 3
+    num_classes: Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE), _doc("classes; 0: no classifier, pooled features out")] = 1000
     resolution: Annotated[Resolution, _doc("input size, one for all axes or one per axis (before scaling)")] = (224,)
     activation: Annotated[Activation, _doc("activation after every norm except the projections")] = "silu"
     padding: Annotated[Literal["symmetric", "same"], _doc(
@@ -217,7 +231,7 @@ class Spec(Model):
     norm: Annotated[Norm, _doc("normalisation after every conv")] = Norm()
     stem: Annotated[Stem, _doc("the first conv")] = Stem()
     head: Annotated[Head, _doc("the last conv and the classifier")] = Head()
-    stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1), _doc(
+    stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False), _doc(
         "drop-path rate, linear in the global block index (rate * i / blocks)"
     )] = 0.0
     se: Annotated[SE, _doc("squeeze-and-excitation, for every block unless a row overrides it")] = SE()
@@ -241,7 +255,7 @@ class Spec(Model):
 
 def load_spec(path: str | FilePath, overrides: Overrides | None = None) -> Spec:
     """Read and validate a spec file. Raises :class:`SpecError` with file and line."""
-    return parse_spec(read_bytes(path, SpecError, "spec file"), file=str(path), overrides=overrides)
+    return parse_spec(read_bytes(path, SpecError, "spec file", limit=MAX_BYTES), file=str(path), overrides=overrides)
 
 
 def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | None = None) -> Spec:
@@ -288,7 +302,7 @@ def _parse_overrides(overrides: Overrides) -> list[tuple[Path, object, str]]:
         return parsed
     for item in overrides:
         key, sep, text = str(item).partition("=")
-        origin = f"--set {item}"
+        origin = f"--set {_show_text(str(item))}"
         if not sep or not key.strip():
             raise SpecError("expected PATH=VALUE, like stages[3].se=none", file=origin)
         try:
@@ -447,6 +461,10 @@ def _unwrap(annotation: object) -> object:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _show_text(text: str) -> str:
+    return text if len(text) <= 80 else text[:72] + "..."
 
 
 def _or_list(items) -> str:

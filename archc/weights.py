@@ -8,14 +8,18 @@ calls it, so each tensor on both sides is used exactly once and anything left ov
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CheckpointError
+from .files import MAX_READ, check_regular_file
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
+
+MAX_WEIGHTS_BYTES = MAX_READ  # 500M float32 parameters (api.MAX_PARAMS) and headers
 
 SOURCES = ("archc", "monai", "efficientnet_pytorch", "torchvision", "timm", "timm_tf")
 
@@ -57,9 +61,8 @@ def read_state_dict(weights) -> dict:
         state = weights
     else:
         path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise CheckpointError("no such file", file=path)
-        if path.endswith(".safetensors"):
+        check_regular_file(path, CheckpointError, "weights file", MAX_WEIGHTS_BYTES)
+        if path.endswith(".safetensors"):  # load_file maps the file: its size, checked above, bounds the tensors
             from safetensors import SafetensorError
             from safetensors.torch import load_file
 
@@ -68,6 +71,7 @@ def read_state_dict(weights) -> dict:
             except (SafetensorError, OSError) as exc:
                 raise CheckpointError(f"not a readable safetensors file: {exc}", file=path) from None
         else:
+            _check_unpacked_size(path)
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # torch reports refused or corrupt pickles with many types
@@ -78,6 +82,20 @@ def read_state_dict(weights) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("expected a mapping of tensor names to tensors (a state_dict)")
     return {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel / DDP prefixes
+
+
+def _check_unpacked_size(path: str) -> None:
+    """A torch file is a zip: refuse one whose members declare more bytes than a weights file may hold, before
+    torch inflates them (a few MB of deflated zeros can declare gigabytes)."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy pickle format: its size on disk, checked already, bounds it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"not a weights file torch can read safely: {exc}", file=path) from None
+    if unpacked > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{unpacked:,} bytes unpacked, over the limit of {MAX_WEIGHTS_BYTES:,} for a weights file", file=path)
 
 
 def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:

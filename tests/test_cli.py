@@ -110,7 +110,8 @@ def test_console_script_is_installed():
         (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}"], 2, "-o: unknown export format (no extension)"),
         (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}/missing/m.pt"], 1, "does not exist"),
         (["info", "specs"], 1, "specs: is a directory, not a spec file"),
-        (["info", "efficientnet_b0", "--phi", "100"], 1, "blocks; archc stops at 10,000 (is phi or a preset's depth a typo?)"),
+        (["info", "efficientnet_b0", "--phi", "100"], 1, "phi=100.0 gives a width multiplier beta**phi = 1.1**100.0 over 1000; is phi a typo?"),
+        (["info", "efficientnet_b0", "--phi", "36"], 1, "blocks; archc stops at 10,000 (is phi or a preset's depth a typo?)"),
         (["build", "efficientnet_b0", "--set", "stages[6].channels=320000", "--resolution", "32"], 1, "over the limit of 500,000,000; if that is what you want, pass --max-params"),
         (["build", "efficientnet_b0", "--max-params", "1000", "--resolution", "32"], 1, "over the limit of 1,000"),
         (["scale", "efficientnet_b0", "--phi-range", "3:1"], 2, "expected START <= STOP"),
@@ -157,3 +158,77 @@ def test_an_empty_output_name_is_a_usage_error(command, capsys):
         main([*command, "-o", ""])
     assert info.value.code == 2
     assert "argument -o/--output: expected a file name, got ''" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile input: bounded work, one-line errors
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "efficientnet_b0", "--seed", str(2**64)], f"argument --seed: expected an integer from 0 to {2**64 - 1}, got '{2**64}'"),
+        (["build", "efficientnet_b0", "--seed", "-1"], f"argument --seed: expected an integer from 0 to {2**64 - 1}, got '-1'"),
+        (["build", "efficientnet_b0", "--resolution", "1e200"], "argument --resolution: expected an integer, got '1e200'"),
+        (["build", "efficientnet_b0", "--seed", "1" * 5000], "argument --seed: expected an integer from 0 to"),
+    ],
+)
+def test_hostile_flags_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err) < 2000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "efficientnet_b0", "--resolution", "1" + "0" * 200], "archc: error: resolution must be integers from 1 to 1,000,000, got 10000000000"),
+        (["info", "efficientnet_b0", "--phi", "7440", "--set", "scaling.alpha=1", "--set", "scaling.gamma=1"],
+         "archc: error: phi=7440.0 gives a width multiplier beta**phi = 1.1**7440.0 over 1000; is phi a typo?"),
+        (["info", "efficientnet_b0", "--set", "stem.channels=" + "1" * 5000], "an integer of 5000 digits; numbers in a spec have at most 100"),
+        (["validate", "efficientnet_b0", "--set", "scaling.gamma=.inf"], "scaling.gamma: got inf, expected a finite number"),
+        (["validate", "efficientnet_b0", "--set", "a.b.c.d=1"], "archc: error: --set a.b.c.d=1: a: unknown key 'a'"),
+    ],
+)
+def test_hostile_values_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("archc: error: ") and message in err and err.count("\n") == 1
+
+
+def test_seed_range_is_checked_by_load():
+    with pytest.raises(archc.errors.LoweringError, match=r"seed must be an integer from 0 to 18446744073709551615, got 18446744073709551616"):
+        archc.load("efficientnet_b0", resolution=32, seed=2**64)
+    assert archc.load("tests/fixtures/tiny3d.yaml", seed=2**64 - 1) is not None  # the largest seed torch takes
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "big_zip", "symlink_safetensors"])
+def test_weight_readers_are_bounded(tmp_path, kind, monkeypatch):
+    import os
+    import zipfile
+
+    import torch
+
+    from archc import weights
+
+    if kind == "device":
+        path, message = "/dev/zero", "is not a regular file (a character device)"
+    elif kind == "fifo":
+        path, message = tmp_path / "w.pth", "is not a regular file (a FIFO or pipe)"
+        os.mkfifo(path)
+    elif kind == "symlink_safetensors":
+        path, message = tmp_path / "w.safetensors", "is not a regular file (a character device)"
+        path.symlink_to("/dev/zero")
+    else:
+        # A torch zip whose storage declares more bytes than any checkpoint archc reads (the limit is lowered here).
+        monkeypatch.setattr(weights, "MAX_WEIGHTS_BYTES", 1_000_000)
+        path, message = tmp_path / "w.pth", "bytes unpacked, over the limit of 1,000,000 for a weights file"
+        torch.save({"w": torch.zeros(1_000_000)}, tmp_path / "plain.pth")
+        with zipfile.ZipFile(tmp_path / "plain.pth") as plain, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as deflated:
+            for member in plain.infolist():
+                deflated.writestr(member.filename, plain.read(member))
+        assert path.stat().st_size < 100_000  # 4 MB of zeros deflate to a few KB
+    with pytest.raises(archc.errors.CheckpointError) as info:
+        weights.read_state_dict(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)

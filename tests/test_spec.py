@@ -145,3 +145,215 @@ def test_missing_file_and_directory():
         archc.read("nope.yaml")
     with pytest.raises(SpecError, match="is a directory"):
         archc.spec.load_spec(ROOT / "specs")
+
+
+# --------------------------------------------------------------------------- hostile input: bounded work, one-line errors
+
+
+def _validate_cli(path, *args, cwd=ROOT):
+    """``archc validate`` in a fresh process: exit code and the first line of stderr."""
+    result = run_archc("validate", path, *args, cwd=cwd)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, (result.stderr.splitlines() or [""])[0]
+
+
+def test_merge_key_bomb_is_counted_while_merging(tmp_path):
+    # Each level merges the one inside it twice; PyYAML's flatten_mapping would build 2**27 pairs first.
+    text = "&l0 {a: 1}"
+    for i in range(1, 28):
+        text = f"&l{i} {{<<: [{text}, *l{i - 1}]}}"
+    path = tmp_path / "merge_bomb.yaml"
+    path.write_text(f"x: {text}\n")
+    code, line = _validate_cli(path)
+    assert code == 1
+    assert line.startswith(f"archc: error: {path}:") and line.endswith("the document expands to more than 100,000 values (an alias/anchor bomb?)")
+
+
+def test_merge_keys_keep_their_precedence():
+    # Explicit keys win over merged ones; in a list of merges, the first one wins.
+    spec = parse_spec(
+        "name: m\nstages:\n  - &a {channels: 16, expand: 1}\n  - &b {channels: 24, kernel: 5, expand: 4}\n"
+        "  - {<<: [*a, *b], repeats: 2}\n  - {<<: *b, channels: 40}\n"
+    )
+    assert [(s.channels, s.expand, s.kernel, s.repeats) for s in spec.stages][2:] == [(16, 1, (5,), 2), (40, 4, (5,), 1)]
+    with pytest.raises(SpecError, match=r"t.yaml:3: stages\[0\]: a merge key \(<<\) takes a mapping or a list of mappings"):
+        parse_spec("name: m\nstages:\n  - {<<: 3, channels: 16}\n", file="t.yaml")
+
+
+def test_a_huge_flow_list_is_refused_while_composing(tmp_path):
+    path = tmp_path / "flow.yaml"
+    path.write_text("name: x\nstages: [" + "1," * 400_000 + "1]\n")  # under the byte limit, far over the value limit
+    code, line = _validate_cli(path)
+    assert (code, line) == (1, f"archc: error: {path}:2: the document expands to more than 100,000 values (an alias/anchor bomb?)")
+
+
+def test_a_file_past_the_byte_limit_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (2 * 1024 * 1024) + "\nname: x\n")
+    code, line = _validate_cli(path)
+    assert (code, line) == (1, f"archc: error: {path}: larger than 1,048,576 bytes, the most a spec file may be")
+
+
+def test_presets_are_limited_and_validate_work_is_bounded(tmp_path):
+    presets = "".join(f"    p{i}: {{width: 1.0, depth: 3000}}\n" for i in range(1000))
+    path = tmp_path / "presets.yaml"
+    path.write_text(f"name: x\nstages:\n  - {{channels: 16, repeats: 3}}\nscaling:\n  presets:\n{presets}")
+    code, line = _validate_cli(path)
+    assert (code, line) == (1, f"archc: error: {path}:5: scaling.presets: 1000 presets; a spec may define at most 100")
+    # Under the preset limit, each preset's blocks still count against one budget for the whole check.
+    few = "".join(f"    p{i}: {{width: 1.0, depth: 1000}}\n" for i in range(20))  # 9,000 blocks each
+    path.write_text(f"name: x\nstages:\n  - {{channels: 16, repeats: 9}}\nscaling:\n  presets:\n{few}")
+    code, line = _validate_cli(path)
+    assert code == 1
+    assert line.endswith("scaling.presets.p5: validating every preset would lower more than 50,000 blocks in all; archc stops there")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "pipe", "symlink"])
+def test_spec_readers_refuse_what_is_not_a_regular_file(tmp_path, kind):
+    import os
+
+    if kind == "device":
+        path = "/dev/zero"
+    elif kind == "fifo":
+        path = tmp_path / "spec.yaml"
+        os.mkfifo(path)  # nobody writes: opening it normally would block forever
+    elif kind == "symlink":
+        path = tmp_path / "spec.yaml"
+        path.symlink_to("/dev/zero")
+    if kind == "pipe":
+        code = "from archc.cli import main; import sys; sys.exit(main(['validate', '/dev/stdin']))"
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.Popen(["yes"], stdout=subprocess.PIPE).stdout,
+                                capture_output=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        code, line = result.returncode, result.stderr.splitlines()[0]
+        path = "/dev/stdin"
+    else:
+        code, line = _validate_cli(path)
+    assert code == 1
+    assert line.startswith(f"archc: error: {path}: ") and "not a regular file" in line, line
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[" * 5000 + "]" * 5000, "x.yaml:1: nested more than 64 levels deep"),
+        ("".join(f"{' ' * i}a:\n" for i in range(600)), "x.yaml:65: nested more than 64 levels deep"),
+    ],
+)
+def test_deep_nesting_is_refused_before_recursion(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, file="x.yaml")
+    assert str(info.value) == message
+
+
+def test_deep_override_value_is_one_line():
+    with pytest.raises(SpecError) as info:
+        parse_spec(B0.read_text(), file="b0.yaml", overrides=["name=" + "[" * 3000])
+    assert str(info.value) == "--set name=" + "[" * 67 + "...: nested more than 64 levels deep"
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("stem.channels=" + "1" * 5000, "an integer of 5000 digits; numbers in a spec have at most 100"),
+        ("stem.channels=" + "9" * 50, "stem.channels: got " + "9" * 50 + ", expected less than or equal to 1000000"),
+        ("scaling.alpha=.inf", "scaling.alpha: got inf, expected a finite number"),
+        ("scaling.beta=1e400", "scaling.beta: got inf, expected a finite number"),
+        ("scaling.presets.b3.width=1e308", "scaling.presets.b3.width: got 1e+308, expected less than or equal to 1000"),
+        ("scaling.presets.b3.depth=.inf", "scaling.presets.b3.depth: got inf, expected a finite number"),
+        ("resolution=1e400", "resolution: got inf, expected a valid integer"),
+        ("resolution=10000000", "resolution: got 10000000, expected less than or equal to 1000000"),
+    ],
+)
+def test_numbers_out_of_range_name_their_field(setting, message):
+    with pytest.raises(SpecError) as info:
+        archc.validate(B0, [setting])
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.endswith(message)
+    assert text.startswith(f"--set {setting}"[:40])  # the override is named, not the spec file
+    assert len(text) < 300
+
+
+def test_a_long_integer_in_a_file_is_refused(tmp_path):
+    with pytest.raises(SpecError) as info:
+        parse_spec("name: x\nstages:\n  - {channels: " + "1" * 5000 + "}\n", file="x.yaml")
+    assert str(info.value) == "x.yaml:3: stages[0].channels: an integer of 5000 digits; numbers in a spec have at most 100"
+
+
+def test_phi_that_overflows_a_multiplier_is_a_scaling_error():
+    with pytest.raises(archc.errors.ScalingError) as info:
+        archc.lower(B0, ["scaling.alpha=1", "scaling.gamma=1"], phi=7440)
+    assert str(info.value) == "phi=7440.0 gives a width multiplier beta**phi = 1.1**7440.0 over 1000; is phi a typo?"
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("040", 40),  # YAML 1.1: octal 32
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("-12", -12),
+        ("1e-5", 1e-5),  # YAML 1.1: the string '1e-5'
+        ("1.0e-3", 1e-3),
+        ("-.5", -0.5),
+        ("3:44", "3:44"),  # YAML 1.1: 224 (base 60)
+        ("1_000", "1_000"),
+        ("yes", "yes"),  # YAML 1.1: True
+        ("off", "off"),
+        ("true", True),
+        ("False", False),
+        ("~", None),
+        ("2024-01-01", "2024-01-01"),  # YAML 1.1: a date
+    ],
+)
+def test_scalars_are_read_as_yaml_1_2(text, value):
+    from archc.yaml_source import read_yaml
+
+    got, _ = read_yaml(f"v: {text}\n", "x.yaml")
+    assert got == {"v": value} and type(got["v"]) is type(value)
+
+
+def test_yaml_1_1_forms_fail_validation_clearly():
+    with pytest.raises(SpecError) as info:
+        parse_spec("name: x\nstages:\n  - {channels: 3:44, residual: yes}\n", file="x.yaml")
+    assert str(info.value).splitlines() == [
+        "x.yaml:3: stages[0].channels: got '3:44', expected a valid integer",
+        "x.yaml:3: stages[0].residual: got 'yes', expected a valid boolean",
+    ]
+    assert parse_spec("name: x\nnorm: {eps: 1e-3}\nstages: [{channels: 16}]\n").norm.eps == 1e-3
+    with pytest.raises(SpecError, match="x.yaml:1: key True is not a name"):
+        parse_spec("true: 1\n", file="x.yaml")
+    with pytest.raises(SpecError, match="unknown key 'on'"):
+        parse_spec("name: x\non: 1\nstages: [{channels: 16}]\n", file="x.yaml")  # 1.1 read it as True
+
+
+def test_an_error_inside_a_deep_override_names_the_override():
+    with pytest.raises(SpecError) as info:
+        archc.validate(B0, ["a.b.c.d=1"])
+    assert str(info.value).startswith("--set a.b.c.d=1: a: unknown key 'a'")
+    with pytest.raises(SpecError) as info:
+        archc.validate(B0, ["scaling.presets.b9.width=2"])
+    assert str(info.value) == "--set scaling.presets.b9.width=2: scaling.presets.b9.depth: missing required key 'depth'"
+
+
+def test_a_folder_does_not_hide_a_shipped_spec(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from archc.cli import main
+
+    monkeypatch.chdir(tmp_path)  # in-process: a fresh `python -m archc` here would import another archc
+    (tmp_path / "efficientnet_b0").mkdir()
+    assert main(["validate", "efficientnet_b0"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("efficientnet_b0: ok (efficientnet_b0,")
+    assert err.startswith("note: efficientnet_b0 is a folder here; using the shipped spec (")
+    (tmp_path / "mine").mkdir()
+    assert main(["validate", "mine"]) == 1
+    assert capsys.readouterr().err == "archc: error: mine: is a directory, not a spec file\n"
+    # A file of a shipped spec's name is used, and the output says so.
+    shutil.rmtree(tmp_path / "efficientnet_b0")
+    shutil.copy(ROOT / "specs" / "mobilenet_v2.yaml", tmp_path / "efficientnet_b0")
+    assert main(["validate", "efficientnet_b0"]) == 0
+    out, err = capsys.readouterr()
+    assert "(mobilenet_v2," in out
+    assert err == "note: efficientnet_b0 is a file here and the name of a shipped spec; using the file (./efficientnet_b0)\n"
