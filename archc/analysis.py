@@ -33,7 +33,7 @@ class Cost:
 class StageRow:
     """One line of the summary table."""
 
-    name: str  # "stem", "1".."N" (stages counted from 1, as in the paper), "head", "classifier"
+    name: str  # "stem", "0".."N-1" (stages numbered as in ``stages[i]`` and module names), "head", "classifier"
     block: str
     repeats: int
     in_channels: int
@@ -72,6 +72,34 @@ class Report:
     @property
     def activations(self) -> int:
         return sum(p.activations for p in self.parts)
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON values: what ``archc info --json`` prints."""
+        plan = self.plan
+        scaling = plan.scaling
+        return {
+            "name": plan.name,
+            "dims": plan.dims,
+            "input_shape": list(self.input_shape),
+            "padding": plan.padding,
+            "scaling": {"phi": scaling.phi, "preset": scaling.preset, "width": scaling.width, "depth": scaling.depth},
+            "params": self.params,
+            "macs": self.macs,
+            "activation_bytes": {"fp32": self.activation_bytes(4), "bf16": self.activation_bytes(2)},
+            "stages": [
+                {"name": r.name, "block": r.block, "repeats": r.repeats, "in_channels": r.in_channels, "out_channels": r.out_channels,
+                 "kernel": list(r.kernel), "stride": list(r.stride), "se_channels": r.se_channels, "output_shape": list(r.shape),
+                 "params": r.params, "macs": r.macs, "activations": r.activations, "receptive_field": list(r.receptive_field)}
+                for r in self.rows
+            ],
+            "blocks": [
+                {"path": p.path, "params": p.params, "macs": p.macs, "activations": p.activations, "output_shape": list(p.shape),
+                 "receptive_field": list(p.receptive_field)}
+                for p in self.parts
+            ],
+            "features": [{"stage": f.stage, "module": f.path, "channels": f.channels, "reduction": list(f.reduction)} for f in plan.features],
+            "warnings": list(self.warnings),
+        }
 
     def activation_bytes(self, bytes_per_element: int = 4) -> int:
         """Training activation memory of one sample (4: float32, 2: bfloat16/float16)."""

@@ -86,7 +86,15 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
 
 
 def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
-    """Spec (or path, or shipped name) -> Plan. ``args``: phi, preset, dims, in_channels, num_classes, resolution."""
+    """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan. ``args``: phi, preset, dims,
+    in_channels, num_classes, resolution."""
+    if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(CHECKPOINT_SUFFIX):
+        from . import checkpoint
+
+        given = sorted(args) + (["overrides"] if overrides else [])
+        if given:
+            raise LoweringError(f"a saved model is described as it was built; {', '.join(given)} cannot be changed", file=str(spec))
+        return _saved_plan(checkpoint.load(str(spec), tensors=False), str(spec))[0]
     return _lower(read(spec, overrides), **args)
 
 
@@ -199,8 +207,7 @@ def render(
 
     if output is not None:
         draw.output_format(os.fspath(output))  # refuse a bad extension before any work
-    overrides = args.pop("overrides", None)
-    plan = source if isinstance(source, ir.Plan) else _lower(read(source, overrides), **args)
+    plan = source if isinstance(source, ir.Plan) else lower(source, args.pop("overrides", None), **args)
     graph = draw.to_dot(plan, detail=detail, direction=direction)
     if output is not None:
         draw.write(graph, output)
@@ -243,6 +250,19 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     from .emit.torch import instantiate
 
     saved = checkpoint.load(path)
+    plan, features_only = _saved_plan(saved, path)
+    _check_size(plan, max_params)
+    model = instantiate(plan, features_only)
+    problems = _misfits(model.state_dict(), saved.tensors)
+    if problems:
+        raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
+    model.load_state_dict(saved.tensors, strict=True, assign=True)
+    model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
+    return model
+
+
+def _saved_plan(saved, path: str) -> tuple[ir.Plan, bool]:
+    """The Plan a checkpoint's embedded spec and build arguments give, and whether it is a features_only model."""
     embedded = f"{path} (spec saved from {saved.spec_file})"
     args = dict(saved.build_args)
     overrides, features_only = args.pop("overrides", None), args.pop("features_only", False)
@@ -255,14 +275,7 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
         plan = _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
     except ArchcError as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
-    _check_size(plan, max_params)
-    model = instantiate(plan, features_only)
-    problems = _misfits(model.state_dict(), saved.tensors)
-    if problems:
-        raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
-    model.load_state_dict(saved.tensors, strict=True, assign=True)
-    model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
-    return model
+    return plan, features_only
 
 
 def _misfits(expected: dict, found: dict) -> list[str]:

@@ -71,8 +71,9 @@ def serialize(state_dict: dict, metadata: dict[str, str]) -> bytes:
     return struct.pack("<Q", len(text)) + text + data
 
 
-def load(path: str) -> Checkpoint:
-    """Read and verify a file written by :func:`save`."""
+def load(path: str, tensors: bool = True) -> Checkpoint:
+    """Read and verify a file written by :func:`save`; with ``tensors=False`` only what describes the model
+    (verified all the same), without importing torch."""
     blob = read_bytes(path, CheckpointError, "checkpoint")
     header, data = _split(blob, path)
     metadata = header.get("__metadata__")
@@ -88,8 +89,7 @@ def load(path: str) -> Checkpoint:
     build_args = _json(metadata["build"], "its build arguments", path)
     if not isinstance(build_args, dict):
         raise CheckpointError(f"its build arguments are not a mapping: {_clip(metadata['build'])}", file=path)
-    tensors = _tensors(header, data, path)
-    return Checkpoint(metadata["spec"], metadata["spec_file"], build_args, tensors)
+    return Checkpoint(metadata["spec"], metadata["spec_file"], build_args, _tensors(header, data, path) if tensors else {})
 
 
 class NotArchcCheckpoint(CheckpointError):

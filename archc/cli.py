@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import math
 import os
 import signal
 import sys
 
-from . import api
+from . import __version__, api
 from .errors import ArchcError
 
 
@@ -88,12 +89,43 @@ def _silence_stdout() -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    spec = api.validate(args.spec, args.set)
+    try:
+        spec = api.validate(args.spec, args.set)
+    except ArchcError as exc:
+        if args.json:  # every mistake of the pass as data, for editors and CI; the message still goes to stderr
+            _print_json({"file": args.spec, "ok": False, "errors": [_error_dict(e) for e in (exc, *exc.also)]})
+        raise
     for note in spec.source.notes:
         print(f"note: {note}", file=sys.stderr)
     blocks = sum(row.repeats for row in spec.stages)
+    if args.json:
+        _print_json({"file": args.spec, "ok": True, "name": spec.name, "dims": spec.dims, "stages": len(spec.stages),
+                     "blocks_unscaled": blocks, "presets": list(spec.scaling.presets), "notes": list(spec.source.notes)})
+        return 0
     presets = f", presets {', '.join(spec.scaling.presets)}" if spec.scaling.presets else ""
     print(f"{args.spec}: ok ({spec.name}, {spec.dims}D, {len(spec.stages)} stages, {blocks} blocks unscaled{presets})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    """The shipped specs and their presets, one line each, with what each builds (from the Plan: no torch)."""
+    from .analysis import analyze
+    from .summary import human, table
+
+    entries = []
+    for name in api.builtin_specs():
+        spec = api.read(name)
+        for preset in (None, *spec.scaling.presets):
+            report = analyze(api.lower(spec, preset=preset))
+            entries.append({"name": name, "preset": preset, "dims": spec.dims, "params": report.params, "macs": report.macs,
+                            "input_shape": list(report.input_shape)})
+    if args.json:
+        _print_json(entries)
+        return 0
+    rows = [("spec", "preset", "dims", "params", "MACs", "input")]
+    rows += [(e["name"], e["preset"] or "-", f"{e['dims']}D", f"{e['params']:,}", human(e["macs"]), "x".join(map(str, e["input_shape"])))
+             for e in entries]
+    print("\n".join(table(rows, right={3, 4}, total=False)))
     return 0
 
 
@@ -105,13 +137,17 @@ def _build(args: argparse.Namespace) -> int:
         _check_output(args.output, _checkpoint_file)
     model = api.load(args.spec, seed=args.seed, overrides=args.set, max_params=args.max_params, **_lowering_args(args))
     report = analyze(model.plan)
-    print(format_summary(report))
-    _warn(report.warnings, args)
     measured = sum(p.numel() for p in model.parameters())
-    print(f"built {type(model).__name__} with {measured:,} parameters")
     if args.output:
         api.save(model, args.output)
-        print(f"saved to {args.output}")
+    if args.json:
+        _print_json({**report.to_dict(), "built_params": measured, "saved_to": args.output})
+    else:
+        print(format_summary(report))
+        print(f"built {type(model).__name__} with {measured:,} parameters")
+        if args.output:
+            print(f"saved to {args.output}")
+    _warn(report.warnings, args)
     return 0
 
 
@@ -133,7 +169,7 @@ def _info(args: argparse.Namespace) -> int:
     from .summary import format_info
 
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
-    print(format_info(report))
+    print(json.dumps(report.to_dict(), indent=1) if args.json else format_info(report))
     _warn(report.warnings, args)
     return 0
 
@@ -187,24 +223,32 @@ def _scale(args: argparse.Namespace) -> int:
     dims = args.dims or spec.dims
     s = spec.scaling
     points = curve(spec, args.phi_range, dims=dims)
-    print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {s.gamma:g} "
-          f"gives {s.alpha * s.beta**2 * s.gamma**dims:.3f} by the formula")
-    print()
-    print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
-    for p in points:
-        print(f"{p.phi:>5g}  {p.width:>6.3f}  {p.depth:>6.3f}  {'x'.join(map(str, p.resolution)):>14}  {p.params:>12,}  "
-              f"{human(p.macs):>7}  {p.macs_ratio:>9.2f}")
     presets = {}
     for name in s.presets:
         report = analyze(api.lower(spec, preset=name, dims=dims))
         presets[name] = (report.params, report.macs)
-    if presets:
+    formula = s.alpha * s.beta**2 * s.gamma**dims
+    if args.json:
+        _print_json({"name": spec.name, "dims": dims, "alpha": s.alpha, "beta": s.beta, "gamma": s.gamma, "formula": formula,
+                     "points": [{"phi": p.phi, "width": p.width, "depth": p.depth, "resolution": list(p.resolution), "params": p.params,
+                                 "macs": p.macs, "macs_ratio": p.macs_ratio, "warnings": list(p.warnings)} for p in points],
+                     "presets": {name: {"params": n, "macs": m} for name, (n, m) in presets.items()}})
+    else:
+        print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {s.gamma:g} "
+              f"gives {formula:.3f} by the formula")
         print()
-        print("presets: " + ", ".join(f"{name} {n:,} params {human(m)} MACs" for name, (n, m) in presets.items()))
+        print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
+        for p in points:
+            print(f"{p.phi:>5g}  {p.width:>6.3f}  {p.depth:>6.3f}  {'x'.join(map(str, p.resolution)):>14}  {p.params:>12,}  "
+                  f"{human(p.macs):>7}  {p.macs_ratio:>9.2f}")
+        if presets:
+            print()
+            print("presets: " + ", ".join(f"{name} {n:,} params {human(m)} MACs" for name, (n, m) in presets.items()))
     _warn([f"phi {p.phi:g}: {warning}" for p in points for warning in p.warnings], args)
     if args.output:
         plot_curve(points, presets, args.output, f"{spec.name} ({dims}D): compound scaling")
-        print(f"wrote {args.output}")
+        if not args.json:
+            print(f"wrote {args.output}")
     return 0
 
 
@@ -236,6 +280,14 @@ def _search(args: argparse.Namespace) -> int:
     print("# paste into the spec:")
     print(ranked[0].scaling_block(), end="")
     return 0
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=1))
+
+
+def _error_dict(error: ArchcError) -> dict:
+    return {"file": error.file, "line": error.line, "path": error.path, "message": error.message}
 
 
 def _warn(warnings, args: argparse.Namespace) -> None:
@@ -283,17 +335,24 @@ def _usage(message: str) -> SystemExit:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archc", description="Compile architecture specs (YAML) into PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"archc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check a spec (does not import torch)")
     validate.add_argument("spec", help="spec file or shipped spec name")
     _add_set_flag(validate)
+    _add_json_flag(validate)
     validate.set_defaults(run=_validate)
 
+    listing = commands.add_parser("list", help="the shipped specs and their presets, with parameters and MACs (no torch)")
+    _add_json_flag(listing)
+    listing.set_defaults(run=_list)
+
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
-    info.add_argument("spec", help="spec file or shipped spec name")
+    info.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(info)
     _add_quiet_flag(info)
+    _add_json_flag(info)
     info.set_defaults(run=_info)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a spec (for editors), or with --markdown its reference")
@@ -308,6 +367,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--max-params", type=_positive_int, default=api.MAX_PARAMS, metavar="N",
                        help=f"refuse to build more parameters than this (default {api.MAX_PARAMS:,})")
     _add_quiet_flag(build)
+    _add_json_flag(build)
     build.set_defaults(run=_build)
 
     from .weights import SOURCES
@@ -315,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="import a peer's weights into the archc model of a spec and save it")
     convert.add_argument("spec", help="spec file or shipped spec name")
     convert.add_argument("--weights", required=True, metavar="FILE", help="state_dict file (.safetensors, or .pth read with weights_only)")
-    convert.add_argument("--from", dest="source", choices=SOURCES, required=True, help="whose key layout the weights use")
+    convert.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
     convert.add_argument("--inflate", choices=("center", "mean"), help="inflate 2D kernels into a 3D model")
     _add_lowering_flags(convert)
     convert.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
@@ -326,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     inflate.add_argument("spec", help="spec file or shipped spec name")
     inflate.add_argument("--weights", required=True, metavar="FILE", help="2D weights (.safetensors, or .pth read with weights_only)")
     inflate.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
-    inflate.add_argument("--mode", dest="inflate", choices=("center", "mean"), default="center",
+    inflate.add_argument("--inflate", choices=("center", "mean"), default="center",
                          help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
     _add_lowering_flags(inflate)
     inflate.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
@@ -349,6 +409,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_flag(scale)
     scale.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="draw the curve to FILE.png, .svg or .pdf (needs matplotlib)")
     _add_quiet_flag(scale)
+    _add_json_flag(scale)
     scale.set_defaults(run=_scale)
 
     search = commands.add_parser("search", help="grid-search alpha, beta, gamma at phi = 1 under a MACs budget")
@@ -363,13 +424,17 @@ def _parser() -> argparse.ArgumentParser:
     search.set_defaults(run=_search)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
-    render.add_argument("spec", help="spec file or shipped spec name")
+    render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(render)
     render.add_argument("--detail", choices=("stage", "block", "layer"), default="stage", help="one node per stage (default), block or layer")
     render.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom (default) or left-to-right")
     render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
     render.set_defaults(run=_render)
     return parser
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
 def _add_quiet_flag(parser: argparse.ArgumentParser) -> None:

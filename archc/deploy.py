@@ -79,6 +79,6 @@ def _onnx(model, example, buffer, path) -> None:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
-        raise EmitError("ONNX export needs the onnx package: pip install onnx", file=path) from None
+        raise EmitError("ONNX export needs the onnx package: pip install 'archc[export]'", file=path) from None
     torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["output"],
                       dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)

@@ -367,7 +367,7 @@ def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], pa
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EmitError("drawing the curve needs matplotlib: pip install matplotlib (or the bench extra)", file=path) from None
+        raise EmitError("drawing the curve needs matplotlib: pip install 'archc[plots]'", file=path) from None
     import io
 
     from .files import write_atomic

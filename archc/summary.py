@@ -24,9 +24,9 @@ def format_summary(report: Report) -> str:
         "",
     ]
     header = ("stage", "block", "n", "channels", "kernel", "stride", "SE", "output", "params", "MACs")
-    table = [header]
+    cells = [header]
     for row in report.rows:
-        table.append(
+        cells.append(
             (
                 row.name,
                 row.block,
@@ -40,8 +40,8 @@ def format_summary(report: Report) -> str:
                 human(row.macs),
             )
         )
-    table.append(("total", "", str(len(plan.blocks)), "", "", "", "", "", f"{report.params:,}", human(report.macs)))
-    lines += _table(table, right={2, 8, 9})  # numbers align right
+    cells.append(("total", "", str(len(plan.blocks)), "", "", "", "", "", f"{report.params:,}", human(report.macs)))
+    lines += table(cells, right={2, 8, 9})  # numbers align right
     lines.append("")
     lines.append(f"parameters {report.params:,}   MACs {human(report.macs)} per sample (convolutions and linear layers)")
     return "\n".join(lines)
@@ -72,13 +72,13 @@ def format_info(report: Report) -> str:
     plan = report.plan
     lines = [f"{plan.name}: {plan.dims}D, {describe_scaling(plan)}, input {_shape(report.input_shape)}, padding {plan.padding}", ""]
     header = ("stage", "block", "n", "output", "receptive field", "params", "MACs", "act fp32", "act bf16")
-    table = [header]
+    cells = [header]
     for row in report.rows:
-        table.append((row.name, row.block, str(row.repeats), _shape(row.shape), _shape(row.receptive_field),
+        cells.append((row.name, row.block, str(row.repeats), _shape(row.shape), _shape(row.receptive_field),
                       f"{row.params:,}", human(row.macs), size(4 * row.activations), size(2 * row.activations)))
-    table.append(("total", "", str(len(plan.blocks)), "", "", f"{report.params:,}", human(report.macs),
+    cells.append(("total", "", str(len(plan.blocks)), "", "", f"{report.params:,}", human(report.macs),
                   size(report.activation_bytes(4)), size(report.activation_bytes(2))))
-    lines += _table(table, right={2, 5, 6, 7, 8})
+    lines += table(cells, right={2, 5, 6, 7, 8})
     lines += ["", "activation memory: what one training sample keeps for backward (fp32 / bf16); multiply by the batch size"]
     lines += [f"feature levels: " + ", ".join(f"stage {f.stage} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
     return "\n".join(lines)
@@ -94,11 +94,12 @@ def size(n_bytes: int) -> str:
     return f"{value:.1f} TiB"
 
 
-def _table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def table(rows: list[tuple[str, ...]], right: set[int], total: bool = True) -> list[str]:
+    """Aligned columns; with ``total`` a rule before the last row."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for r, cells in enumerate(rows):
-        if r == len(rows) - 1:
+        if total and r == len(rows) - 1:
             out.append("  ".join("-" * w for w in widths))
         out.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
     return out

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -232,3 +233,86 @@ def test_weight_readers_are_bounded(tmp_path, kind, monkeypatch):
     with pytest.raises(archc.errors.CheckpointError) as info:
         weights.read_state_dict(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+# --------------------------------------------------------------------------- scripting: --version, list, --json
+
+
+def test_version():
+    result = run_archc("--version")
+    assert result.returncode == 0 and result.stdout == f"archc {archc.__version__}\n"
+    from importlib.metadata import version
+
+    assert version("archc") == archc.__version__  # the package metadata reads the same single source
+
+
+def test_list_names_every_shipped_spec_and_preset_with_its_size():
+    result = run_archc("list")
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()[:2]): line.split() for line in result.stdout.splitlines()[1:]}
+    assert {name for name, _ in rows} == set(archc.builtin_specs())
+    # Published parameter counts (torchvision, timm and MONAI agree): EfficientNet B0, B7; MobileNetV2 1.0; V2-S.
+    assert rows[("efficientnet_b0", "b0")][3] == "5,288,548" and rows[("efficientnet_b0", "b7")][3] == "66,347,960"
+    assert rows[("mobilenet_v2", "1.0")][3] == "3,504,872" and rows[("efficientnetv2_s", "-")][3] == "21,458,488"
+    listed = json.loads(run_archc("list", "--json").stdout)
+    assert {(e["name"], e["preset"] or "-"): e["params"] for e in listed} == {key: int(row[3].replace(",", "")) for key, row in rows.items()}
+
+
+def test_info_json_is_the_table_as_data():
+    result = run_archc("info", "efficientnet_b0", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["params"] == 5_288_548 and round(data["macs"] / 1e9, 2) == 0.39  # the published B0 figures
+    assert [row["name"] for row in data["stages"]] == ["stem", "0", "1", "2", "3", "4", "5", "6", "head", "classifier"]
+    assert [row["output_shape"] for row in data["stages"][1:8]] == [
+        [16, 112, 112], [24, 56, 56], [40, 28, 28], [80, 14, 14], [112, 14, 14], [192, 7, 7], [320, 7, 7]]  # the paper's Table 1
+    assert sum(block["params"] for block in data["blocks"]) == data["params"]
+    assert data["features"][0] == {"stage": 0, "module": "stages.0.0", "channels": 16, "reduction": [2, 2]}
+
+
+def test_build_and_scale_json(tmp_path):
+    path = tmp_path / "m.safetensors"
+    built = run_archc("build", "efficientnet_b0", "--preset", "b1", "--resolution", "64", "--json", "-o", path)
+    assert built.returncode == 0, built.stderr
+    data = json.loads(built.stdout)
+    assert data["params"] == data["built_params"] == 7_794_184 and data["saved_to"] == str(path) and path.exists()
+    scaled = run_archc("scale", "efficientnet_b0", "--phi-range", "0:2", "--json", "--quiet")
+    assert scaled.returncode == 0 and scaled.stderr == ""
+    data = json.loads(scaled.stdout)
+    # reference-numbers.md: B0 scaled by phi 1 and 2 (2D, 3 in, 1000 classes).
+    assert [p["params"] for p in data["points"]] == [5_288_548, 9_109_994, 12_255_408]
+    assert [p["resolution"] for p in data["points"]] == [[224, 224], [258, 258], [296, 296]]
+    assert data["presets"]["b7"]["params"] == 66_347_960
+
+
+def test_validate_json_lists_every_mistake():
+    good = run_archc("validate", "efficientnet_b0", "--json")
+    assert good.returncode == 0 and json.loads(good.stdout)["presets"] == [f"b{i}" for i in range(8)]
+    bad = run_archc("validate", "efficientnet_b0", "--set", "stem.channels=0", "--set", "stages[0].stride=3", "--json")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["errors"] == [
+        {"file": "--set stem.channels=0", "line": None, "path": "stem.channels", "message": "got 0, expected greater than 0"},
+        {"file": "--set stages[0].stride=3", "line": None, "path": "stages[0].stride", "message": "got 3, expected 1 or 2"},
+    ]
+
+
+def test_info_and_render_accept_a_saved_model(tmp_path):
+    path = tmp_path / "m.safetensors"
+    assert run_archc("build", "efficientnet_b0", "--phi", "-1", "--resolution", "64", "-o", path).returncode == 0
+    info = run_archc("info", path, "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout) == json.loads(run_archc("info", "efficientnet_b0", "--phi", "-1", "--resolution", "64", "--json").stdout)
+    render = run_archc("render", path)
+    assert render.returncode == 0 and render.stdout.startswith("digraph efficientnet_b0 {")
+    changed = run_archc("info", path, "--phi", "1")
+    assert changed.returncode == 1 and "a saved model is described as it was built; phi cannot be changed" in changed.stderr
+
+
+def test_info_of_a_saved_model_does_not_import_torch(tmp_path):
+    path = tmp_path / "m.safetensors"
+    archc.save(archc.load("efficientnet_b0", resolution=32), path)
+    code = f"import sys, archc; archc.analyze(archc.lower({str(path)!r})); print('torch' in sys.modules)"
+    import subprocess
+    import sys
+
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
