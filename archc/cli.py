@@ -259,6 +259,8 @@ def _search(args: argparse.Namespace) -> int:
     from .search import grid
 
     module_name, _, function = args.evaluate.partition(":")
+    if os.getcwd() not in sys.path:  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
+        sys.path.insert(0, os.getcwd())
     try:
         evaluate = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError, ValueError) as exc:

@@ -27,9 +27,31 @@ def json_schema() -> dict:
         "required": ["columns", "rows"],
         "additionalProperties": False,
     }
+    table["allOf"] = _typed_rows(schema["$defs"]["Stage"]["properties"])
     rows = {key: value for key, value in stages.items() if key != "description"}
     schema["properties"]["stages"] = {"description": stages.get("description", ""), "anyOf": [rows, table]}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _typed_rows(fields: dict) -> list[dict]:
+    """Conditions that type each cell of ``rows`` by the column it stands in: "if column i is stride, the i-th
+    value of every row is a stride", and "with n columns, every row has n values". JSON Schema cannot look up
+    another array by position, so the pairs are written out (fields x positions: a few hundred small rules)."""
+
+    def at(i: int, schema: dict) -> dict:
+        return {"prefixItems": [{}] * i + [schema]}
+
+    rules = [
+        {"if": {"properties": {"columns": at(i, {"const": name})}, "required": ["columns"]},
+         "then": {"properties": {"rows": {"items": at(i, field)}}}}
+        for i in range(len(fields)) for name, field in fields.items()
+    ]
+    rules += [
+        {"if": {"properties": {"columns": {"minItems": n, "maxItems": n}}, "required": ["columns"]},
+         "then": {"properties": {"rows": {"items": {"minItems": n, "maxItems": n}}}}}
+        for n in range(1, len(fields) + 1)
+    ]
+    return rules
 
 
 def json_schema_text() -> str:
@@ -47,6 +69,15 @@ def markdown() -> str:
         "(regenerate: `archc schema --markdown > docs/spec.md`; the JSON Schema for editors: `archc schema > docs/spec.schema.json`).",
         "Unknown keys are errors. A kernel, stride or resolution is one number for every spatial axis, or a list with one",
         "number per axis (`kernel: [1, 3, 3]`).",
+        "",
+        "Per-axis lists follow the tensor's spatial axes, as PyTorch lays them out (N, C, then space): (length) in 1D,",
+        "(height, width) in 2D, (depth, height, width) in 3D. A CT volume of 64 slices of 224×224 is `resolution: [64, 224, 224]`,",
+        "and `stride: [1, 2, 2]` keeps the slices while halving each slice (MONAI's transforms often speak of H, W, D: here the",
+        "depth comes first).",
+        "",
+        "Everything is numbered from 0, as the spec's own lists are: `stages[3]` in an error or a `--set`, the module",
+        "`stages.3.1` (stage 3, block 1) in a state_dict, row `3` of `archc build` and `archc info`, \"stage 3\" in warnings and",
+        "diagrams, and `feature_info`.",
         "",
         "Values are read as YAML 1.2 (its core schema), not PyYAML's YAML 1.1: `040` is forty (not octal 32), `0o17` octal and",
         "`0x1F` hex; `1e-5` is a number (YAML 1.1 needed `1.0e-5`); `3:44` is text (not 224, base 60) and fails where a number",

@@ -312,3 +312,23 @@ def test_generated_docs_are_current():
 def test_schema_command():
     result = run_archc("schema")
     assert result.returncode == 0 and json.loads(result.stdout)["properties"]["stages"]["anyOf"]
+
+
+@pytest.mark.parametrize("row", [
+    "[mbconv, 6, 3, 3, 24, 2]",  # a stride of 3
+    "[mbconv, 6, 3, 2, 24]",  # a short row
+    "[mbconv, 6, 3, 2, 24, 2, 1]",  # a long row
+    "[mbconv, 6, 3, 2, -24, 2]",  # negative channels
+    "[mbcovn, 6, 3, 2, 24, 2]",  # an unknown block
+])
+def test_the_schema_types_the_rows_of_the_table_form(row):
+    """Editors see the mistakes archc reports: each cell is typed by its column, and rows are as long as the columns."""
+    schema = json.loads((ROOT / "docs" / "spec.schema.json").read_text())
+    text = (ROOT / "specs" / "efficientnet_b0.yaml").read_text()
+    jsonschema.validate(yaml.safe_load(text), schema)
+    bad = text.replace("[mbconv, 6, 3, 2,  24, 2]", row)
+    assert bad != text
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(yaml.safe_load(bad), schema)
+    with pytest.raises(archc.SpecError, match=r"table\.yaml:32: stages"):  # archc refuses it too, at the row
+        archc.spec.parse_spec(bad, "table.yaml")

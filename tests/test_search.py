@@ -257,3 +257,11 @@ def test_a_whole_last_line_without_its_newline_is_kept_and_ended(tmp_path):
     ev.CALLS.clear()
     assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == full
     assert not ev.CALLS and results.read_text().endswith("}\n")
+
+
+def test_evaluate_is_found_in_the_current_folder(tmp_path):
+    """`--evaluate train:evaluate` imports ./train.py, as `python -m train` would (the README's example)."""
+    (tmp_path / "train.py").write_text("def evaluate(model, resolution):\n    return -abs(model.plan.scaling.depth - 1.3)\n")
+    result = run_archc("search", TINY, "--evaluate", "train:evaluate", "--step", "0.1", "--tolerance", "0.1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "# paste into the spec:" in result.stdout
