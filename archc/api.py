@@ -43,11 +43,14 @@ def builtin_specs() -> dict[str, Path]:
 
 
 def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
-    """A Spec from a Spec, a YAML file path, or the name of a shipped spec, with ``overrides`` applied
-    (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``), validated like the file."""
+    """A Spec from a Spec, a YAML file path, the name of a shipped spec, or a saved ``.safetensors`` model (the spec
+    it was built from), with ``overrides`` applied (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``),
+    validated like the file."""
     if isinstance(spec, Spec):
         return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
     path, name = Path(spec), str(spec)
+    if name.endswith(CHECKPOINT_SUFFIX):
+        return _saved_spec(name, overrides)
     builtins = builtin_specs()
     shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
     if path.is_file():  # a file wins: it is what the user has in front of them
@@ -259,6 +262,17 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     model.load_state_dict(saved.tensors, strict=True, assign=True)
     model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
     return model
+
+
+def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
+    """The spec a saved model was built from, with the overrides it was built with and then the caller's."""
+    from . import checkpoint
+
+    saved = checkpoint.load(path, tensors=False)
+    built_with = saved.build_args.get("overrides") or []
+    as_list = lambda given: [f"{k}={v}" for k, v in given.items()] if isinstance(given, dict) else list(given)  # noqa: E731
+    return parse_spec(saved.spec_text, file=f"{path} (spec saved from {saved.spec_file})",
+                      overrides=as_list(built_with) + as_list(overrides or []) or None)
 
 
 def _saved_plan(saved, path: str) -> tuple[ir.Plan, bool]:

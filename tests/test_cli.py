@@ -316,3 +316,13 @@ def test_info_of_a_saved_model_does_not_import_torch(tmp_path):
     import sys
 
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+
+
+def test_every_command_that_takes_a_spec_takes_a_saved_model(tmp_path):
+    path = tmp_path / "m.safetensors"
+    assert run_archc("build", "efficientnet_b0", "--set", "stem.channels=24", "--resolution", "64", "-o", path).returncode == 0
+    validated = run_archc("validate", path)
+    assert validated.returncode == 0 and "ok (efficientnet_b0, 2D, 7 stages" in validated.stdout
+    scaled = json.loads(run_archc("scale", path, "--phi-range", "0:0", "--json", "-q").stdout)
+    stem24 = archc.analyze(archc.lower("efficientnet_b0", {"stem.channels": 24})).params  # the saved override holds
+    assert scaled["points"][0]["params"] == stem24
