@@ -217,11 +217,12 @@ def render(
     return graph
 
 
-def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1) -> None:
-    """Write a deployable file of ``model``: ``.pt`` TorchScript, ``.pt2`` torch.export, ``.onnx`` ONNX."""
+def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None) -> None:
+    """Write a deployable file of ``model``: ``.pt`` TorchScript, ``.pt2`` torch.export, ``.onnx`` ONNX (``opset``:
+    the ONNX opset, default the exporter's). Batch and spatial axes are dynamic where the format allows it."""
     from .deploy import export as write
 
-    write(model, path, batch)
+    write(model, path, batch, opset)
 
 
 def save(model: "nn.Module", path: str | os.PathLike) -> None:

@@ -197,9 +197,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .deploy import export_format
+    from .deploy import check_opset, export_format
 
     _check_output(args.output, export_format)
+    try:
+        check_opset(args.opset, args.output)
+    except ArchcError as exc:
+        raise _usage(f"--opset: {exc.message}") from None
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
         flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
         if flags:
@@ -207,7 +211,7 @@ def _export(args: argparse.Namespace) -> int:
         model = api.load(args.spec, fuse=args.fuse)
     else:
         model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
-    api.export(model, args.output, batch=args.batch)
+    api.export(model, args.output, batch=args.batch, opset=args.opset)
     print(f"wrote {args.output}")
     return 0
 
@@ -401,6 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--fuse", action="store_true", help="fold batch norms into the convs first")
     export.add_argument("--batch", type=_positive_int, default=1, help="batch size of the example input (default 1)")
     export.add_argument("--seed", type=_seed, help="initialise weights reproducibly (when compiling a spec)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     export.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
     export.set_defaults(run=_export)
 

@@ -1,7 +1,15 @@
 """Deployable files from an emitted model: TorchScript, torch.export programs and ONNX, by file extension.
 
-Each is traced with one example input at the Plan's resolution (batch 1 by default). With ``padding: same``
-a trace fixes the padding to that input's size; symmetric padding (the default) traces size-independently.
+Each is traced with one example input at the Plan's resolution (batch 1 by default). The batch axis is dynamic in
+every format. The spatial axes (the network ends in global average pooling, so any size works):
+
+- TorchScript (``.pt``): the trace records the size arithmetic, so it runs at any size, with ``padding: same`` too.
+- torch.export (``.pt2``): dynamic (``torch.export.Dim``, from the total stride + 1 up) with symmetric padding. TF
+  ``same`` padding specialises: its per-axis padding depends on each size's remainder modulo the stride, and
+  torch.export guards on it, so those programs keep the example's spatial size and refuse others.
+- ONNX (``.onnx``): dynamic, for the classifier's input and for every feature map of a ``features_only`` model,
+  with either padding (``emit.ops`` writes the "same" padding's ceiling division without negative numbers, which
+  the exporter would lower as a truncating division).
 """
 
 from __future__ import annotations
@@ -40,11 +48,31 @@ def example_input(model: torch.nn.Module, batch: int = 1) -> torch.Tensor:
     return torch.randn(*_example_shape(model, batch), generator=torch.Generator().manual_seed(0))
 
 
-def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1) -> None:
-    """Write ``model`` (traced in eval mode) to ``path``; the format follows the extension. Each module's training
-    flag is restored afterwards."""
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets the installed torch's (TorchScript-based) exporter writes, inclusive."""
+    from torch.onnx import _constants
+
+    return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+
+def check_opset(opset: int | None, path: str) -> None:
+    """``opset`` is None (the exporter's default) or an opset the exporter writes, for an ``.onnx`` path."""
+    if opset is None:
+        return
+    if export_format(path) != "onnx":
+        raise EmitError("an opset applies only to ONNX export (.onnx)", file=path)
+    low, high = opset_range()
+    if type(opset) is not int or not low <= opset <= high:
+        raise EmitError(f"opset {opset!r} is not supported by this torch's ONNX exporter ({low} to {high})", file=path)
+
+
+def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opset: int | None = None) -> None:
+    """Write ``model`` (traced in eval mode) to ``path``; the format follows the extension (see the module's
+    docstring for which axes stay dynamic). ``opset`` is the ONNX opset (default: the exporter's). Each module's
+    training flag is restored afterwards."""
     path = os.fspath(path)
     fmt = export_format(path)
+    check_opset(opset, path)
     # torch.export traces with at least two: it specialises sizes 0 and 1, and the batch must stay dynamic.
     shape = _example_shape(model, max(batch, 2) if fmt == "export" else batch)
     size = "x".join(map(str, shape))
@@ -62,10 +90,10 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1) -> N
             if fmt == "torchscript":
                 torch.jit.save(torch.jit.trace(model, example), buffer)
             elif fmt == "export":
-                program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+                program = torch.export.export(model, (example,), dynamic_shapes={"x": _export_dims(model.plan)})
                 torch.export.save(program, buffer)
             else:
-                _onnx(model, example, buffer, path)
+                _onnx(model, example, buffer, path, opset)
     except (RuntimeError, ValueError) as exc:  # torch's and the exporters' errors (theirs subclass RuntimeError)
         cause = str(exc).strip().splitlines()
         raise EmitError(f"cannot export at input {size}: {type(exc).__name__}{': ' + cause[0] if cause else ''}", file=path) from exc
@@ -75,10 +103,35 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1) -> N
     write_atomic(path, buffer.getvalue())
 
 
-def _onnx(model, example, buffer, path) -> None:
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def _spatial_dynamic(plan, fmt: str) -> bool:
+    return fmt == "onnx" or plan.padding != "same"  # see the module's docstring
+
+
+def _export_dims(plan) -> dict:
+    """torch.export's dynamic axes: the batch, and each spatial axis from total stride + 1 (torch.export
+    specialises a last feature map of size 1) if the example is in that range."""
+    dims = {0: torch.export.Dim("batch")}
+    total = plan.features[-1].reduction if plan.features else (1,) * plan.dims
+    if _spatial_dynamic(plan, "export") and all(n > r for n, r in zip(plan.resolution, total)):
+        dims.update({2 + i: torch.export.Dim(name, min=r + 1) for i, (name, r) in enumerate(zip(AXES[plan.dims], total))})
+    return dims
+
+
+def _onnx(model, example, buffer, path, opset) -> None:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise EmitError("ONNX export needs the onnx package: pip install 'archc[export]'", file=path) from None
-    torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+    plan = model.plan
+    spatial = AXES[plan.dims] if _spatial_dynamic(plan, "onnx") else ()
+    axes = {0: "batch", **{2 + i: name for i, name in enumerate(spatial)}}
+    if getattr(model, "features_only", False):  # one output per reduction level, each with its own sizes
+        outputs = [f"features_{level}" for level in range(len(plan.features))]
+        dynamic = {name: {0: "batch", **{2 + i: f"{axis}_{level}" for i, axis in enumerate(spatial)}} for level, name in enumerate(outputs)}
+    else:
+        outputs, dynamic = ["output"], {"output": {0: "batch"}}
+    torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=outputs,
+                      dynamic_axes={"input": axes, **dynamic}, opset_version=opset, dynamo=False)

@@ -83,6 +83,17 @@ def test_compiles_without_graph_breaks(dims):
         assert torch.allclose(compiled(x), model(x), atol=1e-6)
 
 
+# Other sizes than the trace's, odd and not cubic: sliding-window inference feeds whatever the window is.
+OTHER_SIZES = {2: [(2, 1, 48, 40), (1, 1, 33, 17)], 3: [(2, 1, 32, 48, 40), (1, 1, 33, 35, 17)]}
+
+
+def _runs_at_other_sizes(run, model, dims, atol=1e-5):
+    for shape in OTHER_SIZES[dims]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(run(x), model(x), atol=atol, rtol=atol)
+
+
 @pytest.mark.parametrize("extension", [".pt", ".pt2"])
 @pytest.mark.parametrize("dims", [2, 3])
 def test_exports_reproduce_outputs(tmp_path, extension, dims):
@@ -93,6 +104,30 @@ def test_exports_reproduce_outputs(tmp_path, extension, dims):
     loaded = torch.jit.load(path) if extension == ".pt" else torch.export.load(path).module()
     with torch.no_grad():
         assert (loaded(x) - model(x)).abs().max() < 1e-5
+    _runs_at_other_sizes(loaded, model, dims)  # both are size-agnostic with symmetric padding
+
+
+def test_same_padding_exports_at_other_sizes_or_refuse_them(tmp_path):
+    import onnxruntime
+
+    model = archc.load(TINY, resolution=32, seed=0, overrides={"padding": "same"}).eval()
+    # TorchScript records the padding arithmetic, and ONNX computes it from each input: right at every size.
+    archc.export(model, tmp_path / "m.pt")
+    _runs_at_other_sizes(torch.jit.load(tmp_path / "m.pt"), model, 3)
+    archc.export(model, tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    for shape in [(3, 1, 32, 32, 32), (1, 1, 33, 35, 17), (2, 1, 32, 48, 40)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), model(x), atol=1e-4, rtol=1e-4)
+    # torch.export keeps the spatial axes of the trace: another size is refused, never computed wrongly.
+    archc.export(model, tmp_path / "m.pt2")
+    program = torch.export.load(tmp_path / "m.pt2").module()
+    x = torch.randn(3, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(Exception, match="(?i)shape|size|dim|guard"):
+        program(torch.randn(1, 1, 33, 35, 17))
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -108,6 +143,37 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path, dims):
     (out,) = session.run(None, {"input": x.numpy()})
     with torch.no_grad():
         assert abs(torch.from_numpy(out) - model(x)).max() < 1e-4
+    # The spatial axes are dynamic too: the network ends in global average pooling.
+    _runs_at_other_sizes(lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), model, dims, atol=1e-4)
+
+
+def test_onnx_feature_maps_have_dynamic_spatial_axes(tmp_path):
+    import onnxruntime
+
+    model = archc.load(TINY, dims=2, resolution=32, seed=0, features_only=True).eval()
+    archc.export(model, tmp_path / "f.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "f.onnx"))
+    assert len(session.get_outputs()) == len(model.feature_info)
+    _runs_at_other_sizes(lambda x: [torch.from_numpy(a) for a in session.run(None, {"input": x.numpy()})], model, 2, atol=1e-4)
+
+
+def test_onnx_opset(tmp_path):
+    import onnx
+
+    result = run_archc("export", TINY, "--dims", "2", "--resolution", "16", "--opset", "17", "-o", tmp_path / "m.onnx")
+    assert result.returncode == 0, result.stderr
+    assert [o.version for o in onnx.load(tmp_path / "m.onnx").opset_import if o.domain in ("", "ai.onnx")] == [17]
+    for flags, message in ((["--opset", "99", "-o", tmp_path / "n.onnx"], "--opset: opset 99 is not supported by this torch's ONNX exporter (7 to"),
+                           (["--opset", "17", "-o", tmp_path / "n.pt"], "--opset: an opset applies only to ONNX export (.onnx)")):
+        result = run_archc("export", TINY, *flags)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("archc: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    model = archc.load(TINY, resolution=16, seed=0)
+    for bad in (True, 17.0, "17", 6):
+        with pytest.raises(EmitError, match="opset"):
+            archc.export(model, tmp_path / "x.onnx", opset=bad)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_errors(tmp_path):

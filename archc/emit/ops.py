@@ -37,7 +37,8 @@ def _same_padding(cls: type) -> type:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             pads: list[int] = []
             for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
-                total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+                # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
+                total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
                 pads += [total // 2, total - total // 2]
             return super().forward(F.pad(x, pads) if any(pads) else x)
 
