@@ -12,6 +12,7 @@ import sys
 
 from . import __version__, api
 from .errors import ArchcError
+from .extras import require
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +201,8 @@ def _export(args: argparse.Namespace) -> int:
     from .deploy import check_opset, export_format
 
     _check_output(args.output, export_format)
+    if export_format(args.output) == "onnx":
+        require("onnx", "ONNX export", args.output)  # before any work
     try:
         check_opset(args.opset, args.output)
     except ArchcError as exc:
@@ -223,6 +226,7 @@ def _scale(args: argparse.Namespace) -> int:
 
     if args.output:
         _check_output(args.output, curve_format)
+        require("matplotlib", "drawing the curve", args.output)  # before any work
     spec = api.read(args.spec, args.set)
     dims = args.dims or spec.dims
     s = spec.scaling

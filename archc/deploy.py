@@ -21,6 +21,7 @@ import os
 import torch
 
 from .errors import EmitError
+from .extras import require
 from .files import write_atomic
 
 FORMATS = {".pt": "torchscript", ".torchscript": "torchscript", ".pt2": "export", ".onnx": "onnx"}
@@ -121,10 +122,7 @@ def _export_dims(plan) -> dict:
 
 
 def _onnx(model, example, buffer, path, opset) -> None:
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        raise EmitError("ONNX export needs the onnx package: pip install 'archc[export]'", file=path) from None
+    require("onnx", "ONNX export", path)  # torch's exporter imports it
     plan = model.plan
     spatial = AXES[plan.dims] if _spatial_dynamic(plan, "onnx") else ()
     axes = {0: "batch", **{2 + i: name for i, name in enumerate(spatial)}}

@@ -21,6 +21,7 @@ from typing import Callable
 from .analysis import analyze
 from .api import read
 from .errors import ArchcError, EmitError, ScalingError
+from .extras import require
 from .lower import lower
 from .spec import Spec
 
@@ -361,13 +362,11 @@ def curve_format(path: str) -> str:
 def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], path: str, title: str) -> None:
     """MACs and parameters against phi, with the presets marked, as PNG, SVG or PDF by the extension (needs matplotlib)."""
     fmt = curve_format(path)
-    try:
-        import matplotlib
+    require("matplotlib", "drawing the curve", path)
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise EmitError("drawing the curve needs matplotlib: pip install 'archc[plots]'", file=path) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import io
 
     from .files import write_atomic

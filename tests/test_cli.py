@@ -6,7 +6,7 @@ import torch
 
 import archc
 from archc.cli import main
-from conftest import run_archc
+from conftest import ROOT, run_archc
 
 
 def test_build_phi2_dims3_in_a_fresh_process():
@@ -326,3 +326,21 @@ def test_every_command_that_takes_a_spec_takes_a_saved_model(tmp_path):
     scaled = json.loads(run_archc("scale", path, "--phi-range", "0:0", "--json", "-q").stdout)
     stem24 = archc.analyze(archc.lower("efficientnet_b0", {"stem.channels": 24})).params  # the saved override holds
     assert scaled["points"][0]["params"] == stem24
+
+
+@pytest.mark.parametrize("argv, extra", [
+    (["scale", "efficientnet_b0", "-o", "curve.png"], "drawing the curve needs matplotlib: pip install 'archc[plots]'"),
+    (["export", "tests/fixtures/tiny3d.yaml", "-o", "m.onnx"], "ONNX export needs onnx: pip install 'archc[export]'"),
+])
+def test_a_missing_extra_is_named_before_any_work(argv, extra, tmp_path, monkeypatch, capsys):
+    """A plain `pip install archc` lacks the extras: the command says which to install, and prints nothing else."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("matplotlib", "onnx") else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests" / "fixtures").mkdir(parents=True)
+    (tmp_path / "tests" / "fixtures" / "tiny3d.yaml").write_text((ROOT / "tests" / "fixtures" / "tiny3d.yaml").read_text())
+    assert main(argv) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.endswith(f"{extra}\n") and list(tmp_path.glob("*.*")) == []

@@ -1,0 +1,16 @@
+"""Optional dependencies: which extra of ``pip install 'archc[...]'`` provides each, so every "needs X" message
+names it, and commands can check before doing any work."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .errors import EmitError
+
+EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai"}
+
+
+def require(package: str, purpose: str, file: str | None = None) -> None:
+    """Raise an EmitError naming the extra when ``package`` is not installed (without importing it)."""
+    if importlib.util.find_spec(package) is None:
+        raise EmitError(f"{purpose} needs {package}: pip install 'archc[{EXTRAS[package]}]'", file=file)
