@@ -134,3 +134,69 @@ def test_corrupted_spec_text(name, data):
         archc.spec.parse_spec(bytes(text), file="fuzz.yaml")
     except archc.ArchcError as exc:
         assert exc.file == "fuzz.yaml"
+
+
+# Hostile values: nesting far past the limit, numbers past any size, in any place of a shipped spec.
+hostile = st.one_of(
+    st.integers(65, 6000).map(lambda n: "[" * n + "]" * n),
+    st.integers(65, 800).map(lambda n: "{a: " * n + "1" + "}" * n),
+    st.integers(20, 6000).map(lambda n: "9" * n),
+    st.sampled_from([".inf", "-.inf", ".nan", "1e400", "-1e400", "1e308", "0x" + "f" * 300, "0o" + "7" * 300, "040", "3:44", "1e-5"]),
+)
+
+
+@profile(120)
+@given(st.sampled_from(sorted(SHIPPED)), st.data())
+def test_hostile_values_in_shipped_specs(name, data):
+    spec = copy.deepcopy(SHIPPED[name])
+    path = data.draw(st.sampled_from([p for p in _paths(spec) if p]))
+    parent = spec
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = "HOSTILE-VALUE"
+    text = yaml.safe_dump(spec, sort_keys=False, width=10_000).replace("HOSTILE-VALUE", data.draw(hostile), 1)
+    compile_or_explain(text)
+
+
+_SAVED = {}
+
+
+def _saved_tiny() -> bytes:
+    """A small saved model, made once."""
+    if not _SAVED:
+        import tempfile
+
+        model = archc.load(str(Path(__file__).parent / "fixtures" / "tiny3d.yaml"), seed=0)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "tiny.safetensors"
+            archc.save(model, path)
+            _SAVED["bytes"] = path.read_bytes()
+            _SAVED["state"] = model.state_dict()
+    return _SAVED["bytes"]
+
+
+@profile(150)
+@given(st.data())
+def test_crafted_checkpoints(data):
+    """A changed file loads as exactly the model that was saved, or is refused with a CheckpointError; never
+    anything else (the digest covers every byte that decides what is loaded)."""
+    import struct
+    import tempfile
+
+    blob = bytearray(_saved_tiny())
+    (size,) = struct.unpack("<Q", blob[:8])
+    for _ in range(data.draw(st.integers(1, 4))):
+        where = data.draw(st.one_of(st.integers(0, 7 + size), st.integers(0, len(blob) - 1)))  # mostly the header
+        blob[where] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "crafted.safetensors"
+        path.write_bytes(bytes(blob))
+        try:
+            model = archc.load(str(path))
+        except archc.CheckpointError as exc:
+            assert exc.file == str(path) and str(exc).strip()
+            return
+    assert bytes(blob) == _saved_tiny()  # only an unchanged file loads
+    assert all(value.equal(_SAVED["state"][key]) for key, value in model.state_dict().items())
