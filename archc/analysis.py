@@ -49,6 +49,23 @@ class StageRow:
 
 
 @dataclass(frozen=True)
+class LayerCost:
+    """One module of the emitted network that computes something: a conv, norm, activation, SE gate or linear."""
+
+    path: str  # its module path: "stages.3.1.conv_dw", "stages.3.1.se.conv_reduce", "classifier"
+    type: str  # conv | norm | act | gate | linear
+    detail: str  # what kind: "depthwise", "batch", "silu", "sigmoid", ...
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    groups: int
+    shape: tuple[int, ...]  # output of one sample: (C, *spatial)
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
 class Report:
     plan: ir.Plan
     input_shape: tuple[int, ...]  # (C, *spatial)
@@ -56,6 +73,7 @@ class Report:
     rows: tuple[StageRow, ...]
     warnings: tuple[str, ...]  # resolution problems found on the way: collapsing axes, strides that do not divide
     collapses: tuple[str, ...] = ()  # those of the warnings where an axis fell below a kernel, or to 1 too early
+    layers: tuple[LayerCost, ...] = ()  # every module that computes, in order
 
     @property
     def collapsed(self) -> bool:
@@ -97,6 +115,12 @@ class Report:
                  "receptive_field": list(p.receptive_field)}
                 for p in self.parts
             ],
+            "layers": [
+                {"path": l.path, "type": l.type, "detail": l.detail, "in_channels": l.in_channels, "out_channels": l.out_channels,
+                 "kernel": list(l.kernel), "stride": list(l.stride), "groups": l.groups, "output_shape": list(l.shape),
+                 "params": l.params, "macs": l.macs}
+                for l in self.layers
+            ],
             "features": [{"stage": f.stage, "module": f.path, "channels": f.channels, "reduction": list(f.reduction)} for f in plan.features],
             "warnings": list(self.warnings),
         }
@@ -108,20 +132,8 @@ class Report:
     def shape_of(self, path: str) -> tuple[int, ...]:
         return next(p.shape for p in self.parts if p.path == path)
 
-
-@dataclass(frozen=True)
-class _Conv:
-    """A convolution as analysis sees it: channels, kernel, stride, groups, and what follows it."""
-
-    role: str  # its module name in the emitted block (conv_pw, conv_dw, conv_pwl, conv_exp, conv)
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    groups: int = 1
-    norm: bool = True
-    act: bool = True
-    bias: bool = False
+    def layer(self, path: str) -> LayerCost:
+        return next(layer for layer in self.layers if layer.path == path)
 
 
 def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: str = "symmetric") -> tuple[int, ...]:
@@ -129,29 +141,6 @@ def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[in
     if padding == "same":
         return tuple(-(-n // s) for n, s in zip(size, stride))
     return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, kernel, stride))
-
-
-def block_layers(block: ir.Block) -> list:
-    """The block's layers in order: its convolutions (``_Conv``) and, where it sits, ``"se"``."""
-    before, after = block_convs(block)
-    se = ["se"] if block.se_channels else []
-    if block.se_placement == "after_depthwise":
-        return before + se + after
-    return before + after + se
-
-
-def block_convs(block: ir.Block) -> tuple[list[_Conv], list[_Conv]]:
-    """The block's convolutions before and after its SE (the SE sits between them)."""
-    ones = (1,) * len(block.kernel)
-    k, s, c_in, mid, out = block.kernel, block.stride, block.in_channels, block.mid_channels, block.out_channels
-    if block.type == "conv":
-        return [_Conv("conv", c_in, out, k, s)], []
-    if block.type == "fused_mbconv":
-        if not block.expand:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
-            return [_Conv("conv_exp", c_in, out, k, s)], []
-        return [_Conv("conv_exp", c_in, mid, k, s)], [_Conv("conv_pwl", mid, out, ones, ones, act=False)]
-    expand = [_Conv("conv_pw", c_in, mid, ones, ones)] if block.expand else []
-    return expand + [_Conv("conv_dw", mid, mid, k, s, groups=mid)], [_Conv("conv_pwl", mid, out, ones, ones, act=False)]
 
 
 class _Walker:
@@ -165,31 +154,53 @@ class _Walker:
         self.warnings: list[str] = []
         self.collapses: list[str] = []
         self.rounded: dict[str, set[int]] = {}  # where a stride met a size it does not divide -> the axes
+        self.layers: list[LayerCost] = []
 
-    def conv(self, conv: _Conv, where: str) -> tuple[int, int, int, int]:
-        """(params, macs, activation elements, out channels) of one conv [+ norm] [+ act]; advances the size."""
+    def conv(self, conv: ir.ConvUnit, where: str, prefix: str) -> tuple[int, int, int]:
+        """(params, macs, activation elements) of one conv [+ norm] [+ act], each recorded as a layer of module
+        path ``prefix.<name>``; advances the size."""
         self._check(conv, where)
         out = conv_output(self.size, conv.kernel, conv.stride, self.plan.padding)
         self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, conv.kernel, self.jump))
         self.jump = tuple(j * s for j, s in zip(self.jump, conv.stride))
         self.size = out
         weights = conv.out_channels * (conv.in_channels // conv.groups) * math.prod(conv.kernel)
+        shape = (conv.out_channels, *out)
+        detail = "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
+        self._layer(f"{prefix}.{conv.conv}", "conv", detail, conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
+        if conv.norm:
+            self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
+        if conv.act:
+            self._layer(f"{prefix}.{conv.act}", "act", conv.activation, conv, shape, 0, 0)
         params = weights + (conv.out_channels if conv.bias else 0) + (2 * conv.out_channels if conv.norm else 0)
-        elements = conv.out_channels * math.prod(out)
-        kept = elements * (1 + conv.norm + conv.act)  # conv output, norm output, activation output
-        return params, weights * math.prod(out), kept, conv.out_channels
+        kept = math.prod(shape) * (1 + bool(conv.norm) + bool(conv.act))  # conv output, norm output, activation output
+        return params, weights * math.prod(out), kept
+
+    def _layer(self, path: str, kind: str, detail: str, conv: ir.ConvUnit, shape, params: int, macs: int) -> None:
+        pointwise = kind != "conv"
+        self.layers.append(LayerCost(path, kind, detail, conv.out_channels if pointwise else conv.in_channels, conv.out_channels,
+                                     () if pointwise else conv.kernel, () if pointwise else conv.stride,
+                                     1 if pointwise else conv.groups, shape, params, macs))
 
     def collapse(self, warning: str) -> None:
         self.warnings.append(warning)
         self.collapses.append(warning)
 
-    def se(self, channels: int, squeeze: int) -> tuple[int, int, int]:
+    def se(self, se: ir.SqueezeExcite, prefix: str) -> tuple[int, int, int]:
         """SE on a map of ``channels``: two 1x1 convs on the pooled vector, then the gated product."""
-        params = channels * squeeze + squeeze + squeeze * channels + channels
-        pooled = channels + 2 * squeeze + 2 * channels  # mean, reduce, act, expand, gate outputs
-        return params, 2 * channels * squeeze, pooled + channels * math.prod(self.size)
+        c, squeeze, ones = se.channels, se.squeeze, (1,) * self.plan.dims
+        path = f"{prefix}.{se.name}"
+        self.layers += [
+            LayerCost(f"{path}.conv_reduce", "conv", "dense", c, squeeze, ones, ones, 1, (squeeze, *ones), c * squeeze + squeeze, c * squeeze),
+            LayerCost(f"{path}.act", "act", se.activation, squeeze, squeeze, (), (), 1, (squeeze, *ones), 0, 0),
+            LayerCost(f"{path}.conv_expand", "conv", "dense", squeeze, c, ones, ones, 1, (c, *ones), squeeze * c + c, squeeze * c),
+            LayerCost(f"{path}.gate", "gate", se.gate, c, c, (), (), 1, (c, *self.size), 0, 0),
+        ]
+        params = c * squeeze + squeeze + squeeze * c + c
+        pooled = c + 2 * squeeze + 2 * c  # mean, reduce, act, expand, gate outputs
+        return params, 2 * c * squeeze, pooled + c * math.prod(self.size)
 
-    def _check(self, conv: _Conv, where: str) -> None:
+    def _check(self, conv: ir.ConvUnit, where: str) -> None:
         small = [axis for axis, (n, k) in enumerate(zip(self.size, conv.kernel)) if 1 < k and n < k]
         if small:
             self.collapse(f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}")
@@ -213,7 +224,7 @@ def analyze(plan: ir.Plan) -> Report:
     """Per-part and per-stage figures of ``plan`` at its resolution, with warnings about the resolution."""
     walk = _Walker(plan)
     stem = plan.stem
-    params, macs, kept, _ = walk.conv(_Conv("conv", stem.in_channels, stem.out_channels, stem.kernel, stem.stride), "stem")
+    params, macs, kept = walk.conv(stem.unit, "stem", "stem")
     parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
     rows = [_row("stem", "conv", 1, stem, parts[0])]
     for stage in plan.stages:
@@ -240,29 +251,29 @@ def analyze(plan: ir.Plan) -> Report:
         if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
             walk.collapse(f"stage {stage.index}: the feature map has shrunk to 1 on every axis before the last stage")
     conv = plan.head.conv
-    params, macs, kept, _ = walk.conv(_Conv("conv", conv.in_channels, conv.out_channels, conv.kernel, conv.stride), "head")
+    params, macs, kept = walk.conv(conv.unit, "head", "head")
     head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
     parts.append(head)
     rows.append(_row("head", "conv", 1, conv, head))
     if plan.head.num_classes:
         c_in, c_out = conv.out_channels, plan.head.num_classes
         classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
+        walk.layers.append(LayerCost("classifier", "linear", "dense", c_in, c_out, (), (), 1, (c_out,), classifier.params, classifier.macs))
         parts.append(classifier)
         rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
     rounded = walk.stride_warning()
     warnings = ([rounded] if rounded else []) + walk.warnings
     return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
-                  tuple(dict.fromkeys(walk.collapses)))
+                  tuple(dict.fromkeys(walk.collapses)), tuple(walk.layers))
 
 
 def _block(walk: _Walker, block: ir.Block) -> Cost:
     params = macs = kept = 0
-    channels = block.in_channels
-    for layer in block_layers(block):
-        if layer == "se":
-            p, m, k = walk.se(channels, block.se_channels)
+    for layer in block.layers:
+        if isinstance(layer, ir.SqueezeExcite):
+            p, m, k = walk.se(layer, block.path)
         else:
-            p, m, k, channels = walk.conv(layer, f"stage {block.stage}")
+            p, m, k = walk.conv(layer, f"stage {block.stage}", block.path)
         params, macs, kept = params + p, macs + m, kept + k
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from . import ir
-from .analysis import Report, analyze, block_layers, block_title, conv_output
+from .analysis import Report, analyze, block_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
 from .summary import describe_scaling, human
@@ -109,7 +109,7 @@ def output_format(path: str) -> str:
 def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
     name = f"stages.{stage.index}"
     blocks = stage.blocks
-    params = sum(report_part.params for report_part in report.parts if report_part.path.startswith(name + "."))
+    params = next(row.params for row in report.rows if row.name == str(stage.index))
     widths = sorted({b.se_channels for b in blocks})  # the first block's input differs from the rest's
     se = "none" if widths == [0] else "–".join(map(str, widths))
     lines = [
@@ -149,13 +149,14 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
     """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
     norm = NORM_NAMES[report.plan.norm.type]
     in_shape = _input_shape(block, report)
-    layers, shape = [], in_shape  # (role, label, output shape); roles are the module names
-    for layer in block_layers(block):
-        if layer == "se":
-            layers.append(("se", f"SE {shape[0]}→{block.se_channels}→{shape[0]}, {block.se_gate}", shape))
+    layers = []  # (role, label, output shape): the Plan's layers, the shapes the analysis found for them
+    for layer in block.layers:
+        if isinstance(layer, ir.SqueezeExcite):
+            shape = report.layer(f"{block.path}.{layer.name}.gate").shape
+            layers.append((layer.name, f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape))
         else:
-            shape = (layer.out_channels, *conv_output(shape[1:], layer.kernel, layer.stride, report.plan.padding))
-            layers.append((layer.role, _conv_label(layer, norm, block.activation), shape))
+            shape = report.layer(f"{block.path}.{layer.conv}").shape
+            layers.append((layer.conv, _conv_label(layer, norm), shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
         inner.attr(label=dot_text(f"{block.path}{drop_path}"), style="rounded", color="#bbbbbb", fontsize="10")
@@ -173,8 +174,8 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
     return source
 
 
-def _conv_label(conv, norm: str, activation: str) -> str:
-    tail = f", {norm}" + (f", {activation}" if conv.act else "")
+def _conv_label(conv: ir.ConvUnit, norm: str) -> str:
+    tail = (f", {norm}" if conv.norm else "") + (f", {conv.activation}" if conv.act else "")
     if conv.groups > 1 and conv.groups == conv.in_channels:
         return f"depthwise k{_axes(conv.kernel)} s{_axes(conv.stride)}{tail}"
     if all(k == 1 for k in conv.kernel) and all(st == 1 for st in conv.stride):

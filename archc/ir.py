@@ -8,13 +8,26 @@ resolution) are tuples with one entry per spatial axis, so 1D, 2D and 3D read th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Union, get_args
 
 Axes = tuple[int, ...]
+
+# The closed sets, defined once: the spec's fields take their values from these, and every emitter's table is
+# keyed by them (a test checks that each table covers its set exactly).
+Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
+Gate = Literal["sigmoid", "hardsigmoid"]
+BlockType = Literal["mbconv", "fused_mbconv", "conv"]
+NormType = Literal["batch", "group", "instance", "layer"]
+Padding = Literal["symmetric", "same"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+GATES: tuple[str, ...] = get_args(Gate)
+BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
+NORM_TYPES: tuple[str, ...] = get_args(NormType)
 
 
 @dataclass(frozen=True)
 class Norm:
-    type: str  # "batch" | "group" | "instance" | "layer"
+    type: NormType
     eps: float
     momentum: float  # batch norm only
     groups: int  # group norm only
@@ -29,35 +42,75 @@ class ConvLayer:
     out_channels: int
     kernel: Axes
     stride: Axes
-    activation: str
+    activation: Activation
+
+    @property
+    def unit(self) -> "ConvUnit":
+        """The same layer as a conv unit (modules ``conv``, ``bn``, ``act``), as analysis and BN folding read it."""
+        return ConvUnit("conv", "bn", "act", self.in_channels, self.out_channels, self.kernel, self.stride, 1, self.activation)
+
+
+@dataclass(frozen=True)
+class ConvUnit:
+    """conv -> [norm] -> [activation], one unit of a block (as timm's ConvNormAct). The names are the module
+    names in the emitted block, so state_dict keys: ``conv_dw``, ``bn2``, ``act2``."""
+
+    conv: str  # the conv's module name, which is also the unit's role: conv_pw, conv_dw, conv_pwl, conv_exp, conv
+    norm: str | None  # the norm's module name; None: no norm
+    act: str | None  # the activation's module name; None: no activation (a linear projection)
+    in_channels: int
+    out_channels: int
+    kernel: Axes
+    stride: Axes
+    groups: int  # in_channels for a depthwise conv
+    activation: Activation | None  # None exactly when act is None
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class SqueezeExcite:
+    """Global average, 1x1 reduce, activation, 1x1 expand, gate, then the product with the input."""
+
+    name: str  # module name: "se"
+    channels: int  # of the map it gates
+    squeeze: int  # bottleneck width
+    activation: Activation
+    gate: Gate
+
+
+Layer = Union[ConvUnit, SqueezeExcite]
 
 
 @dataclass(frozen=True)
 class Block:
-    """One block of a stage. By ``type``:
+    """One block of a stage: its layers in order, then the skip. By ``type`` the layers are:
 
-    - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project [+ skip]
-    - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project [+ skip]; without expansion a single kxk conv
+    - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project
+    - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project; without expansion a single kxk conv
     - ``conv``: kxk conv -> norm -> activation
     """
 
     path: str  # "stages.3.1": stage 3, block 1, the module path in the emitted model
     stage: int
     index: int  # global index among all blocks, 0-based
-    type: str  # "mbconv"
+    type: BlockType
     in_channels: int
-    mid_channels: int  # after expansion; equal to in_channels when there is no expand conv
     out_channels: int
     kernel: Axes
     stride: Axes
-    expand: bool  # whether an expand conv exists (expand ratio > 1)
-    se_channels: int  # squeeze width; 0 = no SE
-    se_placement: str  # "after_depthwise" | "after_project"
-    se_gate: str  # "sigmoid" | "hardsigmoid"
-    se_activation: str
-    activation: str
+    expand_ratio: float  # the spec's ratio (1: no expand conv)
+    layers: tuple[Layer, ...]  # what the block computes, in order: every consumer reads this
     residual: bool  # identity skip (stride 1 and in == out, unless the spec turned it off)
     drop_path: float  # stochastic-depth rate of the skip branch
+
+    @property
+    def se_channels(self) -> int:
+        """Squeeze width of the block's SE; 0 without one."""
+        return next((layer.squeeze for layer in self.layers if isinstance(layer, SqueezeExcite)), 0)
+
+    @property
+    def convs(self) -> tuple[ConvUnit, ...]:
+        return tuple(layer for layer in self.layers if isinstance(layer, ConvUnit))
 
 
 @dataclass(frozen=True)
@@ -73,8 +126,8 @@ class FeatureLevel:
 @dataclass(frozen=True)
 class Stage:
     index: int
-    type: str
-    expand_ratio: int
+    type: BlockType
+    expand_ratio: float
     kernel: Axes
     stride: Axes
     blocks: tuple[Block, ...]
@@ -104,7 +157,7 @@ class Plan:
     dims: int
     in_channels: int
     resolution: Axes  # input size per spatial axis, after scaling
-    padding: str  # "symmetric" (k // 2 each side) | "same" (TF, from each input's size at run time)
+    padding: Padding  # "symmetric" (k // 2 each side) | "same" (TF, from each input's size at run time)
     norm: Norm
     stem: ConvLayer
     stages: tuple[Stage, ...]

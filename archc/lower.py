@@ -142,35 +142,57 @@ def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
 
 
 def _block(spec: Spec, row, stage: int, j: int, index: int, total: int, block_in: int, out: int, kernel, stride) -> ir.Block:
-    """One block of a stage row, every number resolved."""
+    """One block of a stage row, every number resolved, as its layers in order."""
+    activation = row.activation or spec.activation
     if row.block == "conv":
-        mid, se_ratio = out, 0.0  # conv-norm-act: no expansion, no SE, no skip
+        se_ratio, expand = 0.0, 1  # conv-norm-act: no expansion, no SE, no skip
     else:
-        mid = block_in * row.expand  # TF: input_filters * expand_ratio
         se_ratio = spec.se.ratio if row.se is None else row.se
+        expand = row.expand
     if spec.se.placement == "none":
         se_ratio = 0.0
-    se_reference = block_in if spec.se.relative_to == "block_input" else mid
+    mid = block_in * expand  # TF: input_filters * expand_ratio
+    before, after = _convs(row.block, block_in, mid, out, kernel, stride, expand != 1, activation)
+    se = []
+    if se_ratio:
+        squeeze = squeeze_channels(block_in if spec.se.relative_to == "block_input" else mid, se_ratio)
+        gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
+        se = [ir.SqueezeExcite("se", gated, squeeze, spec.se.activation or row.activation or spec.activation, row.se_gate or spec.se.gate)]
+    layers = before + se + after if spec.se.placement == "after_depthwise" else before + after + se
     return ir.Block(
         path=f"stages.{stage}.{j}",
         stage=stage,
         index=index,
         type=row.block,
         in_channels=block_in,
-        mid_channels=mid,
         out_channels=out,
         kernel=kernel,
         stride=stride,
-        expand=row.block != "conv" and row.expand != 1,
-        se_channels=squeeze_channels(se_reference, se_ratio),
-        se_placement=spec.se.placement,
-        se_gate=row.se_gate or spec.se.gate,
-        se_activation=spec.se.activation or row.activation or spec.activation,
-        activation=row.activation or spec.activation,
+        expand_ratio=expand,
+        layers=tuple(layers),
         residual=row.block != "conv" and row.residual and block_in == out and all(st == 1 for st in stride),
         # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
         drop_path=spec.stochastic_depth * index / total,
     )
+
+
+def _convs(block_type: str, c_in: int, mid: int, out: int, kernel, stride, expands: bool, activation) -> tuple[list, list]:
+    """A block's conv units before and after the place of its SE (after the depthwise, or the fused expand).
+    Names are timm's roles, and the state_dict keys of the emitted block."""
+    ones = (1,) * len(kernel)
+
+    def unit(conv, norm, act, c_from, c_to, k, s, groups=1):
+        return ir.ConvUnit(conv, norm, act, c_from, c_to, k, s, groups, activation if act else None)
+
+    if block_type == "conv":
+        return [unit("conv", "bn", "act", c_in, out, kernel, stride)], []
+    if block_type == "fused_mbconv":
+        if not expands:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
+            return [unit("conv_exp", "bn1", "act1", c_in, out, kernel, stride)], []
+        return [unit("conv_exp", "bn1", "act1", c_in, mid, kernel, stride)], [unit("conv_pwl", "bn2", None, mid, out, ones, ones)]
+    expand = [unit("conv_pw", "bn1", "act1", c_in, mid, ones, ones)] if expands else []
+    depthwise = unit("conv_dw", "bn2", "act2", mid, mid, kernel, stride, groups=mid)
+    return expand + [depthwise], [unit("conv_pwl", "bn3", None, mid, out, ones, ones)]  # linear bottleneck: no activation
 
 
 def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
@@ -193,8 +215,9 @@ def _check_groups(spec: Spec, groups: int, stem, stages, head) -> None:
     widths = {stem.out_channels: "stem", head.out_channels: "head"}
     for stage in stages:
         for block in stage.blocks:
-            for width in (block.mid_channels, block.out_channels):
-                widths.setdefault(width, block.path)
+            for unit in block.convs:  # every normalised width
+                if unit.norm:
+                    widths.setdefault(unit.out_channels, f"{block.path}.{unit.norm}")
     for width, where in sorted(widths.items()):
         if width % groups:
             raise LoweringError(

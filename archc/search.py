@@ -143,7 +143,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
 def _network(plan) -> tuple:
     """Everything that decides the weights' shapes and the input size, without the multipliers themselves."""
     return (plan.resolution, plan.stem.out_channels, plan.head.conv.out_channels,
-            tuple((b.in_channels, b.mid_channels, b.out_channels, b.se_channels) for b in plan.blocks))
+            tuple(b.layers for b in plan.blocks))
 
 
 def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:

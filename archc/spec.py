@@ -29,12 +29,11 @@ from pydantic import (
 )
 
 from .errors import SpecError
+from .ir import Activation, BlockType, Gate, NormType, Padding
 from .files import read_bytes
 from .scaling import MAX_MULTIPLIER
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
-ACTIVATIONS = ("silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity")
-Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 
 
 def _one_of(*allowed: int):
@@ -94,8 +93,6 @@ Resolution = Annotated[
     tuple[PositiveInt, ...],
     BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
 ]
-BlockType = Literal["mbconv", "fused_mbconv", "conv"]
-Gate = Literal["sigmoid", "hardsigmoid"]
 
 
 class Model(BaseModel):
@@ -105,7 +102,7 @@ class Model(BaseModel):
 class Norm(Model):
     """The normalisation layer after every convolution."""
 
-    type: Annotated[Literal["batch", "group", "instance", "layer"], _doc(
+    type: Annotated[NormType, _doc(
         "batch; group (GroupNorm with `groups`); instance (affine); layer (LayerNorm over channels at each position)"
     )] = "batch"
     eps: Annotated[float, Strict(), Field(gt=0, lt=1, allow_inf_nan=False), _doc("added to the variance; TF EfficientNet uses 1e-3")] = 1e-5
@@ -225,7 +222,7 @@ class Spec(Model):
     num_classes: Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE), _doc("classes; 0: no classifier, pooled features out")] = 1000
     resolution: Annotated[Resolution, _doc("input size, one for all axes or one per axis (before scaling)")] = (224,)
     activation: Annotated[Activation, _doc("activation after every norm except the projections")] = "silu"
-    padding: Annotated[Literal["symmetric", "same"], _doc(
+    padding: Annotated[Padding, _doc(
         "symmetric: k//2 on each side; same: TF's asymmetric 'same' padding, computed from each input at run time"
     )] = "symmetric"
     norm: Annotated[Norm, _doc("normalisation after every conv")] = Norm()

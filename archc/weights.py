@@ -173,17 +173,17 @@ def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, ind
         where = f"_blocks.{stage}.{index}" if source == "monai" else f"_blocks.{index}"
         return f"{where}.{_TF_PORT_ROLES[role]}.{leaf}"
     if family == "timm":
-        name = _TIMM_SEPARABLE_ROLES[role] if block.type == "mbconv" and not block.expand else role
+        convs = {unit.conv for unit in block.convs}
+        separable = "conv_dw" in convs and "conv_pw" not in convs  # timm's DepthwiseSeparableConv
+        name = _TIMM_SEPARABLE_ROLES[role] if separable else role
         return f"blocks.{stage}.{j}.{name}.{leaf}"
-    # torchvision: block.<position>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
-    order = {"mbconv": ["conv_pw", "conv_dw", "se", "conv_pwl"], "fused_mbconv": ["conv_exp", "se", "conv_pwl"], "conv": ["conv"]}[block.type]
-    present = [r for r in order if (r != "conv_pw" or block.expand) and (r != "se" or block.se_channels) and (r != "conv_pwl" or block.type != "fused_mbconv" or block.expand)]
-    norm_of = {"bn1": "conv_pw" if block.type == "mbconv" else "conv_exp", "bn2": "conv_dw" if block.type == "mbconv" else "conv_pwl", "bn3": "conv_pwl", "bn": "conv"}
+    # torchvision: block.<position in the layer list>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
+    positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
+    positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
     if role.startswith("se."):
-        return f"features.{stage + 1}.{j}.block.{present.index('se')}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
-    if role in norm_of:
-        return f"features.{stage + 1}.{j}.block.{present.index(norm_of[role])}.1.{leaf}"
-    return f"features.{stage + 1}.{j}.block.{present.index(role)}.0.{leaf}"
+        return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
+    part = 1 if role in {unit.norm for unit in block.convs} else 0
+    return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
 
 
 def _family(source: str) -> str:
@@ -197,18 +197,27 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
     differences = []
     if trained.norm.type != target.norm.type:
         differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
-    pairs = [("stem", trained.stem.activation, target.stem.activation), ("head", trained.head.conv.activation, target.head.conv.activation)]
+    pairs = [("stem.act", trained.stem.activation, target.stem.activation), ("head.act", trained.head.conv.activation, target.head.conv.activation)]
     blocks = {block.path: block for block in target.blocks}
     for old in trained.blocks:
         new = blocks.get(old.path)
         if new is None:
             continue
-        pairs += [(f"{old.path} activation", old.activation, new.activation)]
-        if old.se_channels and new.se_channels:
-            pairs += [(f"{old.path} SE gate", old.se_gate, new.se_gate), (f"{old.path} SE activation", old.se_activation, new.se_activation),
-                      (f"{old.path} SE placement", old.se_placement, new.se_placement)]
+        order = [_layer_name(layer) for layer in old.layers], [_layer_name(layer) for layer in new.layers]
+        if order[0] != order[1]:
+            pairs.append((f"{old.path} layers", " -> ".join(order[0]), " -> ".join(order[1])))
+            continue
+        for was, now in zip(old.layers, new.layers):
+            if isinstance(was, ir.ConvUnit) and was.act:
+                pairs.append((f"{old.path}.{was.act}", was.activation, now.activation))
+            elif isinstance(was, ir.SqueezeExcite):
+                pairs += [(f"{old.path}.{was.name}.act", was.activation, now.activation), (f"{old.path}.{was.name}.gate", was.gate, now.gate)]
     differences += [f"{what}: the weights have {have}, this spec {want}" for what, have, want in pairs if have != want]
     return differences
+
+
+def _layer_name(layer: ir.Layer) -> str:
+    return layer.conv if isinstance(layer, ir.ConvUnit) else layer.name
 
 
 def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str | None = None) -> Imported:

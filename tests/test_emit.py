@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 import archc
-from archc.emit.torch import MBConv
 from conftest import B0, FIXTURES, ROOT, module_params
 
 
@@ -84,8 +83,10 @@ def test_se_after_project_and_no_se():
     spec = archc.spec.parse_spec("name: s\nse: {placement: after_project}\nstages: [{channels: 16, expand: 4}, {channels: 16, se: 0}]\n")
     model = archc.load(spec, resolution=32, seed=0)
     first, second = model.stages[0][0], model.stages[1][0]
-    assert isinstance(first, MBConv) and first.se.conv_reduce.in_channels == 16 and first.se_after_project
-    assert isinstance(second.se, nn.Identity) and second.has_residual
+    # The SE gates the projected output: it comes after conv_pwl's norm, on its 16 channels.
+    assert first.steps == ("conv_pw", "bn1", "act1", "conv_dw", "bn2", "act2", "conv_pwl", "bn3", "se")
+    assert first.se.conv_reduce.in_channels == 16
+    assert "se" not in second.steps and not hasattr(second, "se") and second.has_residual
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
     assert module_params(model.plan) == sum(p.numel() for p in model.parameters())
 

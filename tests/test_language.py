@@ -32,7 +32,7 @@ def test_mobilenet_v2_parameter_count():
     # reference-numbers.md: torchvision mobilenet_v2 (width 1.0).
     plan = archc.lower("mobilenet_v2")
     assert module_params(plan) == archc.analyze(plan).params == 3_504_872
-    assert all(b.se_channels == 0 and b.activation == "relu6" for b in plan.blocks)
+    assert all(b.se_channels == 0 and {u.activation for u in b.convs} == {"relu6", None} for b in plan.blocks)
 
 
 def test_efficientnet3d_b0_equals_monai():
@@ -115,7 +115,7 @@ def test_fused_anisotropic_group_norm_network_runs_as_predicted():
     assert report.params == sum(p.numel() for p in model.parameters())
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     fused1, fused4, conv, mb = model.stages[0][0], model.stages[1][0], model.stages[2][0], model.stages[3][1]
-    assert type(fused1.conv_pwl).__name__ == "Identity" and fused1.has_residual  # single conv, 16 -> 16
+    assert fused1.steps == ("conv_exp", "bn1", "act1", "se") and fused1.has_residual  # a single conv, 16 -> 16, and its SE
     assert fused4.conv_exp.kernel_size == (1, 3, 3) and fused4.conv_exp.stride == (1, 2, 2) and fused4.se.conv_reduce.out_channels == 4
     assert type(conv.act).__name__ == "ReLU" and type(conv.bn).__name__ == "GroupNorm"
     assert mb.conv_dw.kernel_size == (3, 5, 5) and type(mb.se.gate).__name__ == "Hardsigmoid" and type(mb.act1).__name__ == "Hardswish"

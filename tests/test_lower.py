@@ -52,11 +52,14 @@ def test_3d_b0_parameter_count(b0_spec):
 def test_plan_resolves_every_number(b0_spec):
     plan = archc.lower(b0_spec)
     first, second = plan.stages[1].blocks
-    assert (first.path, first.in_channels, first.mid_channels, first.out_channels) == ("stages.1.0", 16, 96, 24)
+    assert (first.path, first.in_channels, first.out_channels) == ("stages.1.0", 16, 24)
+    assert [(u.conv, u.in_channels, u.out_channels, u.groups, u.activation) for u in first.convs] == [
+        ("conv_pw", 16, 96, 1, "silu"), ("conv_dw", 96, 96, 96, "silu"), ("conv_pwl", 96, 24, 1, None)]  # expand 6, linear projection
     assert first.stride == (2, 2) and second.stride == (1, 1)
     assert first.se_channels == 4 and second.se_channels == 6  # a quarter of each block's input (16, 24)
     assert not first.residual and second.residual
-    assert not plan.stages[0].blocks[0].expand and first.expand
+    assert plan.stages[0].blocks[0].expand_ratio == 1 and first.expand_ratio == 6
+    assert [u.conv for u in plan.stages[0].blocks[0].convs] == ["conv_dw", "conv_pwl"]  # expand ratio 1: no expand conv
     # Drop-path rate is linear in the global block index: 0.2 * i / 16.
     assert [b.drop_path for b in plan.blocks] == pytest.approx([0.2 * i / 16 for i in range(16)])
     assert plan.head.conv.out_channels == 1280 and plan.head.dropout == 0.2

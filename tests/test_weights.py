@@ -280,8 +280,8 @@ def test_archc_checkpoint_conventions_are_not_dropped(tmp_path):
     path = tmp_path / "relu.safetensors"
     archc.save(source, path)
     with pytest.raises(CheckpointError, match=r"relu\.safetensors: the weights were trained with other conventions than this spec builds: "
-                       r"stem: the weights have relu, this spec silu; head: the weights have relu, this spec silu; "
-                       r"stages\.0\.0 activation: the weights have relu, this spec silu; stages\.0\.0 SE gate: the weights have hardsigmoid, this spec sigmoid"):
+                       r"stem\.act: the weights have relu, this spec silu; head\.act: the weights have relu, this spec silu; "
+                       r"stages\.0\.0\.act2: the weights have relu, this spec silu; stages\.0\.0\.se\.act: the weights have relu, this spec silu"):
         archc.load("efficientnet_b0", weights=path, resolution=64)
     result = run_archc("convert", "efficientnet_b0", "--weights", path, "--from", "archc", "-o", tmp_path / "out.safetensors")
     assert result.returncode == 1 and "other conventions" in result.stderr and not (tmp_path / "out.safetensors").exists()

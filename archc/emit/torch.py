@@ -20,16 +20,17 @@ from .ops import GATE, NORMS, Layers
 
 
 class ConvNormAct(nn.Sequential):
-    """conv -> norm -> activation: the stem, the head's 1x1 conv, and ``conv`` blocks."""
+    """conv -> norm -> activation: the stem and the head's 1x1 conv."""
 
-    def __init__(self, layers: Layers, in_channels: int, out_channels: int, kernel, stride, activation: str):
+    def __init__(self, layers: Layers, layer: ir.ConvLayer):
         super().__init__(
             OrderedDict(
-                conv=layers.conv(in_channels, out_channels, kernel, stride),
-                bn=layers.norm(out_channels),
-                act=layers.act(activation),
+                conv=layers.conv(layer.in_channels, layer.out_channels, layer.kernel, layer.stride),
+                bn=layers.norm(layer.out_channels),
+                act=layers.act(layer.activation),
             )
         )
+        self.units = (layer.unit,)  # as a Block's: BN folding reads them
 
 
 class SqueezeExcite(nn.Module):
@@ -68,83 +69,42 @@ class DropPath(nn.Module):
         return f"rate={self.rate:.4f}"
 
 
-class _Residual(nn.Module):
-    """What MBConv and FusedMBConv share: the SE and its placement, and the skip with stochastic depth."""
+class Block(nn.Module):
+    """One block of the Plan, built from its layer list: each conv unit's conv, norm and activation under the
+    unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip with stochastic depth.
+    Every block type (MBConv, Fused-MBConv, conv) is this one module; only its layer list differs."""
 
-    def _tail(self, block: ir.Block, layers: Layers, se_channels_in: int) -> None:
-        self.se_after_project = block.se_placement == "after_project"
-        if block.se_channels:
-            width = block.out_channels if self.se_after_project else se_channels_in
-            self.se = SqueezeExcite(layers, width, block.se_channels, block.se_activation, block.se_gate)
-        else:
-            self.se = nn.Identity()
+    def __init__(self, block: ir.Block, layers: Layers):
+        super().__init__()
+        self.units = block.layers  # the Plan's records: forward and BN folding follow them
+        steps = []
+        for unit in block.layers:
+            if isinstance(unit, ir.ConvUnit):
+                self.add_module(unit.conv, layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
+                                                       groups=unit.groups, bias=unit.bias))
+                steps.append(unit.conv)
+                if unit.norm:
+                    self.add_module(unit.norm, layers.norm(unit.out_channels))
+                    steps.append(unit.norm)
+                if unit.act:
+                    self.add_module(unit.act, layers.act(unit.activation))
+                    steps.append(unit.act)
+            elif isinstance(unit, ir.SqueezeExcite):
+                self.add_module(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))
+                steps.append(unit.name)
+            else:
+                raise TypeError(f"{block.path}: no module for the layer {unit!r}")
+        self.steps = tuple(steps)  # module names in the order forward applies them
         self.has_residual = block.residual
         self.drop_path = DropPath(block.drop_path) if block.residual and block.drop_path > 0 else nn.Identity()
 
-
-class MBConv(_Residual):
-    """Inverted residual (Sandler et al. 2018) with SE, as in EfficientNet."""
-
-    def __init__(self, block: ir.Block, layers: Layers):
-        super().__init__()
-        mid = block.mid_channels
-        if block.expand:
-            self.conv_pw, self.bn1, self.act1 = layers.conv(block.in_channels, mid), layers.norm(mid), layers.act(block.activation)
-        else:  # expand ratio 1: no expand conv, no keys in the state_dict
-            self.conv_pw = self.bn1 = self.act1 = nn.Identity()
-        self.conv_dw = layers.conv(mid, mid, block.kernel, block.stride, groups=mid)
-        self.bn2, self.act2 = layers.norm(mid), layers.act(block.activation)
-        self._tail(block, layers, mid)
-        self.conv_pwl, self.bn3 = layers.conv(mid, block.out_channels), layers.norm(block.out_channels)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.act1(self.bn1(self.conv_pw(x)))  # expand:    (N, mid, *S)
-        x = self.act2(self.bn2(self.conv_dw(x)))  # depthwise: (N, mid, *S/stride)
-        if not self.se_after_project:
-            x = self.se(x)
-        x = self.bn3(self.conv_pwl(x))  # project:   (N, out, *S/stride), linear bottleneck: no activation
-        if self.se_after_project:
-            x = self.se(x)
+        for name in self.steps:  # e.g. conv_pw, bn1, act1, conv_dw, bn2, act2, se, conv_pwl, bn3
+            x = getattr(self, name)(x)
         if self.has_residual:
             x = self.drop_path(x) + shortcut
         return x
-
-
-class FusedMBConv(_Residual):
-    """EfficientNetV2's Fused-MBConv (Tan & Le 2021): one kxk conv replaces expand + depthwise.
-    Without expansion it is a single kxk conv-norm-act (torchvision ``FusedMBConv``)."""
-
-    def __init__(self, block: ir.Block, layers: Layers):
-        super().__init__()
-        width = block.mid_channels if block.expand else block.out_channels
-        self.conv_exp = layers.conv(block.in_channels, width, block.kernel, block.stride)
-        self.bn1, self.act1 = layers.norm(width), layers.act(block.activation)
-        self._tail(block, layers, width)
-        if block.expand:
-            self.conv_pwl, self.bn2 = layers.conv(width, block.out_channels), layers.norm(block.out_channels)
-        else:
-            self.conv_pwl = self.bn2 = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
-        x = self.act1(self.bn1(self.conv_exp(x)))  # fused expand: (N, mid, *S/stride)
-        if not self.se_after_project:
-            x = self.se(x)
-        x = self.bn2(self.conv_pwl(x))  # project: (N, out, *S/stride)
-        if self.se_after_project:
-            x = self.se(x)
-        if self.has_residual:
-            x = self.drop_path(x) + shortcut
-        return x
-
-
-def make_block(block: ir.Block, layers: Layers) -> nn.Module:
-    if block.type == "mbconv":
-        return MBConv(block, layers)
-    if block.type == "fused_mbconv":
-        return FusedMBConv(block, layers)
-    return ConvNormAct(layers, block.in_channels, block.out_channels, block.kernel, block.stride, block.activation)
 
 
 class Network(nn.Module):
@@ -163,10 +123,10 @@ class Network(nn.Module):
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         stem = plan.stem
-        self.stem = ConvNormAct(layers, stem.in_channels, stem.out_channels, stem.kernel, stem.stride, stem.activation)
+        self.stem = ConvNormAct(layers, plan.stem)
         stage_type = CheckpointedStage if plan.checkpointing else nn.Sequential  # same keys either way
         self.stages = nn.Sequential(
-            *(stage_type(*(make_block(block, layers) for block in stage.blocks)) for stage in plan.stages)
+            *(stage_type(*(Block(block, layers) for block in stage.blocks)) for stage in plan.stages)
         )
         self.feature_info = [
             {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
@@ -175,7 +135,7 @@ class Network(nn.Module):
             self._taps = frozenset(f.stage for f in plan.features)
             return
         head = plan.head.conv
-        self.head = ConvNormAct(layers, head.in_channels, head.out_channels, head.kernel, head.stride, head.activation)
+        self.head = ConvNormAct(layers, head)
         self.dropout = nn.Dropout(plan.head.dropout)
         num_classes = plan.head.num_classes
         self.classifier = nn.Linear(head.out_channels, num_classes) if num_classes else nn.Identity()
@@ -245,20 +205,19 @@ def _norms_untouched(block: nn.Module):
 def fuse_norms(model: Network) -> Network:
     """Fold every batch norm into the conv before it, for inference: ``w' = w * g / sqrt(v + eps)``,
     ``b' = beta - m * g / sqrt(v + eps)``. The model is put in eval mode; it computes what it computed in eval
-    mode, with one op fewer per conv. Other norms (group, instance, layer) depend on the input and stay."""
+    mode, with one op fewer per conv. Other norms (group, instance, layer) depend on the input and stay.
+    Which norm follows which conv is read from the Plan's conv units, for the stem and head as for blocks."""
     model.eval()
     for module in model.modules():
-        for conv_name, norm_name in _CONV_NORM_PAIRS:
-            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
-            if isinstance(conv, nn.modules.conv._ConvNd) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
-                setattr(module, norm_name, nn.Identity())
+        for unit in getattr(module, "units", ()):
+            if not isinstance(unit, ir.ConvUnit) or unit.norm is None:
+                continue
+            conv, norm = getattr(module, unit.conv), getattr(module, unit.norm)
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                setattr(module, unit.conv, fuse_conv_bn_eval(conv, norm))
+                setattr(module, unit.norm, nn.Identity())
     model.fused = True
     return model
-
-
-# (conv, the norm right after it) in every module that has them: ConvNormAct, MBConv, FusedMBConv.
-_CONV_NORM_PAIRS = (("conv", "bn"), ("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"), ("conv_exp", "bn1"), ("conv_pwl", "bn2"))
 
 
 def instantiate(plan: ir.Plan, features_only: bool = False) -> Network:
