@@ -250,21 +250,26 @@ def analyze(plan: ir.Plan) -> Report:
         )
         if stage is not plan.stages[-1] and all(n == 1 for n in walk.size) and math.prod(plan.resolution) > 1:
             walk.collapse(f"stage {stage.index}: the feature map has shrunk to 1 on every axis before the last stage")
-    conv = plan.head.conv
-    params, macs, kept = walk.conv(conv.unit, "head", "head")
-    head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
-    parts.append(head)
-    rows.append(_row("head", "conv", 1, conv, head))
-    if plan.head.num_classes:
-        c_in, c_out = conv.out_channels, plan.head.num_classes
-        classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
-        walk.layers.append(LayerCost("classifier", "linear", "dense", c_in, c_out, (), (), 1, (c_out,), classifier.params, classifier.macs))
-        parts.append(classifier)
-        rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
+    if plan.head is not None:
+        _head(walk, plan.head, parts, rows)
     rounded = walk.stride_warning()
     warnings = ([rounded] if rounded else []) + walk.warnings
     return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
                   tuple(dict.fromkeys(walk.collapses)), tuple(walk.layers))
+
+
+def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
+    conv = plan_head.conv
+    params, macs, kept = walk.conv(conv.unit, "head", "head")
+    head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
+    parts.append(head)
+    rows.append(_row("head", "conv", 1, conv, head))
+    if plan_head.num_classes:
+        c_in, c_out = conv.out_channels, plan_head.num_classes
+        classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
+        walk.layers.append(LayerCost("classifier", "linear", "dense", c_in, c_out, (), (), 1, (c_out,), classifier.params, classifier.macs))
+        parts.append(classifier)
+        rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
 
 
 def _block(walk: _Walker, block: ir.Block) -> Cost:
@@ -294,7 +299,7 @@ def block_title(block_type: str, expand_ratio: int) -> str:
 
 def total_stride(plan: ir.Plan) -> tuple[int, ...]:
     """Input size over the last feature map's size, per axis, when every stride divides."""
-    strides = [plan.stem.stride] + [block.stride for block in plan.blocks] + [plan.head.conv.stride]
+    strides = [plan.stem.stride] + [block.stride for block in plan.blocks]
     return tuple(math.prod(s[axis] for s in strides) for axis in range(plan.dims))
 
 

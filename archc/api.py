@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
-LOWERING_ARGS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")  # what a request may set
+LOWERING_ARGS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution", "features_only")  # what a request may set
 VALIDATE_BLOCKS = 50_000  # blocks `validate` lowers across a spec and all its presets (EfficientNet B0-B7: 259)
 MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
@@ -97,15 +97,16 @@ def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **
         given = sorted(args) + (["overrides"] if overrides else [])
         if given:
             raise LoweringError(f"a saved model is described as it was built; {', '.join(given)} cannot be changed", file=str(spec))
-        return _saved_plan(checkpoint.load(str(spec), tensors=False), str(spec))[0]
+        return _saved_plan(checkpoint.load(str(spec), tensors=False), str(spec))
     return _lower(read(spec, overrides), **args)
 
 
-def build(plan: ir.Plan, *, seed: int | None = None, features_only: bool = False) -> "nn.Module":
-    """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``)."""
+def build(plan: ir.Plan, *, seed: int | None = None) -> "nn.Module":
+    """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``). The Plan decides the
+    module entirely, so ``analyze(plan)`` describes exactly what this returns."""
     from .emit.torch import build as emit
 
-    return emit(plan, seed=seed, features_only=features_only)
+    return emit(plan, seed=seed)
 
 
 def load(
@@ -150,13 +151,14 @@ def load(
     args = {
         key: value
         for key, value in dict(
-            phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, resolution=resolution
+            phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, resolution=resolution,
+            features_only=features_only or None,
         ).items()
         if value is not None
     }
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
         extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None),
-                                ("features_only", features_only), ("checkpointing", checkpointing is not None),
+                                ("checkpointing", checkpointing is not None),
                                 ("weights", weights is not None)) if given]
         if extra:
             given = ", ".join(extra)
@@ -183,7 +185,7 @@ def load(
                 + " (set the spec's values to the weights', e.g. with overrides)", file=str(weights_path))
     _check_size(plan, max_params)
     _check_channels_last(plan, channels_last)
-    model = build(plan, seed=seed, features_only=features_only)
+    model = build(plan, seed=seed)
     model.archc_notes = ()
     if weights is not None:
         from .weights import import_weights, read_state_dict
@@ -191,7 +193,7 @@ def load(
         imported = import_weights(read_state_dict(weights), model, weights_from, inflate)
         model.load_state_dict(imported.state_dict)
         model.archc_notes = imported.notes
-    saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}), **({"features_only": True} if features_only else {}))
+    saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
 
@@ -241,7 +243,7 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     from .emit.torch import instantiate
 
     state = model.state_dict()
-    problems = _misfits(instantiate(model.plan, bool(source.args.get("features_only"))).state_dict(), state)
+    problems = _misfits(instantiate(model.plan).state_dict(), state)
     if problems:
         raise EmitError(
             "the module no longer matches its spec (" + "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
@@ -254,9 +256,9 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     from .emit.torch import instantiate
 
     saved = checkpoint.load(path)
-    plan, features_only = _saved_plan(saved, path)
+    plan = _saved_plan(saved, path)
     _check_size(plan, max_params)
-    model = instantiate(plan, features_only)
+    model = instantiate(plan)
     problems = _misfits(model.state_dict(), saved.tensors)
     if problems:
         raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
@@ -276,21 +278,19 @@ def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
                       overrides=as_list(built_with) + as_list(overrides or []) or None)
 
 
-def _saved_plan(saved, path: str) -> tuple[ir.Plan, bool]:
-    """The Plan a checkpoint's embedded spec and build arguments give, and whether it is a features_only model."""
+def _saved_plan(saved, path: str) -> ir.Plan:
+    """The Plan a checkpoint's embedded spec and build arguments give."""
     embedded = f"{path} (spec saved from {saved.spec_file})"
     args = dict(saved.build_args)
-    overrides, features_only = args.pop("overrides", None), args.pop("features_only", False)
-    unknown = sorted(set(args) - set(LOWERING_ARGS))
-    if unknown or not isinstance(features_only, bool) or not isinstance(overrides, (dict, list, type(None))):
+    overrides = args.pop("overrides", None)
+    if set(args) - set(LOWERING_ARGS) or not isinstance(overrides, (dict, list, type(None))):
         raise CheckpointError(f"its build arguments are not archc's: {json.dumps(saved.build_args)[:120]}", file=path)
     if isinstance(args.get("resolution"), list):
         args["resolution"] = tuple(args["resolution"])
     try:
-        plan = _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
+        return _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
     except ArchcError as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
-    return plan, features_only
 
 
 def _misfits(expected: dict, found: dict) -> list[str]:

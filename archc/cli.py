@@ -332,8 +332,7 @@ def _check_output(path: str, check) -> None:
 
 
 def _lowering_args(args: argparse.Namespace) -> dict:
-    names = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in api.LOWERING_ARGS if getattr(args, name, None) not in (None, False)}
 
 
 
@@ -460,6 +459,7 @@ def _add_lowering_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
     parser.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: no classifier)")
     parser.add_argument("--resolution", type=_resolution, metavar="R", help="input size: one number, or one per axis (32,256,256)")
+    parser.add_argument("--features-only", action="store_true", help="no head: the network returns the map of each reduction level")
     _add_set_flag(parser)
 
 

@@ -126,7 +126,7 @@ def _onnx(model, example, buffer, path, opset) -> None:
     plan = model.plan
     spatial = AXES[plan.dims] if _spatial_dynamic(plan, "onnx") else ()
     axes = {0: "batch", **{2 + i: name for i, name in enumerate(spatial)}}
-    if getattr(model, "features_only", False):  # one output per reduction level, each with its own sizes
+    if plan.output == "features":  # one output per reduction level, each with its own sizes
         outputs = [f"features_{level}" for level in range(len(plan.features))]
         dynamic = {name: {0: "batch", **{2 + i: f"{axis}_{level}" for i, axis in enumerate(spatial)}} for level, name in enumerate(outputs)}
     else:

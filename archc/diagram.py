@@ -56,8 +56,14 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
                 cluster.attr(label=dot_text(_stage_title(stage)), style="rounded,dashed", color="#999999", fontsize="12")
                 for block in stage.blocks:
                     previous = draw(cluster, graph, block, report, previous)
+    last = dot_text(_shape(report.shape_of(_last_path(plan))))
+    if plan.head is None:  # a features encoder: its output is the map of each reduction level
+        levels = [f"stage {f.stage}: {f.channels} ch, /{_axes(f.reduction)}" for f in plan.features]
+        graph.node("features", dot_text("\n".join(["features (one map per level)", *levels])), fillcolor=COLOURS["head"])
+        graph.edge(previous, "features", label=last)
+        return graph
     graph.node("head", dot_text(_head_label(plan, report)), fillcolor=COLOURS["head"])
-    graph.edge(previous, "head", label=dot_text(_shape(report.shape_of(_last_path(plan)))))
+    graph.edge(previous, "head", label=last)
     return graph
 
 

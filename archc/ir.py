@@ -161,10 +161,15 @@ class Plan:
     norm: Norm
     stem: ConvLayer
     stages: tuple[Stage, ...]
-    head: Head
+    head: Head | None  # None: a features encoder (``features_only``), which returns one map per level
     scaling: Scaling
     features: tuple[FeatureLevel, ...]  # one per reduction level, in order
     checkpointing: bool = False  # recompute each block's activations in backward (training memory)
+
+    @property
+    def output(self) -> Literal["classifier", "features"]:
+        """What the module returns: class scores (pooled features with 0 classes), or the feature maps."""
+        return "features" if self.head is None else "classifier"
 
     @property
     def blocks(self) -> tuple[Block, ...]:

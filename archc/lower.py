@@ -16,7 +16,7 @@ from .spec import MAX_SIZE, Spec
 from .yaml_source import Path, format_path
 
 
-def _check_request(*, phi, preset, dims, in_channels, num_classes) -> None:
+def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
     """The request's arguments come from Python callers and saved files as well as the CLI: check their types
     here, once, so ``dims=True`` or ``phi="x"`` is an error and not a 1 or a traceback."""
 
@@ -33,6 +33,8 @@ def _check_request(*, phi, preset, dims, in_channels, num_classes) -> None:
         raise LoweringError(f"in_channels must be a whole number of at least 1, got {in_channels!r}")
     if num_classes is not None and not (whole(num_classes) and num_classes >= 0):
         raise LoweringError(f"num_classes must be a whole number, 0 or more, got {num_classes!r}")
+    if not isinstance(features_only, bool):
+        raise LoweringError(f"features_only must be true or false, got {features_only!r}")
 
 
 MAX_BLOCKS = 10_000  # EfficientNet-B7 has 55; no network anyone trains has ten thousand
@@ -47,14 +49,16 @@ def lower(
     in_channels: int | None = None,
     num_classes: int | None = None,
     resolution: int | tuple[int, ...] | None = None,
+    features_only: bool = False,
 ) -> ir.Plan:
     """Resolve ``spec`` into a :class:`~archc.ir.Plan`.
 
     ``phi`` (compound scaling) and ``preset`` (a row of ``scaling.presets``) are exclusive; when neither is
     given the spec's own ``scaling.phi`` / ``scaling.preset`` applies, if any. The other arguments replace
-    the spec's values; an explicit ``resolution`` wins over a scaled one.
+    the spec's values; an explicit ``resolution`` wins over a scaled one. ``features_only``: no head, the
+    module returns the feature map of each reduction level (a U-Net's encoder).
     """
-    _check_request(phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes)  # resolution: Axes.explicit
+    _check_request(phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, features_only=features_only)  # resolution: Axes.explicit
     dims = spec.dims if dims is None else dims
     axes = _Axes(spec, dims)
 
@@ -115,7 +119,7 @@ def lower(
         norm=norm,
         stem=stem,
         stages=tuple(stages),
-        head=ir.Head(
+        head=None if features_only else ir.Head(
             conv=head_conv,
             dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
             num_classes=spec.num_classes if num_classes is None else num_classes,

@@ -142,7 +142,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
 
 def _network(plan) -> tuple:
     """Everything that decides the weights' shapes and the input size, without the multipliers themselves."""
-    return (plan.resolution, plan.stem.out_channels, plan.head.conv.out_channels,
+    return (plan.resolution, plan.stem.out_channels, plan.head,
             tuple(b.layers for b in plan.blocks))
 
 

@@ -197,7 +197,9 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
     differences = []
     if trained.norm.type != target.norm.type:
         differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
-    pairs = [("stem.act", trained.stem.activation, target.stem.activation), ("head.act", trained.head.conv.activation, target.head.conv.activation)]
+    pairs = [("stem.act", trained.stem.activation, target.stem.activation)]
+    if trained.head is not None and target.head is not None:
+        pairs.append(("head.act", trained.head.conv.activation, target.head.conv.activation))
     blocks = {block.path: block for block in target.blocks}
     for old in trained.blocks:
         new = blocks.get(old.path)

@@ -185,6 +185,19 @@ def test_features_only(dims, size):
         (2, f["channels"], *(size // f["reduction"][0],) * dims) for f in info
     ]
     assert not hasattr(model, "classifier")
+    # The Plan says it is an encoder, so its analysis counts what the module holds (not the classifier's 5.3M).
+    assert model.plan.output == "features" and archc.analyze(model.plan).params == sum(p.numel() for p in model.parameters())
+
+
+def test_features_encoder_is_counted_and_guarded_as_built():
+    """B0 without its head and classifier: the 1,693,160 parameters of head (412,160 + 2,560) and classifier
+    (1,281,000) off 5,288,548 leave 3,595,388; the size guard tests that number."""
+    plan = archc.lower("efficientnet_b0", features_only=True)
+    assert archc.analyze(plan).params == module_params(plan) == 5_288_548 - (320 * 1280 + 2 * 1280) - (1280 * 1000 + 1000) == 3_595_388
+    with pytest.raises(archc.LoweringError, match="3,595,388 parameters"):
+        archc.load("efficientnet_b0", features_only=True, max_params=3_595_387)
+    result = run_archc("info", "efficientnet_b0", "--features-only", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["params"] == 3_595_388
 
 
 def test_anisotropic_feature_levels():

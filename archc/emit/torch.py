@@ -110,14 +110,14 @@ class Block(nn.Module):
 class Network(nn.Module):
     """stem -> stages -> head -> global average pool -> dropout -> classifier. ``plan`` is what it was built from.
 
-    With ``features_only`` there is no head: ``forward`` returns the feature map at the end of each reduction
-    level, described by ``feature_info`` (stage, module, channels, reduction per axis).
+    A features Plan (``features_only``) has no head: ``forward`` returns the feature map at the end of each
+    reduction level, described by ``feature_info`` (stage, module, channels, reduction per axis).
     """
 
-    def __init__(self, plan: ir.Plan, features_only: bool = False):
+    def __init__(self, plan: ir.Plan):
         super().__init__()
         self.plan = plan
-        self.features_only = features_only
+        self.features_only = plan.output == "features"
         self.fused = False
         self.memory_format = torch.contiguous_format  # set_channels_last() changes it
         layers = Layers.of(plan)
@@ -131,7 +131,7 @@ class Network(nn.Module):
         self.feature_info = [
             {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
         ]
-        if features_only:
+        if self.features_only:
             self._taps = frozenset(f.stage for f in plan.features)
             return
         head = plan.head.conv
@@ -220,10 +220,10 @@ def fuse_norms(model: Network) -> Network:
     return model
 
 
-def instantiate(plan: ir.Plan, features_only: bool = False) -> Network:
+def instantiate(plan: ir.Plan) -> Network:
     """The module's structure on the meta device: shapes and no memory, for counting or for loading weights into."""
     with torch.device("meta"):
-        return Network(plan, features_only)
+        return Network(plan)
 
 
 def build(
@@ -231,7 +231,6 @@ def build(
     *,
     seed: int | None = None,
     device: torch.device | str = "cpu",
-    features_only: bool = False,
 ) -> Network:
     """Emit the module for ``plan``, initialised as TF EfficientNet and timm do.
 
@@ -239,7 +238,7 @@ def build(
     (not by torch's default init and then again by ours). With ``seed``, weights are bit-identical across
     runs and processes; without it, torch's global generator is used.
     """
-    model = instantiate(plan, features_only)
+    model = instantiate(plan)
     model.to_empty(device=device)
     generator = None
     if seed is not None:
