@@ -194,7 +194,7 @@ class _Walker:
             LayerCost(f"{path}.conv_reduce", "conv", "dense", c, squeeze, ones, ones, 1, (squeeze, *ones), c * squeeze + squeeze, c * squeeze),
             LayerCost(f"{path}.act", "act", se.activation, squeeze, squeeze, (), (), 1, (squeeze, *ones), 0, 0),
             LayerCost(f"{path}.conv_expand", "conv", "dense", squeeze, c, ones, ones, 1, (c, *ones), squeeze * c + c, squeeze * c),
-            LayerCost(f"{path}.gate", "gate", se.gate, c, c, (), (), 1, (c, *self.size), 0, 0),
+            LayerCost(f"{path}.gate", "gate", se.gate, c, c, (), (), 1, (c, *ones), 0, 0),  # then x * gate keeps x's shape
         ]
         params = c * squeeze + squeeze + squeeze * c + c
         pooled = c + 2 * squeeze + 2 * c  # mean, reduce, act, expand, gate outputs

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from . import __version__, api
+from .diagram import DETAILS, DIRECTIONS
 from .errors import ArchcError
 from .extras import require
 
@@ -167,10 +168,11 @@ def _render(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .summary import format_info
+    from .summary import format_blocks, format_info, format_layers
 
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
-    print(json.dumps(report.to_dict(), indent=1) if args.json else format_info(report))
+    formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
+    print(json.dumps(report.to_dict(), indent=1) if args.json else formats[args.detail](report))
     _warn(report.warnings, args)
     return 0
 
@@ -360,6 +362,8 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
     info.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(info)
+    info.add_argument("--detail", choices=DETAILS, default="stage",
+                      help="one row per stage (default), per block, or per layer (every conv, norm, activation, SE, linear)")
     _add_quiet_flag(info)
     _add_json_flag(info)
     info.set_defaults(run=_info)
@@ -436,8 +440,8 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
     render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(render)
-    render.add_argument("--detail", choices=("stage", "block", "layer"), default="stage", help="one node per stage (default), block or layer")
-    render.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom (default) or left-to-right")
+    render.add_argument("--detail", choices=DETAILS, default="stage", help="one node per stage (default), block or layer")
+    render.add_argument("--direction", choices=DIRECTIONS, default="TB", help="top-to-bottom (default) or left-to-right")
     render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
     render.set_defaults(run=_render)
     return parser

@@ -155,10 +155,9 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
     """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
     norm = NORM_NAMES[report.plan.norm.type]
     in_shape = _input_shape(block, report)
-    layers = []  # (role, label, output shape): the Plan's layers, the shapes the analysis found for them
+    layers, shape = [], in_shape  # (role, label, output shape): the Plan's layers, the shapes the analysis found
     for layer in block.layers:
-        if isinstance(layer, ir.SqueezeExcite):
-            shape = report.layer(f"{block.path}.{layer.name}.gate").shape
+        if isinstance(layer, ir.SqueezeExcite):  # gates its input: the shape stays
             layers.append((layer.name, f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape))
         else:
             shape = report.layer(f"{block.path}.{layer.conv}").shape

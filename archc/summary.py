@@ -84,6 +84,29 @@ def format_info(report: Report) -> str:
     return "\n".join(lines)
 
 
+def format_blocks(report: Report) -> str:
+    """``archc info --detail block``: one row per part (stem, each block, head, classifier)."""
+    cells = [("module", "output", "receptive field", "params", "MACs", "act fp32")]
+    cells += [(p.path, _shape(p.shape), _shape(p.receptive_field), f"{p.params:,}", human(p.macs), size(4 * p.activations)) for p in report.parts]
+    cells.append(("total", "", "", f"{report.params:,}", human(report.macs), size(report.activation_bytes(4))))
+    return "\n".join(_heading(report) + table(cells, right={3, 4, 5}))
+
+
+def format_layers(report: Report) -> str:
+    """``archc info --detail layer``: one row per module that computes, as torchinfo lists them, from the Plan."""
+    cells = [("module", "type", "in->out", "kernel", "stride", "groups", "output", "params", "MACs")]
+    for layer in report.layers:
+        cells.append((layer.path, f"{layer.type} {layer.detail}", f"{layer.in_channels}->{layer.out_channels}", _axes(layer.kernel),
+                      _axes(layer.stride), str(layer.groups), _shape(layer.shape), f"{layer.params:,}", human(layer.macs)))
+    cells.append(("total", "", "", "", "", "", "", f"{report.params:,}", human(report.macs)))
+    return "\n".join(_heading(report) + table(cells, right={5, 7, 8}))
+
+
+def _heading(report: Report) -> list[str]:
+    plan = report.plan
+    return [f"{plan.name}: {plan.dims}D, {describe_scaling(plan)}, input {_shape(report.input_shape)}, padding {plan.padding}", ""]
+
+
 def size(n_bytes: int) -> str:
     """Bytes in binary units: 1536 -> '1.5 KiB'."""
     value = float(n_bytes)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,3 +53,41 @@ def test_stage_rows(b0_spec):
         (32, 112, 112), (16, 112, 112), (24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7), (320, 7, 7),
     ]  # the paper's Table 1 resolutions
     assert sum(r.params for r in report.rows) == report.params == 5_288_548
+
+
+@pytest.mark.parametrize("name", sorted(archc.builtin_specs()))
+def test_layer_report_matches_the_module_one_to_one(name):
+    """`archc info --detail layer --json`: one entry per conv, linear and norm module of the built network, with
+    its parameters, and each computing module's output shape as a forward pass measures it."""
+    from torch import nn
+
+    from archc.emit.ops import NORMS
+    from conftest import run_archc
+
+    result = run_archc("info", name, "--detail", "layer", "--json", "--resolution", "64", "--quiet")
+    assert result.returncode == 0, result.stderr
+    layers = json.loads(result.stdout)["layers"]
+    model = archc.load(name, resolution=64, seed=0).eval()
+    modules = dict(model.named_modules())
+    kinds = {"conv": nn.modules.conv._ConvNd, "linear": nn.Linear, "norm": NORMS}
+    assert {path for path, m in modules.items() if isinstance(m, tuple(kinds.values()))} == {
+        e["path"] for e in layers if e["type"] in kinds}
+    for entry in layers:
+        module = modules[entry["path"]]
+        if entry["type"] in kinds:
+            assert isinstance(module, kinds[entry["type"]]), entry["path"]
+        assert entry["params"] == sum(p.numel() for p in module.parameters(recurse=False)), entry["path"]
+    assert sum(e["params"] for e in layers) == sum(p.numel() for p in model.parameters())
+    shapes = {}
+
+    def measure(path):
+        def hook(module, inputs, output):
+            shapes.setdefault(path, tuple(output.shape[1:]))  # returns None: the output stays as it is
+        return hook
+
+    hooks = [modules[e["path"]].register_forward_hook(measure(e["path"])) for e in layers]
+    with torch.no_grad():
+        model(torch.randn(1, model.plan.in_channels, *model.plan.resolution))
+    for hook in hooks:
+        hook.remove()
+    assert {e["path"]: tuple(e["output_shape"]) for e in layers} == shapes
