@@ -116,10 +116,10 @@ class Report:
                 for p in self.parts
             ],
             "layers": [
-                {"path": l.path, "type": l.type, "detail": l.detail, "in_channels": l.in_channels, "out_channels": l.out_channels,
-                 "kernel": list(l.kernel), "stride": list(l.stride), "groups": l.groups, "output_shape": list(l.shape),
-                 "params": l.params, "macs": l.macs}
-                for l in self.layers
+                {"path": layer.path, "type": layer.type, "detail": layer.detail, "in_channels": layer.in_channels,
+                 "out_channels": layer.out_channels, "kernel": list(layer.kernel), "stride": list(layer.stride), "groups": layer.groups,
+                 "output_shape": list(layer.shape), "params": layer.params, "macs": layer.macs}
+                for layer in self.layers
             ],
             "features": [{"stage": f.stage, "module": f.path, "channels": f.channels, "reduction": list(f.reduction)} for f in plan.features],
             "warnings": list(self.warnings),

@@ -8,7 +8,6 @@ import tempfile
 
 from .errors import ArchcError, EmitError
 
-
 MAX_READ = 2 * 1024**3 + 64 * 1024**2  # the largest file archc reads: 500M float32 parameters (api.MAX_PARAMS) and a header
 
 

@@ -366,8 +366,9 @@ def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], pa
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import io
+
+    import matplotlib.pyplot as plt
 
     from .files import write_atomic
 

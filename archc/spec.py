@@ -29,11 +29,10 @@ from pydantic import (
 )
 
 from .errors import SpecError
-from .ir import Activation, BlockType, Gate, NormType, Padding
 from .files import read_bytes
+from .ir import Activation, BlockType, Gate, NormType, Padding
 from .scaling import MAX_MULTIPLIER
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
-
 
 
 def _one_of(*allowed: int):

@@ -80,7 +80,7 @@ def format_info(report: Report) -> str:
                   size(report.activation_bytes(4)), size(report.activation_bytes(2))))
     lines += table(cells, right={2, 5, 6, 7, 8})
     lines += ["", "activation memory: what one training sample keeps for backward (fp32 / bf16); multiply by the batch size"]
-    lines += [f"feature levels: " + ", ".join(f"stage {f.stage} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
+    lines += ["feature levels: " + ", ".join(f"stage {f.stage} ({f.channels} ch, /{_axes(f.reduction)})" for f in plan.features)]
     return "\n".join(lines)
 
 

@@ -59,10 +59,10 @@ def test_stage_rows(b0_spec):
 def test_layer_report_matches_the_module_one_to_one(name):
     """`archc info --detail layer --json`: one entry per conv, linear and norm module of the built network, with
     its parameters, and each computing module's output shape as a forward pass measures it."""
+    from conftest import run_archc
     from torch import nn
 
     from archc.emit.ops import NORMS
-    from conftest import run_archc
 
     result = run_archc("info", name, "--detail", "layer", "--json", "--resolution", "64", "--quiet")
     assert result.returncode == 0, result.stderr

@@ -4,11 +4,11 @@ import struct
 
 import pytest
 import torch
+from conftest import write_evil_pickle
 
 import archc
 from archc import checkpoint
 from archc.errors import CheckpointError, EmitError
-from conftest import write_evil_pickle
 
 
 @pytest.fixture(scope="module")

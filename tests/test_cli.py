@@ -3,10 +3,10 @@ import os
 
 import pytest
 import torch
+from conftest import ROOT, run_archc
 
 import archc
 from archc.cli import main
-from conftest import ROOT, run_archc
 
 
 def test_build_phi2_dims3_in_a_fresh_process():

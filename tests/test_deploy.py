@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import run_archc
 
 import archc
-from archc.errors import EmitError
 from archc.cli import main
-from conftest import run_archc
+from archc.errors import EmitError
 
 
 def _saved_bytes(model, x) -> tuple[int, torch.Tensor]:

@@ -3,10 +3,10 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, module_params
 from torch import nn
 
 import archc
-from conftest import B0, FIXTURES, ROOT, module_params
 
 
 @pytest.mark.parametrize("dims, size", [(1, 64), (2, 64), (3, 32)])

@@ -6,10 +6,9 @@ import stat
 import subprocess
 import sys
 
-import pytest
+from conftest import FIXTURES, ROOT
 
 from archc.files import write_atomic
-from conftest import FIXTURES, ROOT
 
 
 def test_overwriting_keeps_the_mode(tmp_path):

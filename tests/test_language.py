@@ -2,18 +2,17 @@
 
 import json
 import math
-from pathlib import Path
 
 import jsonschema
 import monai.networks.nets as monai_nets
 import pytest
 import torch
 import yaml
+from conftest import ROOT, module_params, run_archc
 
 import archc
-from archc.errors import LoweringError, SpecError
+from archc.errors import SpecError
 from archc.reference import json_schema_text, markdown
-from conftest import ROOT, module_params, run_archc
 
 SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
 
@@ -308,7 +307,8 @@ def test_info_is_fast_and_torch_free():
     result = run_archc("info", "efficientnet_b0", "--phi", "10", "--dims", "3")
     assert result.returncode == 0
     assert "total" in result.stdout and "act fp32" in result.stdout
-    import subprocess, sys
+    import subprocess
+    import sys
 
     code = "import sys, archc; archc.analyze(archc.lower('efficientnet_b0', phi=10, dims=3)); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout.strip() == "False"

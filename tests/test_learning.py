@@ -7,9 +7,9 @@ initialisation or their normalisation were wrong, this would not fit in a few do
 
 import torch
 import torch.nn.functional as F
+from conftest import FIXTURES
 
 import archc
-from conftest import FIXTURES
 
 
 def spheres_and_cubes(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,8 @@
 import pytest
+from conftest import B0, module_params
 
 import archc
 from archc.errors import LoweringError, ScalingError
-from conftest import B0, module_params
 
 # reference-numbers.md, "EfficientNet B0-B7": parameters on which torchvision, timm and MONAI agree
 # (2D, 3 input channels, 1000 classes), and the released resolutions.

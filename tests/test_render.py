@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_dot
 
 import archc
-from archc.errors import EmitError
-from archc.diagram import to_dot
 from archc.cli import main
-
-from conftest import needs_dot
+from archc.diagram import to_dot
+from archc.errors import EmitError
 
 GOLDEN = Path(__file__).parent / "golden"
 NODE = re.compile(r'^\t+"?([\w.]+)"? \[label=')

@@ -5,12 +5,12 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+import search_evaluators as ev
+from conftest import FIXTURES, run_archc
 
 import archc
-import search_evaluators as ev
 from archc.errors import ArchcError, ScalingError
 from archc.search import candidates, curve, grid
-from conftest import FIXTURES, run_archc
 
 TINY = str(FIXTURES / "tiny3d.yaml")
 

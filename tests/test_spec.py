@@ -3,11 +3,11 @@ import sys
 import time
 
 import pytest
+from conftest import B0, FIXTURES, ROOT, run_archc
 
 import archc
 from archc.errors import SpecError
 from archc.spec import parse_spec
-from conftest import B0, FIXTURES, ROOT, run_archc
 
 INVALID = FIXTURES / "invalid"
 

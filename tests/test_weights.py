@@ -4,11 +4,11 @@ import efficientnet_pytorch
 import monai.networks.nets as monai_nets
 import pytest
 import torch
+from conftest import run_archc, write_evil_pickle
 
 import archc
 from archc.errors import CheckpointError
 from archc.weights import peer_names
-from conftest import run_archc, write_evil_pickle
 
 
 def _calibrate(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:

@@ -122,7 +122,6 @@ class Network(nn.Module):
         self.memory_format = torch.contiguous_format  # set_channels_last() changes it
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
-        stem = plan.stem
         self.stem = ConvNormAct(layers, plan.stem)
         stage_type = CheckpointedStage if plan.checkpointing else nn.Sequential  # same keys either way
         self.stages = nn.Sequential(
