@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError
+from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems
 from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
@@ -180,8 +180,7 @@ def load(
         differences = convention_differences(trained, plan)
         if differences:
             raise CheckpointError(
-                "the weights were trained with other conventions than this spec builds: " + "; ".join(differences[:4])
-                + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+                "the weights were trained with other conventions than this spec builds: " + concat_problems(differences, 4)
                 + " (set the spec's values to the weights', e.g. with overrides)", file=str(weights_path))
     _check_size(plan, max_params)
     _check_channels_last(plan, channels_last)
@@ -246,8 +245,8 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     problems = _misfits(instantiate(model.plan).state_dict(), state)
     if problems:
         raise EmitError(
-            "the module no longer matches its spec (" + "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-            + "): change the spec or the build arguments (num_classes=, overrides=) instead of the module, then save", file=path)
+            "the module no longer matches its spec (" + concat_problems(problems, 3) + "): change the spec or the build arguments "
+            "(num_classes=, overrides=) instead of the module, then save", file=path)
     checkpoint.save(path, state, source.spec_text, source.spec_file, source.args)
 
 
@@ -261,7 +260,7 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     model = instantiate(plan)
     problems = _misfits(model.state_dict(), saved.tensors)
     if problems:
-        raise CheckpointError("weights do not fit the embedded spec: " + "; ".join(problems), file=path)
+        raise CheckpointError("weights do not fit the embedded spec: " + concat_problems(problems), file=path)
     model.load_state_dict(saved.tensors, strict=True, assign=True)
     model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
     return model

@@ -383,13 +383,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_json_flag(build)
     build.set_defaults(run=_build)
 
-    from .weights import SOURCES
+    from .weights import INFLATE_MODES, SOURCES
 
     convert = commands.add_parser("convert", help="import a peer's weights into the archc model of a spec and save it")
     convert.add_argument("spec", help="spec file or shipped spec name")
     convert.add_argument("--weights", required=True, metavar="FILE", help="state_dict file (.safetensors, or .pth read with weights_only)")
     convert.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
-    convert.add_argument("--inflate", choices=("center", "mean"), help="inflate 2D kernels into a 3D model")
+    convert.add_argument("--inflate", choices=INFLATE_MODES, help="inflate 2D kernels into a 3D model")
     _add_lowering_flags(convert)
     convert.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
     convert.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")
@@ -399,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     inflate.add_argument("spec", help="spec file or shipped spec name")
     inflate.add_argument("--weights", required=True, metavar="FILE", help="2D weights (.safetensors, or .pth read with weights_only)")
     inflate.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
-    inflate.add_argument("--inflate", choices=("center", "mean"), default="center",
+    inflate.add_argument("--inflate", choices=INFLATE_MODES, default="center",
                          help="center: the 2D kernel in the middle slice (default); mean: repeated / k")
     _add_lowering_flags(inflate)
     inflate.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")

@@ -30,6 +30,12 @@ class ArchcError(Exception):
         return "\n".join([": ".join(parts + [self.message])] + [str(e) for e in self.also])
 
 
+def concat_problems(problems: list[str], maximum: int = 12) -> str:
+    """"a; b; c; and 9 more": the first ``maximum`` of a list of problems, so a message stays readable."""
+    shown = "; ".join(problems[:maximum])
+    return shown + (f"; and {len(problems) - maximum} more" if len(problems) > maximum else "")
+
+
 class SpecError(ArchcError):
     """The YAML cannot be read, or what it says is not a valid spec."""
 

@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import CheckpointError
+from .errors import CheckpointError, concat_problems
 from .files import MAX_READ, check_regular_file
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
 
 MAX_WEIGHTS_BYTES = MAX_READ  # 500M float32 parameters (api.MAX_PARAMS) and headers
-
-SOURCES = ("archc", "monai", "efficientnet_pytorch", "torchvision", "timm", "timm_tf")
 
 # The conventions each peer's weights were trained with. Importing applies them as spec overrides (the
 # user's own overrides win), so the archc model computes what the peer computes: TF-ported weights expect
@@ -34,6 +32,8 @@ CONVENTIONS = {
     "torchvision": {"padding": "symmetric", "norm.eps": 1e-5},
     "timm": {"padding": "symmetric", "norm.eps": 1e-5},
 }
+SOURCES = tuple(CONVENTIONS)  # the weight sources: one list, the keys above
+INFLATE_MODES = ("center", "mean")  # see inflate_kernel
 
 # archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
 _TF_PORT_ROLES = {
@@ -233,37 +233,41 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
         hint = layout_hint(model.plan, list(target), peer, source)
-        raise CheckpointError(f"{source} weights do not fit this model: " + "; ".join(problems[:12])
-                              + (f"; and {len(problems) - 12} more" if len(problems) > 12 else "") + (f". {hint}" if hint else ""))
+        raise CheckpointError(f"{source} weights do not fit this model: " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
-    state, notes = {}, []
+    state, notes, inflated = {}, [], 0
     for key, value in target.items():
         tensor = peer[names[key]]
         if tensor.shape != value.shape:
-            tensor, adapted = _adapt(key, names[key], tensor, value, inflate)
-            notes += adapted
+            if _is_2d_kernel_for_3d(key, tensor, value):
+                tensor, inflated = _inflated(names[key], tensor, value, inflate), inflated + 1
+            if tensor.shape != value.shape:
+                tensor, note = _adapt(key, names[key], tensor, value)
+                notes.append(note)
         state[key] = tensor.to(value.dtype) if tensor is not value else value
-    inflated = sum(1 for n in notes if n.startswith("inflated"))
-    notes = [n for n in notes if not n.startswith("inflated")] + ([f"inflated {inflated} kernels from 2D to 3D ({inflate})"] if inflated else [])
+    if inflated:  # one note for all of them
+        notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
     return Imported(state, tuple(notes))
 
 
-def _adapt(key: str, peer_key: str, tensor: torch.Tensor, like: torch.Tensor, inflate: str | None) -> tuple[torch.Tensor, list[str]]:
-    notes = []
-    if tensor.ndim == like.ndim - 1 and like.ndim >= 3 and key.endswith("weight"):
-        if inflate is None:
-            raise CheckpointError(
-                f"{peer_key} is {tensor.ndim - 2}D and the model is {like.ndim - 2}D: pass inflate='center' or 'mean' to inflate it"
-            )
-        tensor = inflate_kernel(tensor, like.shape[2], inflate)
-        notes.append(f"inflated {peer_key}")
-        if tensor.shape == like.shape:
-            return tensor, notes
+def _is_2d_kernel_for_3d(key: str, tensor: torch.Tensor, like: torch.Tensor) -> bool:
+    return tensor.ndim == like.ndim - 1 and like.ndim >= 3 and key.endswith("weight")
+
+
+def _inflated(peer_key: str, tensor: torch.Tensor, like: torch.Tensor, inflate: str | None) -> torch.Tensor:
+    if inflate is None:
+        raise CheckpointError(
+            f"{peer_key} is {tensor.ndim - 2}D and the model is {like.ndim - 2}D: pass inflate='center' or 'mean' to inflate it"
+        )
+    return inflate_kernel(tensor, like.shape[2], inflate)
+
+
+def _adapt(key: str, peer_key: str, tensor: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The stem's input channels or a classifier of another size, and the note saying so."""
     if key == "stem.conv.weight" and tensor.shape[0] == like.shape[0] and tensor.shape[2:] == like.shape[2:]:
-        notes.append(f"adapted the stem from {tensor.shape[1]} to {like.shape[1]} input channels")
-        return adapt_input_channels(tensor, like.shape[1]), notes
+        return adapt_input_channels(tensor, like.shape[1]), f"adapted the stem from {tensor.shape[1]} to {like.shape[1]} input channels"
     if key.startswith("classifier.") and tensor.ndim == like.ndim:
-        return like, [f"re-initialised {key} for {like.shape[0]} classes (the weights have {tensor.shape[0]})"]
+        return like, f"re-initialised {key} for {like.shape[0]} classes (the weights have {tensor.shape[0]})"
     raise CheckpointError(f"{peer_key} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
 
 
