@@ -11,7 +11,7 @@ import math
 
 from . import ir
 from .errors import LoweringError, ScalingError
-from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels
+from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import MAX_SIZE, Spec
 from .yaml_source import Path, format_path
 
@@ -239,11 +239,7 @@ def _multipliers(spec: Spec, phi: float | None, preset: str | None) -> tuple[Mul
         phi, preset = s.phi, s.preset
     if preset is not None:
         if preset not in s.presets:
-            available = ", ".join(s.presets) or "none: this spec defines no presets"
-            raise ScalingError(
-                f"unknown preset {preset!r} (available: {available})",
-                **_where(spec, ("scaling", "presets")),
-            )
+            raise ScalingError(unknown_preset(preset, s.presets), **_where(spec, ("scaling", "presets")))
         p = s.presets[preset]
         return Multipliers(p.width, p.depth, 1.0, p.resolution, p.dropout), None, preset
     if phi is not None:

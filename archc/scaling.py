@@ -80,3 +80,9 @@ def squeeze_channels(channels: int, ratio: float) -> int:
     if ratio <= 0:
         return 0
     return max(1, int(channels * ratio))
+
+
+def unknown_preset(name: str, presets) -> str:
+    """The one wording of an unknown preset, for the spec's own ``scaling.preset`` and for a request."""
+    available = ", ".join(presets) or "none: this spec defines no presets"
+    return f"unknown preset {name!r} (available: {available})"

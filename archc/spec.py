@@ -31,7 +31,7 @@ from pydantic import (
 from .errors import SpecError
 from .files import read_bytes
 from .ir import Activation, BlockType, Gate, NormType, Padding
-from .scaling import MAX_MULTIPLIER
+from .scaling import MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
 
@@ -196,7 +196,7 @@ class Scaling(Model):
         if self.phi is not None and self.preset is not None:
             raise ValueError("give phi or preset, not both")
         if self.preset is not None and self.preset not in self.presets:
-            raise ValueError(f"preset {self.preset!r} is not in presets ({_or_list(sorted(self.presets)) or 'none defined'})")
+            raise ValueError(unknown_preset(self.preset, self.presets))
         return self
 
 
