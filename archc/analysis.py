@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from . import ir
+from .formatting import shape as format_shape
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class _Walker:
     def _check(self, conv: ir.ConvUnit, where: str) -> None:
         small = [axis for axis, (n, k) in enumerate(zip(self.size, conv.kernel)) if 1 < k and n < k]
         if small:
-            self.collapse(f"{where}: the {_x(self.size)} input is smaller than the {_x(conv.kernel)} kernel on {_list(small)}")
+            self.collapse(f"{where}: the {format_shape(self.size)} input is smaller than the {format_shape(conv.kernel)} kernel on {_list(small)}")
         odd = [axis for axis, (n, s) in enumerate(zip(self.size, conv.stride)) if s > 1 and n % s]
         if odd:
             self.rounded.setdefault(where, set()).update(odd)
@@ -216,7 +217,7 @@ class _Walker:
         total = total_stride(self.plan)
         choices = {axis: _nearest_multiples(self.plan.resolution[axis], total[axis]) for axis in axes}
         hint = next(iter(choices.values())) if len(set(choices.values())) == 1 else "; ".join(f"axis {a}: {c}" for a, c in choices.items())
-        return (f"the {_x(self.plan.resolution)} input is not a multiple of the total stride {_x(total)} on {_list(axes)}, "
+        return (f"the {format_shape(self.plan.resolution)} input is not a multiple of the total stride {format_shape(total)} on {_list(axes)}, "
                 f"so {', '.join(self.rounded)} round the size up; use a multiple ({hint})")
 
 
@@ -306,10 +307,6 @@ def total_stride(plan: ir.Plan) -> tuple[int, ...]:
 def _nearest_multiples(n: int, multiple: int) -> str:
     below, above = n // multiple * multiple, (n // multiple + 1) * multiple
     return f"{below} or {above}" if below else str(above)
-
-
-def _x(values: tuple[int, ...]) -> str:
-    return "x".join(map(str, values))
 
 
 def _list(axes: list[int]) -> str:

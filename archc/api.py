@@ -317,7 +317,7 @@ def _check_size(plan: ir.Plan, max_params: int | None) -> None:
     if max_params is None:
         return
     from .analysis import analyze
-    from .summary import size
+    from .formatting import size
 
     params = analyze(plan).params
     if params > max_params:

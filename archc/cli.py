@@ -112,7 +112,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     """The shipped specs and their presets, one line each, with what each builds (from the Plan: no torch)."""
     from .analysis import analyze
-    from .summary import human, table
+    from .formatting import human
+    from .summary import table
 
     entries = []
     for name in api.builtin_specs():
@@ -223,8 +224,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _scale(args: argparse.Namespace) -> int:
     from .analysis import analyze
+    from .formatting import human
     from .search import constraint, curve, curve_format, plot_curve
-    from .summary import human
 
     if args.output:
         _check_output(args.output, curve_format)

@@ -17,7 +17,7 @@ from . import ir
 from .analysis import Report, analyze, block_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
-from .summary import describe_scaling, human
+from .formatting import axes, describe_scaling, human, shape
 
 DETAILS = ("stage", "block", "layer")
 DIRECTIONS = ("TB", "LR")
@@ -242,8 +242,8 @@ def _last_path(plan: ir.Plan) -> str:
 
 
 def _axes(values: tuple[int, ...]) -> str:
-    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+    return axes(values, "×")
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return "×".join(map(str, shape))
+def _shape(values: tuple[int, ...]) -> str:
+    return shape(values, "×")

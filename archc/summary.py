@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from . import ir
 from .analysis import Report
-
-
-def describe_scaling(plan: ir.Plan) -> str:
-    s = plan.scaling
-    if s.preset is not None:
-        how = f"preset {s.preset}"
-    elif s.phi is not None:
-        how = f"phi {s.phi:g}"
-    else:
-        return "unscaled"
-    return f"{how} (width {s.width:.3f}, depth {s.depth:.3f})"
+from .formatting import axes as _axes
+from .formatting import describe_scaling, human, size
+from .formatting import shape as _shape
 
 
 def format_summary(report: Report) -> str:
@@ -45,26 +36,6 @@ def format_summary(report: Report) -> str:
     lines.append("")
     lines.append(f"parameters {report.params:,}   MACs {human(report.macs)} per sample (convolutions and linear layers)")
     return "\n".join(lines)
-
-
-def human(n: int) -> str:
-    """Three significant digits: 1234567 -> '1.23M', 10035712 -> '10.0M', 386000000 -> '386M'."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            value = n / size
-            decimals = 2 if value < 10 else 1 if value < 100 else 0
-            return f"{value:.{decimals}f}{unit}"
-    return str(n)
-
-
-def _axes(values: tuple[int, ...]) -> str:
-    if not values:
-        return "-"
-    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
 
 
 def format_info(report: Report) -> str:
@@ -105,16 +76,6 @@ def format_layers(report: Report) -> str:
 def _heading(report: Report) -> list[str]:
     plan = report.plan
     return [f"{plan.name}: {plan.dims}D, {describe_scaling(plan)}, input {_shape(report.input_shape)}, padding {plan.padding}", ""]
-
-
-def size(n_bytes: int) -> str:
-    """Bytes in binary units: 1536 -> '1.5 KiB'."""
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def table(rows: list[tuple[str, ...]], right: set[int], total: bool = True) -> list[str]:
