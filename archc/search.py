@@ -5,6 +5,9 @@ Every figure comes from the Plan (no module is built to measure a candidate), so
 cost away from the formula, is what the search sees. Evaluations are independent training runs: they go
 through any ``concurrent.futures.Executor`` (a local process pool, Dask's ``Client.get_executor()``, Ray's),
 and each result is appended to a results file as it arrives so an interrupted search resumes where it stopped.
+
+Like the CLI, this module sits above the public verbs (``read``, ``lower``, ``analyze``, ``load``) and composes
+them; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -147,9 +150,8 @@ def _network(plan) -> tuple:
 
 
 def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:
-    scaled = spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"alpha": alpha, "beta": beta, "gamma": gamma})})
-    scaled._source = spec.source
-    return scaled
+    # model_copy keeps the source (file and lines), so errors about a candidate still point into the file.
+    return spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"alpha": alpha, "beta": beta, "gamma": gamma})})
 
 
 def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable):
