@@ -30,6 +30,14 @@ class ArchcError(Exception):
         return "\n".join([": ".join(parts + [self.message])] + [str(e) for e in self.also])
 
 
+def format_path(path: tuple) -> str:
+    """``("stages", 3, "stride")`` -> ``stages[3].stride``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def concat_problems(problems: list[str], maximum: int = 12) -> str:
     """"a; b; c; and 9 more": the first ``maximum`` of a list of problems, so a message stays readable."""
     shown = "; ".join(problems[:maximum])

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 from . import ir
-from .errors import LoweringError, ScalingError
+from .errors import LoweringError, ScalingError, format_path
 from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import MAX_SIZE, Spec
-from .yaml_source import Path, format_path
 
 
 def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
@@ -247,7 +246,7 @@ def _multipliers(spec: Spec, phi: float | None, preset: str | None) -> tuple[Mul
     return Multipliers(), None, None
 
 
-def _where(spec: Spec, path: Path) -> dict:
+def _where(spec: Spec, path: tuple) -> dict:
     """Where ``path`` of the spec was written (or which override set it), for an error."""
     file, line = spec.source.locate(path)
     return {"file": file, "line": line, "path": format_path(path)}
@@ -259,7 +258,7 @@ class _Axes:
     def __init__(self, spec: Spec, dims: int):
         self.spec, self.dims = spec, dims
 
-    def get(self, value: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    def get(self, value: tuple[int, ...], path: tuple) -> tuple[int, ...]:
         if len(value) == 1:
             return value * self.dims
         if len(value) != self.dims:

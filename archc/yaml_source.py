@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import SpecError
+from .errors import SpecError, format_path
 
 MAX_BYTES = 1024 * 1024  # a spec is a page of text (EfficientNet-B0's is 2 KB); anything bigger is not a spec
 MAX_NODES = 100_000  # bounds alias ("billion laughs") and merge-key expansion, and huge flow lists
@@ -63,14 +63,6 @@ class Source:
             if path[:end] in self.lines:
                 return path[:end]
         return ()
-
-
-def format_path(path: Path) -> str:
-    """``("stages", 3, "stride")`` -> ``stages[3].stride``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def read_yaml(text: str | bytes, file: str) -> tuple[object, Source]:
