@@ -13,6 +13,7 @@ from .api import load as load
 from .api import lower as lower
 from .api import read as read
 from .api import render as render
+from .api import restore as restore
 from .api import save as save
 from .api import validate as validate
 from .errors import ArchcError as ArchcError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -148,22 +149,15 @@ def load(
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
-    args = {
-        key: value
-        for key, value in dict(
-            phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, resolution=resolution,
-            features_only=features_only or None,
-        ).items()
-        if value is not None
-    }
-    if isinstance(source, (str, os.PathLike)) and str(source).endswith(CHECKPOINT_SUFFIX):
-        extra = sorted(args) + [name for name, given in (("overrides", overrides), ("seed", seed is not None),
-                                ("checkpointing", checkpointing is not None),
-                                ("weights", weights is not None)) if given]
-        if extra:
-            given = ", ".join(extra)
-            raise LoweringError(f"a saved model is restored as it was built; {given} cannot be changed", file=str(source))
-        return _finish(_restore(str(source), max_params), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+    request = dict(locals())  # every argument, by name: the request as a record
+    source = request.pop("source")
+    if _is_checkpoint(source):
+        changed = sorted(name for name, value in request.items() if name not in _FINISHING and value is not _LOAD_DEFAULTS[name]
+                         and value != _LOAD_DEFAULTS[name])
+        if changed:
+            raise LoweringError(f"a saved model is restored as it was built; {', '.join(changed)} cannot be changed", file=str(source))
+        return restore(source, max_params=max_params, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+    args = {name: request[name] for name in LOWERING_ARGS if request[name] not in (None, False)}
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     if weights is not None:
@@ -195,6 +189,22 @@ def load(
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+
+
+# load()'s defaults, and the arguments that finish a module rather than decide it (a restore takes these).
+_LOAD_DEFAULTS = {name: p.default for name, p in inspect.signature(load).parameters.items() if name != "source"}
+_FINISHING = ("max_params", "sync_bn", "fuse", "channels_last")
+
+
+def restore(path: str | os.PathLike, *, max_params: int | None = MAX_PARAMS, sync_bn: bool = False, fuse: bool = False,
+            channels_last: bool = False) -> "nn.Module":
+    """A model saved by :func:`save`, exactly as it was built (``load`` does this for a ``.safetensors`` path);
+    the options finish it as for ``load``."""
+    return _finish(_restore(os.fspath(path), max_params), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+
+
+def _is_checkpoint(source) -> bool:
+    return isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(CHECKPOINT_SUFFIX)
 
 
 def render(
