@@ -1,8 +1,10 @@
 """Bringing weights in: peers' EfficientNet checkpoints mapped onto archc's keys, 2D weights inflated into
 3D, input channels and classes adapted.
 
-Every mapping is derived from the Plan: for each tensor of the archc model we name the tensor the peer
-calls it, so each tensor on both sides is used exactly once and anything left over is reported by name.
+For each tensor of the archc model (its state_dict key: ``stages.<s>.<j>.<module>.<leaf>``) we name the tensor
+the peer calls it: the module's role maps to the peer's name, and where a peer numbers layers by position
+(torchvision), the position is the layer's place in the block's layer list in the Plan. So each tensor on both
+sides is used exactly once, and anything left over is reported by name.
 """
 
 from __future__ import annotations
