@@ -161,7 +161,8 @@ def load(
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     if weights is not None:
-        weights, conventions, trained = _weights_and_conventions(weights, weights_from)
+        block_types = {row.block for row in read(source, overrides).stages}
+        weights, conventions, trained = _weights_and_conventions(weights, weights_from, block_types)
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
@@ -377,10 +378,10 @@ def _restore_if_archc(path: str) -> "nn.Module | None":
         return None
 
 
-def _weights_and_conventions(weights, weights_from: str):
+def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
     """The weights to import, the spec overrides their source was trained with (padding, norm eps), and for an
     archc checkpoint the Plan it was built from."""
-    from .weights import CONVENTIONS
+    from .weights import CONVENTIONS, conventions
 
     if weights_from not in CONVENTIONS:
         raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
@@ -390,7 +391,7 @@ def _weights_and_conventions(weights, weights_from: str):
             # Keep the padding and eps the weights were built with (say, when inflating them into 3D), use the
             # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.
             return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}, saved.plan
-    return weights, CONVENTIONS[weights_from], None
+    return weights, conventions(weights_from, block_types), None
 
 
 def _merged(overrides: Overrides | None, under: dict | None = None, over: dict | None = None) -> Overrides:

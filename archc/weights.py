@@ -35,6 +35,15 @@ CONVENTIONS = {
     "timm": {"padding": "symmetric", "norm.eps": 1e-5},
 }
 SOURCES = tuple(CONVENTIONS)  # the weight sources: one list, the keys above
+
+
+def conventions(source: str, block_types: set[str]) -> dict:
+    """The spec overrides ``source``'s weights need, for a network of these block types. torchvision builds
+    EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3 and EfficientNet with torch's 1e-5."""
+    found = dict(CONVENTIONS[source])
+    if source == "torchvision" and "fused_mbconv" in block_types:
+        found["norm.eps"] = 1e-3
+    return found
 INFLATE_MODES = ("center", "mean")  # see inflate_kernel
 
 # archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
