@@ -157,7 +157,7 @@ def load(
         if changed:
             raise LoweringError(f"a saved model is restored as it was built; {', '.join(changed)} cannot be changed", file=str(source))
         return restore(source, max_params=max_params, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
-    args = {name: request[name] for name in LOWERING_ARGS if request[name] not in (None, False)}
+    args = {name: request[name] for name in LOWERING_ARGS if request[name] is not None and request[name] is not False}  # 0 classes is a value
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     if weights is not None:

@@ -335,7 +335,8 @@ def _check_output(path: str, check) -> None:
 
 
 def _lowering_args(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in api.LOWERING_ARGS if getattr(args, name, None) not in (None, False)}
+    given = {name: getattr(args, name, None) for name in api.LOWERING_ARGS}
+    return {name: value for name, value in given.items() if value is not None and value is not False}  # 0 classes is a value
 
 
 
