@@ -219,6 +219,7 @@ def test_crafted_build_arguments_are_refused(saved, tmp_path, build, message):
         archc.load(str(bad))
 
 
+@pytest.mark.slow
 def test_same_model_same_bytes_across_processes(tmp_path):
     """Two processes building the same spec with the same seed write identical files."""
     from conftest import FIXTURES, run_archc

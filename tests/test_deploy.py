@@ -74,6 +74,7 @@ def test_fused_models_are_not_saved(tmp_path):
         archc.save(archc.load("efficientnet_b0", resolution=32, fuse=True), tmp_path / "f.safetensors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dims", [2, 3])
 def test_compiles_without_graph_breaks(dims):
     model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=16, seed=0, overrides={"padding": "same"}).eval()
@@ -157,6 +158,7 @@ def test_onnx_feature_maps_have_dynamic_spatial_axes(tmp_path):
     _runs_at_other_sizes(lambda x: [torch.from_numpy(a) for a in session.run(None, {"input": x.numpy()})], model, 2, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_opset(tmp_path):
     import onnx
 

@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -57,6 +58,7 @@ def _reference(world: int) -> dict:
     return {k: v.detach() for k, v in model.named_parameters()}
 
 
+@pytest.mark.slow
 def test_ddp_averages_the_ranks_gradients(tmp_path):
     mp.spawn(_train, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]

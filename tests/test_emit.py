@@ -57,6 +57,7 @@ def test_same_seed_gives_bit_identical_weights(b0_spec):
     assert not torch.equal(a["stem.conv.weight"], c["stem.conv.weight"])
 
 
+@pytest.mark.slow
 def test_same_seed_across_processes(b0_spec):
     code = (
         "import archc, hashlib; m = archc.load('specs/efficientnet_b0.yaml', seed=3); h = hashlib.sha256()\n"

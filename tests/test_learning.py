@@ -5,6 +5,7 @@ published 3D EfficientNet port needed 250 epochs and 10 hours to fit. If the emi
 initialisation or their normalisation were wrong, this would not fit in a few dozen CPU steps.
 """
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FIXTURES
@@ -37,6 +38,7 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
+@pytest.mark.slow
 def test_tiny_3d_network_learns_spheres_vs_cubes():
     torch.manual_seed(0)
     x, y = spheres_and_cubes(64)

@@ -53,6 +53,7 @@ def _expected(budget, step, tolerance, **args):
     return expected
 
 
+@pytest.mark.slow
 def test_grid_visits_exactly_the_constrained_candidates_and_ranks_them():
     ev.CALLS.clear()
     ranked = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1)
@@ -93,6 +94,7 @@ def test_process_pool_gives_the_same_table():
     assert parallel == serial
 
 
+@pytest.mark.slow
 def test_collapsing_candidates_are_skipped_with_a_reason():
     found, skipped = candidates(TINY, budget=2.0, step=0.1, tolerance=0.1, resolution=8)
     assert not found and skipped

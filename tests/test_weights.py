@@ -242,6 +242,7 @@ def test_pickled_code_in_a_weights_file_never_runs(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_convert_and_inflate(tmp_path, monai_state):
     torch.save(monai_state, tmp_path / "monai_b0.pth")
     converted, inflated = tmp_path / "b0.safetensors", tmp_path / "b0_3d.safetensors"
