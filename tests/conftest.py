@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 B0 = ROOT / "specs" / "efficientnet_b0.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY3D = FIXTURES / "tiny3d.yaml"  # a small 3D network for tests that build, train or export
 
 
 def needs_dot() -> pytest.MarkDecorator:
@@ -21,6 +22,70 @@ def needs_dot() -> pytest.MarkDecorator:
 def run_archc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def run_python(code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the checkout's root (a clean import state, its own process)."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def output_shapes(model, paths, x) -> dict:
+    """Run ``x`` through ``model`` (no grad) and measure the per-sample output shape of each submodule in ``paths``."""
+    import torch
+
+    modules, shapes = dict(model.named_modules()), {}
+
+    def recorder(path):
+        def hook(module, inputs, output):
+            shapes.setdefault(path, tuple(output.shape[1:]))  # returns None: the output stays as it is
+        return hook
+
+    hooks = [modules[path].register_forward_hook(recorder(path)) for path in paths]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def saved_for_backward(model, x, exclude=()):
+    """(bytes of every tensor storage autograd keeps for backward, except the parameters' and ``exclude``'s; the output)."""
+    import torch
+
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()} | {t.untyped_storage().data_ptr() for t in exclude}
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    return sum(kept.values()), out
+
+
+def calibrate_norms(model, input_shape):
+    """Give a fresh model the batch-norm statistics of real data, as trained weights have. Without them the
+    signal fades through the depth (eval-mode norms with unit variance), the last feature map is constant, and
+    a comparison could not tell one padding, or one placement of a norm, from another."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the calibration batches
+            m.weight.data.uniform_(0.5, 1.5, generator=generator)
+            m.bias.data.uniform_(-0.2, 0.2, generator=generator)
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(2, *input_shape, generator=generator))
+    return model.eval()
 
 
 class _Exploit:

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import output_shapes
 from torch.utils.flop_counter import FlopCounterMode
 
 import archc
@@ -28,16 +29,12 @@ def test_summary_equals_measurement(b0_spec, kwargs):
     report = archc.analyze(model.plan)
     assert report.params == sum(p.numel() for p in model.parameters())
 
-    shapes = {}
-    hooks = [model.stem.register_forward_hook(lambda m, i, o: shapes.__setitem__("stem", tuple(o.shape[1:])))]
-    for index, stage in enumerate(model.stages):
-        hooks.append(stage.register_forward_hook(lambda m, i, o, k=str(index): shapes.__setitem__(k, tuple(o.shape[1:]))))
-    hooks.append(model.head.register_forward_hook(lambda m, i, o: shapes.__setitem__("head", tuple(o.shape[1:]))))
+    x = torch.randn(1, *report.input_shape)
+    paths = ["stem", *(f"stages.{i}" for i in range(len(model.stages))), "head"]
+    shapes = {path.removeprefix("stages."): shape for path, shape in output_shapes(model, paths, x).items()}
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        out = model(torch.randn(1, *report.input_shape))
-    for hook in hooks:
-        hook.remove()
+        out = model(x)
 
     measured_macs = counter.get_total_flops() / 2  # flop_counter counts a multiply-add as 2 FLOPs
     assert report.macs == pytest.approx(measured_macs, rel=0.01)
@@ -78,16 +75,5 @@ def test_layer_report_matches_the_module_one_to_one(name):
             assert isinstance(module, kinds[entry["type"]]), entry["path"]
         assert entry["params"] == sum(p.numel() for p in module.parameters(recurse=False)), entry["path"]
     assert sum(e["params"] for e in layers) == sum(p.numel() for p in model.parameters())
-    shapes = {}
-
-    def measure(path):
-        def hook(module, inputs, output):
-            shapes.setdefault(path, tuple(output.shape[1:]))  # returns None: the output stays as it is
-        return hook
-
-    hooks = [modules[e["path"]].register_forward_hook(measure(e["path"])) for e in layers]
-    with torch.no_grad():
-        model(torch.randn(1, model.plan.in_channels, *model.plan.resolution))
-    for hook in hooks:
-        hook.remove()
+    shapes = output_shapes(model, [e["path"] for e in layers], torch.randn(1, model.plan.in_channels, *model.plan.resolution))
     assert {e["path"]: tuple(e["output_shape"]) for e in layers} == shapes

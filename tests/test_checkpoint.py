@@ -4,7 +4,7 @@ import struct
 
 import pytest
 import torch
-from conftest import write_evil_pickle
+from conftest import TINY3D, write_evil_pickle
 
 import archc
 from archc import checkpoint
@@ -222,11 +222,11 @@ def test_crafted_build_arguments_are_refused(saved, tmp_path, build, message):
 @pytest.mark.slow
 def test_same_model_same_bytes_across_processes(tmp_path):
     """Two processes building the same spec with the same seed write identical files."""
-    from conftest import FIXTURES, run_archc
+    from conftest import run_archc
 
     files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
     for file in files:
-        result = run_archc("build", FIXTURES / "tiny3d.yaml", "--seed", "3", "-o", file)
+        result = run_archc("build", TINY3D, "--seed", "3", "-o", file)
         assert result.returncode == 0, result.stderr
     assert files[0].read_bytes() == files[1].read_bytes()
 

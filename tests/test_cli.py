@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import ROOT, run_archc
+from conftest import TINY3D, run_archc, run_python
 
 import archc
 from archc.cli import main
@@ -108,8 +108,8 @@ def test_console_script_is_installed():
         (["convert", "efficientnet_b0", "--weights", "absent.pth", "--from", "monai", "-o", "{tmp}/m.safetensors"], 1, "absent.pth: no such file"),
         (["convert", "efficientnet_b0", "--weights", "specs", "--from", "monai", "-o", "{tmp}/m.safetensors"], 1, "specs: no such file"),
         (["convert", "efficientnet_b0", "--from", "monai", "-o", "{tmp}/m.safetensors"], 2, "the following arguments are required: --weights"),
-        (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}"], 2, "-o: unknown export format (no extension)"),
-        (["export", "tests/fixtures/tiny3d.yaml", "-o", "{tmp}/missing/m.pt"], 1, "does not exist"),
+        (["export", str(TINY3D), "-o", "{tmp}"], 2, "-o: unknown export format (no extension)"),
+        (["export", str(TINY3D), "-o", "{tmp}/missing/m.pt"], 1, "does not exist"),
         (["info", "specs"], 1, "specs: is a directory, not a spec file"),
         (["info", "efficientnet_b0", "--phi", "100"], 1, "phi=100.0 gives a width multiplier beta**phi = 1.1**100.0 over 1000; is phi a typo?"),
         (["info", "efficientnet_b0", "--phi", "36"], 1, "blocks; archc stops at 10,000 (is phi or a preset's depth a typo?)"),
@@ -150,7 +150,7 @@ def test_output_streams_that_fail(command):
     ["build", "efficientnet_b0"],
     ["render", "efficientnet_b0"],
     ["scale", "efficientnet_b0"],
-    ["export", "tests/fixtures/tiny3d.yaml"],
+    ["export", str(TINY3D)],
     ["convert", "efficientnet_b0", "--weights", "w.pth", "--from", "monai"],
     ["inflate", "efficientnet_b0", "--weights", "w.pth"],
 ])
@@ -201,7 +201,7 @@ def test_hostile_values_are_one_line_errors(argv, message, capsys):
 def test_seed_range_is_checked_by_load():
     with pytest.raises(archc.errors.LoweringError, match=r"seed must be an integer from 0 to 18446744073709551615, got 18446744073709551616"):
         archc.load("efficientnet_b0", resolution=32, seed=2**64)
-    assert archc.load("tests/fixtures/tiny3d.yaml", seed=2**64 - 1) is not None  # the largest seed torch takes
+    assert archc.load(str(TINY3D), seed=2**64 - 1) is not None  # the largest seed torch takes
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "big_zip", "symlink_safetensors"])
@@ -312,10 +312,8 @@ def test_info_of_a_saved_model_does_not_import_torch(tmp_path):
     path = tmp_path / "m.safetensors"
     archc.save(archc.load("efficientnet_b0", resolution=32), path)
     code = f"import sys, archc; archc.analyze(archc.lower({str(path)!r})); print('torch' in sys.modules)"
-    import subprocess
-    import sys
 
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+    assert run_python(code).stdout == "False\n"
 
 
 def test_every_command_that_takes_a_spec_takes_a_saved_model(tmp_path):
@@ -330,7 +328,7 @@ def test_every_command_that_takes_a_spec_takes_a_saved_model(tmp_path):
 
 @pytest.mark.parametrize("argv, extra", [
     (["scale", "efficientnet_b0", "-o", "curve.png"], "drawing the curve needs matplotlib: pip install 'archc[plots]'"),
-    (["export", "tests/fixtures/tiny3d.yaml", "-o", "m.onnx"], "ONNX export needs onnx: pip install 'archc[export]'"),
+    (["export", str(TINY3D), "-o", "m.onnx"], "ONNX export needs onnx: pip install 'archc[export]'"),
 ])
 def test_a_missing_extra_is_named_before_any_work(argv, extra, tmp_path, monkeypatch, capsys):
     """A plain `pip install archc` lacks the extras: the command says which to install, and prints nothing else."""
@@ -339,8 +337,6 @@ def test_a_missing_extra_is_named_before_any_work(argv, extra, tmp_path, monkeyp
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("matplotlib", "onnx") else real(name, *a))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tests" / "fixtures").mkdir(parents=True)
-    (tmp_path / "tests" / "fixtures" / "tiny3d.yaml").write_text((ROOT / "tests" / "fixtures" / "tiny3d.yaml").read_text())
     assert main(argv) == 1
     out = capsys.readouterr()
     assert out.out == "" and out.err.endswith(f"{extra}\n") and list(tmp_path.glob("*.*")) == []

@@ -2,26 +2,12 @@
 
 import pytest
 import torch
-from conftest import run_archc
+from conftest import TINY3D as TINY
+from conftest import calibrate_norms, run_archc, saved_for_backward
 
 import archc
 from archc.cli import main
 from archc.errors import EmitError
-
-
-def _saved_bytes(model, x) -> tuple[int, torch.Tensor]:
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x).square().mean()
-    return sum(kept.values()), loss
 
 
 def test_checkpointing_gives_the_same_gradients_with_less_kept():
@@ -31,7 +17,8 @@ def test_checkpointing_gives_the_same_gradients_with_less_kept():
         model = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, resolution=32, seed=0,
                            checkpointing=checkpointing, overrides={"stochastic_depth": 0.5}).train()
         torch.manual_seed(0)  # drop-path masks: recomputation must replay the same ones
-        kept, loss = _saved_bytes(model, x)
+        kept, out = saved_for_backward(model, x)
+        loss = out.square().mean()
         loss.backward()
         results.append((kept, loss.item(), {k: p.grad for k, p in model.named_parameters()}, model.state_dict()))
         assert model.plan.checkpointing is checkpointing
@@ -53,10 +40,7 @@ def test_checkpointing_from_the_spec_and_the_state_dict_is_unchanged():
 @pytest.mark.parametrize("dims, size", [(2, 64), (3, 32)])
 def test_fused_outputs_equal_unfused(dims, size):
     plain = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
-    with torch.no_grad():  # give the norms statistics worth folding
-        for m in plain.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5)
+    calibrate_norms(plain, (3, *(size,) * dims))  # give the norms statistics worth folding
     state = plain.state_dict()
     fused = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0)
     fused.load_state_dict(state)
@@ -66,7 +50,8 @@ def test_fused_outputs_equal_unfused(dims, size):
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
     x = torch.randn(2, 3, *(size,) * dims)
     with torch.no_grad():
-        assert (plain(x) - fused(x)).abs().max() < 1e-5
+        expected = plain(x)
+        assert (fused(x) - expected).abs().max() <= 1e-4 * expected.abs().max()  # float32 rounding of the folded weights
 
 
 def test_fused_models_are_not_saved(tmp_path):
@@ -77,7 +62,7 @@ def test_fused_models_are_not_saved(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("dims", [2, 3])
 def test_compiles_without_graph_breaks(dims):
-    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=16, seed=0, overrides={"padding": "same"}).eval()
+    model = archc.load(TINY, dims=dims, resolution=16, seed=0, overrides={"padding": "same"}).eval()
     x = torch.randn(2, 1, *(16,) * dims)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # fullgraph: any graph break raises
     with torch.no_grad():
@@ -98,7 +83,7 @@ def _runs_at_other_sizes(run, model, dims, atol=1e-5):
 @pytest.mark.parametrize("extension", [".pt", ".pt2"])
 @pytest.mark.parametrize("dims", [2, 3])
 def test_exports_reproduce_outputs(tmp_path, extension, dims):
-    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=32, seed=0).eval()
+    model = archc.load(TINY, dims=dims, resolution=32, seed=0).eval()
     path = tmp_path / f"model{extension}"
     archc.export(model, path)
     x = torch.randn(2, 1, *(32,) * dims)
@@ -135,8 +120,8 @@ def test_same_padding_exports_at_other_sizes_or_refuse_them(tmp_path):
 def test_onnx_export_runs_in_onnxruntime(tmp_path, dims):
     import onnxruntime
 
-    model = archc.load("tests/fixtures/tiny3d.yaml", dims=dims, resolution=32, seed=0).eval()
-    result = run_archc("export", "tests/fixtures/tiny3d.yaml", "--dims", str(dims), "--resolution", "32", "--seed", "0",
+    model = archc.load(TINY, dims=dims, resolution=32, seed=0).eval()
+    result = run_archc("export", TINY, "--dims", str(dims), "--resolution", "32", "--seed", "0",
                        "-o", tmp_path / "model.onnx")
     assert result.returncode == 0, result.stderr
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
@@ -179,10 +164,10 @@ def test_onnx_opset(tmp_path):
 
 
 def test_export_errors(tmp_path):
-    model = archc.load("tests/fixtures/tiny3d.yaml", seed=0)
+    model = archc.load(TINY, seed=0)
     with pytest.raises(EmitError, match=r"unknown export format \.h5"):
         archc.export(model, tmp_path / "m.h5")
-    result = run_archc("export", "tests/fixtures/tiny3d.yaml", "-o", tmp_path / "m.zip")
+    result = run_archc("export", TINY, "-o", tmp_path / "m.zip")
     assert result.returncode == 2 and "unknown export format .zip" in result.stderr
 
 
@@ -198,7 +183,6 @@ def test_channels_last_computes_the_same(dims, size):
         archc.load("efficientnet_b0", dims=1, resolution=32, channels_last=True)
 
 
-TINY = "tests/fixtures/tiny3d.yaml"
 
 
 def test_export_restores_each_modules_training_flag(tmp_path):

@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY3D
 from torch.nn.parallel import DistributedDataParallel
 
 import archc
 
-TINY = str(Path(__file__).parent / "fixtures" / "tiny3d.yaml")
+TINY = str(TINY3D)
 
 
 def _free_port() -> int:

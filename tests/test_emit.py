@@ -1,9 +1,7 @@
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import run_python
 from torch import nn
 
 import archc
@@ -64,7 +62,7 @@ def test_same_seed_across_processes(b0_spec):
         "for k, v in m.state_dict().items(): h.update(k.encode()); h.update(v.numpy().tobytes())\n"
         "print(h.hexdigest())"
     )
-    digests = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout for _ in range(2)}
+    digests = {run_python(code, check=True).stdout for _ in range(2)}
     assert len(digests) == 1
 
 

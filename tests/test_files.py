@@ -3,10 +3,8 @@
 import os
 import signal
 import stat
-import subprocess
-import sys
 
-from conftest import FIXTURES, ROOT
+from conftest import TINY3D, run_python
 
 from archc.files import write_atomic
 
@@ -55,8 +53,7 @@ sys.exit(cli.main(["build", sys.argv[1], "--seed", "0", "-o", sys.argv[2]]))
 
 def test_sigterm_while_saving_leaves_nothing(tmp_path):
     target = tmp_path / "m.safetensors"
-    result = subprocess.run([sys.executable, "-c", SIGTERM_DURING_WRITE, str(FIXTURES / "tiny3d.yaml"), str(target)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_python(SIGTERM_DURING_WRITE, TINY3D, target)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import yaml
+from conftest import TINY3D
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -166,7 +167,7 @@ def _saved_tiny() -> bytes:
     if not _SAVED:
         import tempfile
 
-        model = archc.load(str(Path(__file__).parent / "fixtures" / "tiny3d.yaml"), seed=0)
+        model = archc.load(TINY3D, seed=0)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "tiny.safetensors"
             archc.save(model, path)

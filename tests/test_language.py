@@ -8,7 +8,7 @@ import monai.networks.nets as monai_nets
 import pytest
 import torch
 import yaml
-from conftest import ROOT, module_params, run_archc
+from conftest import ROOT, module_params, output_shapes, run_archc, run_python, saved_for_backward
 
 import archc
 from archc.errors import SpecError
@@ -92,25 +92,17 @@ stages:
 """
 
 
-def _stage_shapes(model, x):
-    shapes = []
-    hooks = [stage.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for stage in model.stages]
-    out = model(x)
-    for hook in hooks:
-        hook.remove()
-    return out, shapes
-
-
 def test_fused_anisotropic_group_norm_network_runs_as_predicted():
     spec = archc.spec.parse_spec(MIXED, file="mixed.yaml")
     model = archc.load(spec, seed=0)
     report = archc.analyze(model.plan)
     x = torch.randn(2, 1, 8, 32, 32)
-    out, shapes = _stage_shapes(model, x)
+    shapes = output_shapes(model, [f"stages.{i}" for i in range(len(model.stages))], x)
+    out = model(x)
     out.sum().backward()
     assert out.shape == (2, 3)
-    assert shapes == [row.shape for row in report.rows[1:5]]
-    assert shapes == [(16, 8, 16, 16), (24, 8, 8, 8), (32, 4, 4, 4), (32, 4, 4, 4)]
+    assert list(shapes.values()) == [row.shape for row in report.rows[1:5]]
+    assert list(shapes.values()) == [(16, 8, 16, 16), (24, 8, 8, 8), (32, 4, 4, 4), (32, 4, 4, 4)]
     assert report.params == sum(p.numel() for p in model.parameters())
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     fused1, fused4, conv, mb = model.stages[0][0], model.stages[1][0], model.stages[2][0], model.stages[3][1]
@@ -152,12 +144,13 @@ def test_residual_can_be_turned_off():
 def test_same_padding_follows_tf_at_any_input_size(size):
     spec = archc.spec.parse_spec("name: s\npadding: same\nstages: [{channels: 16, stride: 2, kernel: 5}, {channels: 24, stride: 2}]\n")
     model = archc.load(spec, resolution=size, seed=0).eval()
-    _, shapes = _stage_shapes(model, torch.randn(1, 3, size, size))
+    stages = ["stages.0", "stages.1"]
+    shapes = list(output_shapes(model, stages, torch.randn(1, 3, size, size)).values())
     expected = math.ceil(math.ceil(math.ceil(size / 2) / 2) / 2)  # TF "same": ceil(n / stride)
     assert shapes[-1] == (24, expected, expected)
     assert [r.shape for r in archc.analyze(model.plan).rows[1:3]] == shapes
     # The padding is computed from the input at run time, not fixed to the spec's resolution:
-    out, shapes = _stage_shapes(model, torch.randn(1, 3, size + 7, size + 7))
+    shapes = list(output_shapes(model, stages, torch.randn(1, 3, size + 7, size + 7)).values())
     assert shapes[-1][1] == math.ceil((size + 7) / 8)
 
 
@@ -289,29 +282,17 @@ def test_receptive_field():
 def test_activation_memory_matches_what_autograd_keeps(name, kwargs):
     model = archc.load(name, seed=0, **kwargs).train()
     x = torch.randn(1, model.plan.in_channels, *model.plan.resolution)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()} | {x.untyped_storage().data_ptr()}
-    kept = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            kept[storage.data_ptr()] = storage.nbytes() // t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    assert archc.analyze(model.plan).activations == pytest.approx(sum(kept.values()), rel=0.05)
+    kept, _ = saved_for_backward(model, x, exclude=[x])
+    assert archc.analyze(model.plan).activations == pytest.approx(kept / 4, rel=0.05)  # float32 elements
 
 
 def test_info_is_fast_and_torch_free():
     result = run_archc("info", "efficientnet_b0", "--phi", "10", "--dims", "3")
     assert result.returncode == 0
     assert "total" in result.stdout and "act fp32" in result.stdout
-    import subprocess
-    import sys
 
     code = "import sys, archc; archc.analyze(archc.lower('efficientnet_b0', phi=10, dims=3)); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout.strip() == "False"
+    assert run_python(code).stdout.strip() == "False"
 
 
 # --------------------------------------------------------------------------- docs

@@ -8,7 +8,7 @@ initialisation or their normalisation were wrong, this would not fit in a few do
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FIXTURES
+from conftest import TINY3D
 
 import archc
 
@@ -42,7 +42,7 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def test_tiny_3d_network_learns_spheres_vs_cubes():
     torch.manual_seed(0)
     x, y = spheres_and_cubes(64)
-    model = archc.load(FIXTURES / "tiny3d.yaml", seed=0)
+    model = archc.load(TINY3D, seed=0)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     best, steps = 0.0, 0
     while steps < 200 and best < 0.95:  # bounded: it reaches 1.0 in about 50 steps

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import needs_dot
+from conftest import needs_dot, output_shapes
 
 import archc
 from archc.cli import main
@@ -104,21 +104,13 @@ def test_node_and_skip_counts(b0_spec, preset, blocks, residual):
 
 def test_edge_shapes_equal_measured_shapes(b0_spec):
     model = archc.load(b0_spec, resolution=96, seed=0).eval()
-    measured = {}
-    for name, module in [("stem", model.stem)] + [(f"stages.{i}", s) for i, s in enumerate(model.stages)]:
-        module.register_forward_hook(lambda m, i, o, name=name: measured.__setitem__(name, tuple(o.shape[1:])))
-    with torch.no_grad():
-        model(torch.randn(1, 3, 96, 96))
+    x = torch.randn(1, 3, 96, 96)
+    measured = output_shapes(model, ["stem", *(f"stages.{i}" for i in range(len(model.stages)))], x)
     stage_edges = edges(to_dot(model.plan, "stage"))
     assert len(stage_edges) == 8
     for source, _, attributes in stage_edges:
         assert label_shape(attributes) == measured[source]
-    block_measured = {}
-    for i, stage in enumerate(model.stages):
-        for j, block in enumerate(stage):
-            block.register_forward_hook(lambda m, inp, o, name=f"stages.{i}.{j}": block_measured.__setitem__(name, tuple(o.shape[1:])))
-    with torch.no_grad():
-        model(torch.randn(1, 3, 96, 96))
+    block_measured = output_shapes(model, [block.path for block in model.plan.blocks], x)
     block_graph = to_dot(model.plan, "block")
     checked = 0
     for source, target, attributes in edges(block_graph):

@@ -6,13 +6,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import search_evaluators as ev
-from conftest import FIXTURES, run_archc
+from conftest import TINY3D, run_archc
 
 import archc
 from archc.errors import ArchcError, ScalingError
 from archc.search import candidates, curve, grid
 
-TINY = str(FIXTURES / "tiny3d.yaml")
+TINY = str(TINY3D)
 
 
 def test_scale_reports_the_reference_figures(tmp_path):

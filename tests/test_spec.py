@@ -3,7 +3,7 @@ import sys
 import time
 
 import pytest
-from conftest import B0, FIXTURES, ROOT, run_archc
+from conftest import B0, FIXTURES, ROOT, run_archc, run_python
 
 import archc
 from archc.errors import SpecError
@@ -126,7 +126,7 @@ def test_shipped_b0_validates_and_reads_like_the_paper():
 
 def test_validate_does_not_import_torch():
     code = "import sys, archc; archc.validate('specs/efficientnet_b0.yaml'); print('torch' in sys.modules, 'graphviz' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    result = run_python(code)
     assert result.stdout.strip() == "False False", result.stderr
 
 
@@ -136,7 +136,7 @@ def test_cli_validate_and_info_do_not_import_torch():
         "assert main(['validate', 'efficientnet_b0']) == 0 and main(['info', 'efficientnet3d_b0']) == 0\n"
         "print('torch' in sys.modules, file=sys.stderr)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    result = run_python(code)
     assert result.stderr.strip() == "False"
 
 

@@ -6,29 +6,11 @@ import pytest
 import timm
 import torch
 import torchvision
-from conftest import run_archc, write_evil_pickle
+from conftest import calibrate_norms, run_archc, write_evil_pickle
 
 import archc
 from archc.errors import CheckpointError
 from archc.weights import peer_names
-
-
-def _calibrate(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
-    """Give a fresh model the batch-norm statistics of real data, as trained weights have. Without them the
-    signal fades through the depth (eval-mode norms with unit variance), the last feature map is constant, and
-    a comparison could not tell one padding from another."""
-    generator = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the calibration batches
-            m.weight.data.uniform_(0.5, 1.5, generator=generator)
-            m.bias.data.uniform_(-0.2, 0.2, generator=generator)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(2, *input_shape, generator=generator))
-    return model.eval()
 
 
 def _compare(model, peer, x) -> float:
@@ -48,7 +30,7 @@ def _compare(model, peer, x) -> float:
 @pytest.mark.parametrize("dims, size, in_channels, num_classes", [(2, 224, 3, 1000), (3, 64, 1, 2)])
 def test_monai_outputs_equal(dims, size, in_channels, num_classes):
     torch.manual_seed(0)
-    peer = _calibrate(monai_nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=dims,
+    peer = calibrate_norms(monai_nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=dims,
                                                 in_channels=in_channels, num_classes=num_classes), (in_channels, *(size,) * dims))
     model = archc.load("efficientnet_b0", dims=dims, in_channels=in_channels, num_classes=num_classes,
                        weights=peer.state_dict(), weights_from="monai").eval()
@@ -64,7 +46,7 @@ def test_monai_outputs_equal(dims, size, in_channels, num_classes):
 @pytest.mark.parametrize("preset, size", [("b0", 224), ("b3", 300)])
 def test_efficientnet_pytorch_outputs_equal(preset, size):
     torch.manual_seed(0)
-    peer = _calibrate(efficientnet_pytorch.EfficientNet.from_name(f"efficientnet-{preset}"), (3, size, size))
+    peer = calibrate_norms(efficientnet_pytorch.EfficientNet.from_name(f"efficientnet-{preset}"), (3, size, size))
     model = archc.load("efficientnet_b0", preset=preset, weights=peer.state_dict(), weights_from="efficientnet_pytorch").eval()
     assert _compare(model, peer, torch.randn(2, 3, size, size)) < 1e-4
 
@@ -90,7 +72,7 @@ def test_real_peer_modules_import_exactly(spec, source):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         peer = PEERS[spec, source]()
-    peer = _calibrate(peer, (3, 72, 72))
+    peer = calibrate_norms(peer, (3, 72, 72))
     model = archc.load(spec, weights=peer.state_dict(), weights_from=source, resolution=72).eval()
     x = torch.randn(2, 3, 72, 72, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -191,7 +173,7 @@ def test_input_channels_and_classes_are_adapted(monai_state):
 
 def test_centre_inflation_reproduces_2d_on_depth_constant_volumes():
     torch.manual_seed(0)
-    flat = _calibrate(archc.load("efficientnet_b0", seed=0, resolution=64), (3, 64, 64))
+    flat = calibrate_norms(archc.load("efficientnet_b0", seed=0, resolution=64), (3, 64, 64))
     volume = archc.load("efficientnet_b0", dims=3, resolution=64, weights=flat.state_dict(), inflate="center").eval()
     assert volume.stages[2][0].conv_dw.weight.shape == (144, 1, 5, 5, 5)
     x = torch.randn(2, 3, 64, 64)
