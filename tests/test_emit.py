@@ -1,7 +1,7 @@
 
 import pytest
 import torch
-from conftest import run_python
+from conftest import module_params, run_python
 from torch import nn
 
 import archc
@@ -118,3 +118,17 @@ def test_no_classifier_width_mismatch_between_spec_kinds():
         spec = archc.spec.parse_spec(f"name: a\nactivation: {act}\nse: {{gate: hardsigmoid}}\nstages: [{{channels: 8}}]\n")
         model = archc.load(spec, resolution=16, seed=0)
         assert torch.isfinite(model(torch.randn(1, 3, 16, 16))).all()
+
+
+def test_every_closed_set_has_exactly_its_emitter_table():
+    """A value the spec accepts always has a module, and the tables hold nothing the spec cannot say."""
+    from archc import ir
+    from archc.emit.ops import ACTIVATION, GATE
+
+    assert set(ACTIVATION) == set(ir.ACTIVATIONS)
+    assert set(GATE) == set(ir.GATES)
+    for norm in ir.NORM_TYPES:  # each norm builds in every dimensionality
+        for dims in (1, 2, 3):
+            plan = archc.lower("efficientnet_b0", {"norm.type": norm, "norm.groups": 8}, dims=dims, resolution=32)
+            assert module_params(plan) == archc.analyze(plan).params
+

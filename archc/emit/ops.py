@@ -92,6 +92,8 @@ class Layers:
 
     @staticmethod
     def act(name: str) -> nn.Module:
+        if name not in ACTIVATION:
+            raise EmitError(f"no module for activation {name!r}; archc knows {', '.join(ACTIVATION)}")
         return ACTIVATION[name]()
 
 
