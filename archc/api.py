@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -43,6 +44,16 @@ def builtin_specs() -> dict[str, Path]:
     return {}
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_aliases() -> dict[str, tuple[Path, str | None]]:
+    """Every other name of a shipped network (timm's, say): name -> (its spec file, the preset it names)."""
+    found = {}
+    for path in builtin_specs().values():
+        for alias, preset in load_spec(path).aliases.items():
+            found.setdefault(alias, (path, preset))
+    return found
+
+
 def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
     """A Spec from a Spec, a YAML file path, the name of a shipped spec, or a saved ``.safetensors`` model (the spec
     it was built from), with ``overrides`` applied (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``),
@@ -54,6 +65,9 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
         return _saved_spec(name, overrides)
     builtins = builtin_specs()
     shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
+    if shipped is None and name in shipped_aliases():  # another name of a shipped network: its spec at its preset
+        shipped, preset = shipped_aliases()[name]
+        overrides = _merged(overrides, under={"name": name, **({"scaling.preset": preset} if preset else {})})
     if path.is_file():  # a file wins: it is what the user has in front of them
         result = load_spec(path, overrides)
         if shipped is not None:
@@ -67,7 +81,7 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
         return load_spec(path, overrides)
     if shipped is not None:
         return load_spec(shipped, overrides)
-    hint = f"; shipped specs: {', '.join(builtins)}" if builtins else ""
+    hint = f"; shipped specs: {', '.join(builtins)} (and their aliases: archc list)" if builtins else ""
     raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
 
 

@@ -120,14 +120,15 @@ def _list(args: argparse.Namespace) -> int:
         spec = api.read(name)
         for preset in (None, *spec.scaling.presets):
             report = analyze(api.lower(spec, preset=preset))
-            entries.append({"name": name, "preset": preset, "dims": spec.dims, "params": report.params, "macs": report.macs,
-                            "input_shape": list(report.input_shape)})
+            aliases = [alias for alias, of in spec.aliases.items() if of == preset]
+            entries.append({"name": name, "preset": preset, "aliases": aliases, "dims": spec.dims, "params": report.params,
+                            "macs": report.macs, "input_shape": list(report.input_shape)})
     if args.json:
         _print_json(entries)
         return 0
-    rows = [("spec", "preset", "dims", "params", "MACs", "input")]
-    rows += [(e["name"], e["preset"] or "-", f"{e['dims']}D", f"{e['params']:,}", human(e["macs"]), "x".join(map(str, e["input_shape"])))
-             for e in entries]
+    rows = [("spec", "preset", "dims", "params", "MACs", "input", "also known as")]
+    rows += [(e["name"], e["preset"] or "-", f"{e['dims']}D", f"{e['params']:,}", human(e["macs"]), "x".join(map(str, e["input_shape"])),
+              ", ".join(e["aliases"])) for e in entries]
     print("\n".join(table(rows, right={3, 4}, total=False)))
     return 0
 

@@ -211,6 +211,14 @@ def _printable(text: str) -> str:
 class Spec(Model):
     """A whole network, as written."""
 
+    @model_validator(mode="after")
+    def _aliases_name_presets(self):
+        unknown = {alias: preset for alias, preset in self.aliases.items() if preset is not None and preset not in self.scaling.presets}
+        if unknown:
+            alias, preset = next(iter(unknown.items()))
+            raise ValueError(f"alias {alias!r}: {unknown_preset(preset, self.scaling.presets)}")
+        return self
+
     name: Annotated[str, Strict(), Field(min_length=1, max_length=200), AfterValidator(_printable), _doc(
         "the network's name (printable text: it is echoed to terminals and drawn in diagrams)"
     )]
@@ -235,6 +243,10 @@ class Spec(Model):
         "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
     )]
     scaling: Annotated[Scaling, _doc("compound scaling coefficients, rounding rules and presets")] = Scaling()
+    aliases: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Optional[str]], _doc(
+        "other names of this network, each for one of its presets (null: the spec as written), e.g. timm's "
+        "efficientnet_b3: b3; a shipped spec is loaded by any of them (archc list shows them)"
+    )] = {}
     checkpointing: Annotated[bool, Strict(), _doc(
         "activation checkpointing: each block recomputes its activations in backward (less memory, more time)"
     )] = False

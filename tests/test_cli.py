@@ -68,7 +68,7 @@ def test_usage_errors_exit_2(argv, message, capsys):
     "argv, message",
     [
         (["build", "missing.yaml"], "archc: error: missing.yaml: no such file or shipped spec; shipped specs: efficientnet3d_b0, efficientnet_b0, efficientnetv2_s, mobilenet_v2"),
-        (["build", "efficientnet_b0", "--preset", "b9"], "unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7)"),
+        (["build", "efficientnet_b0", "--preset", "b9"], "unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7, b8, l2)"),
         (["validate", "specs"], "archc: error: specs: is a directory, not a spec file"),
         (["build", "efficientnet_b0", "--dims", "2", "--resolution", "8,8,8"], "resolution has 3 values for a 2D network"),
     ],
@@ -89,7 +89,7 @@ def test_unwritable_output_leaves_nothing(tmp_path, capsys):
 def test_validate_output():
     result = run_archc("validate", "specs/efficientnet_b0.yaml")
     assert result.returncode == 0
-    assert result.stdout == "specs/efficientnet_b0.yaml: ok (efficientnet_b0, 2D, 7 stages, 16 blocks unscaled, presets b0, b1, b2, b3, b4, b5, b6, b7)\n"
+    assert result.stdout == "specs/efficientnet_b0.yaml: ok (efficientnet_b0, 2D, 7 stages, 16 blocks unscaled, presets b0, b1, b2, b3, b4, b5, b6, b7, b8, l2)\n"
 
 
 def test_console_script_is_installed():
@@ -287,7 +287,7 @@ def test_build_and_scale_json(tmp_path):
 
 def test_validate_json_lists_every_mistake():
     good = run_archc("validate", "efficientnet_b0", "--json")
-    assert good.returncode == 0 and json.loads(good.stdout)["presets"] == [f"b{i}" for i in range(8)]
+    assert good.returncode == 0 and json.loads(good.stdout)["presets"] == [*(f"b{i}" for i in range(9)), "l2"]
     bad = run_archc("validate", "efficientnet_b0", "--set", "stem.channels=0", "--set", "stages[0].stride=3", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["errors"] == [

@@ -89,7 +89,7 @@ def test_unknown_preset_names_the_available_ones(b0_spec):
     with pytest.raises(ScalingError) as info:
         archc.lower(b0_spec, preset="b9")
     assert str(info.value) == (
-        f"{B0}:47: scaling.presets: unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7)"
+        f"{B0}:47: scaling.presets: unknown preset 'b9' (available: b0, b1, b2, b3, b4, b5, b6, b7, b8, l2)"
     )
 
 

@@ -1,0 +1,50 @@
+"""Shipped networks by timm's names: the same parameter counts as timm's real modules, and its weights give its outputs."""
+
+import json
+
+import pytest
+import timm
+import torch
+from conftest import calibrate_norms, run_archc
+
+import archc
+
+# reference-numbers.md: timm 1.0.31, 2D, 3 input channels, 1000 classes (B1-B7 from the B0-B7 table, where
+# torchvision, timm and MONAI agree).
+TIMM_PARAMS = {
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994, "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784, "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+    "efficientnet_b8": 87_413_142, "efficientnet_l2": 480_309_308,
+    "mobilenetv2_100": 3_504_872, "mobilenetv2_140": 6_108_776, "tf_efficientnetv2_s": 21_458_488,
+}
+
+
+@pytest.mark.parametrize("name", TIMM_PARAMS)
+def test_parameter_count_equals_timms(name):
+    plan = archc.lower(name)
+    with torch.device("meta"):  # timm's own module, laid out without memory (efficientnet_l2 has 480M)
+        peer = timm.create_model(name)
+    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == TIMM_PARAMS[name]
+    assert plan.name == name
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b3", "mobilenetv2_140"])
+def test_timm_weights_give_timms_outputs(name):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(timm.create_model(name), (3, 72, 72))
+    model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=72).eval()
+    x = torch.randn(2, 3, 72, 72, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_a_timm_name_builds_in_every_dimensionality():
+    result = run_archc("build", "mobilenetv2_140", "--dims", "3", "--in-channels", "1", "--num-classes", "2", "--resolution", "32", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("mobilenetv2_140: 3D, preset 1.4 (width 1.400, depth 1.000), input 1x32x32x32")
+    listed = {entry["preset"]: entry["aliases"] for entry in json.loads(run_archc("list", "--json").stdout)
+              if entry["name"] == "efficientnet_b0"}
+    assert listed["b3"] == ["efficientnet_b3"] and listed["l2"] == ["efficientnet_l2"]
