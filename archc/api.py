@@ -60,8 +60,8 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
     validated like the file."""
     if isinstance(spec, Spec):
         return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
-    path, name = Path(spec), str(spec)
-    if name.endswith(CHECKPOINT_SUFFIX):
+    path, name = Path(spec), os.fspath(spec)
+    if _is_checkpoint(spec):
         return _saved_spec(name, overrides)
     builtins = builtin_specs()
     shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
@@ -106,7 +106,7 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
 def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
     """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan. ``args``: phi, preset, dims,
     in_channels, num_classes, resolution."""
-    if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(CHECKPOINT_SUFFIX):
+    if _is_checkpoint(spec):
         from . import checkpoint
 
         given = sorted(args) + (["overrides"] if overrides else [])
