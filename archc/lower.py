@@ -2,7 +2,8 @@
 
 Every convention that decides a parameter count is applied here, through :mod:`archc.scaling`:
 channels ``make_divisible(c * width)``, repeats ``ceil(r * depth)``, SE width from the block input,
-head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate * i / num_blocks``.
+head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate * i / num_blocks``;
+a stem or head with ``scale: false`` and a row with ``scale_depth: false`` stay as written (EfficientNet-Lite, timm).
 """
 
 from __future__ import annotations
