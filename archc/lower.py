@@ -2,7 +2,8 @@
 
 Every convention that decides a parameter count is applied here, through :mod:`archc.scaling`:
 channels ``make_divisible(c * width)``, repeats ``ceil(r * depth)``, SE width from the block input,
-head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate * i / num_blocks``.
+head width ``make_divisible(1280 * width)`` (TF, timm, MONAI), drop-path ``rate * i / num_blocks``;
+a stem or head with ``scale: false`` and a row with ``scale_depth: false`` stay as written (EfficientNet-Lite, timm).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def lower(
     stem = ir.ConvLayer(
         path="stem",
         in_channels=spec.in_channels if in_channels is None else in_channels,
-        out_channels=channels(spec.stem.channels),
+        # EfficientNet scales the stem (TF round_filters(32)); Lite keeps it (timm _gen_efficientnet_lite: fix_stem=True).
+        out_channels=channels(spec.stem.channels) if spec.stem.scale else spec.stem.channels,
         kernel=axes.get(spec.stem.kernel, ("stem", "kernel")),
         stride=axes.get(spec.stem.stride, ("stem", "stride")),
         activation=spec.activation,
@@ -136,7 +138,9 @@ def block_count(spec: Spec, *, phi: float | None = None, preset: str | None = No
 
 def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
     s = spec.scaling
-    repeats = [scale_repeats(row.repeats, mult.depth, s.depth_rounding) for row in spec.stages]
+    # A row with scale_depth false keeps its repeats: EfficientNet-Lite's first and last stage
+    # (timm _gen_efficientnet_lite: decode_arch_def(fix_first_last=True) scales them by 1.0).
+    repeats = [scale_repeats(row.repeats, mult.depth if row.scale_depth else 1.0, s.depth_rounding) for row in spec.stages]
     if sum(repeats) > MAX_BLOCKS:  # checked before any block exists: phi=100 would ask for millions
         raise ScalingError(
             f"depth {mult.depth:.4g} gives {sum(repeats):,} blocks; archc stops at {MAX_BLOCKS:,} (is phi or a preset's depth a typo?)"

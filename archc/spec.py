@@ -117,6 +117,10 @@ class Stem(Model):
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")] = 32
     kernel: Annotated[Kernel, _doc("odd kernel size, one for all axes or one per axis")] = (3,)
     stride: Annotated[Stride, _doc("1 or 2, one for all axes or one per axis")] = (2,)
+    scale: Annotated[bool, Strict(), _doc(
+        "scale the stem width with the network width (EfficientNet: TF, timm, MONAI); false keeps it as written "
+        "(EfficientNet-Lite: timm fix_stem=True)"
+    )] = True
 
 
 class Head(Model):
@@ -153,6 +157,11 @@ class Stage(Model):
     expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("expansion ratio of the inverted bottleneck (1: no expand conv)")] = 6
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")]
     repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks in the stage, before depth scaling")] = 1
+    scale_depth: Annotated[bool, Strict(), _doc(
+        "false: this stage keeps its repeats under depth scaling (EfficientNet-Lite exempts its first and last "
+        "stage: timm fix_first_last=True). A per-row flag rather than a first/last option: it stands in the row it "
+        "changes, reads as a table column, and any stage may use it"
+    )] = True
     stride: Annotated[Stride, _doc("stride of the stage's first block: 1 or 2, per axis or one for all")] = (1,)
     kernel: Annotated[Kernel, _doc("odd kernel size of the spatial conv, per axis or one for all")] = (3,)
     se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this stage; 0 or none turns it off")] = None

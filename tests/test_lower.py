@@ -121,3 +121,32 @@ def test_se_options():
     assert first.se_channels == 32 * 6 // 4 and second.se_channels == 0
     spec = archc.spec.parse_spec(base + "se: {placement: none}\n")
     assert [b.se_channels for b in archc.lower(spec).blocks] == [0, 0]
+
+
+FIXED = """name: fixed
+stem: {channels: 32, scale: false}
+head: {channels: 1280, scale: false}
+stages:
+  columns: [expand, channels, repeats, stride, scale_depth]
+  rows:
+    - [1, 16, 2, 1, false]
+    - [6, 24, 2, 2, true]
+    - [6, 40, 3, 2, true]
+scaling:
+  presets: {big: {width: 1.4, depth: 1.8}}
+"""
+
+
+def test_a_fixed_stem_and_depth_exempt_rows_stay_as_written():
+    # timm's EfficientNet-Lite: fix_stem=True keeps the stem at 32; fix_first_last keeps a stage's repeats.
+    from archc.lower import block_count
+    from archc.spec import parse_spec
+
+    spec = parse_spec(FIXED)
+    plan = archc.lower(spec, preset="big")
+    assert plan.stem.out_channels == 32 and plan.head.conv.out_channels == 1280
+    assert [len(s.blocks) for s in plan.stages] == [2, 4, 6]  # 2 (exempt), ceil(2 * 1.8), ceil(3 * 1.8)
+    assert plan.stages[0].blocks[0].in_channels == 32 and plan.stages[0].blocks[0].out_channels == 24  # rows still scale in width
+    assert block_count(spec, preset="big") == 12  # the count checked before building agrees
+    scaled = archc.lower(parse_spec(FIXED.replace("scale: false}\nhead", "scale: true}\nhead")), preset="big")
+    assert scaled.stem.out_channels == 48  # make_divisible(32 * 1.4)

@@ -14,7 +14,7 @@ INVALID = FIXTURES / "invalid"
 # Each invalid spec and the first line of the error it must produce (file:line: path: message).
 EXPECTED = {
     "typo_key.yaml": "typo_key.yaml:3: stages[0].strde: unknown key 'strde' (did you mean 'stride'?); "
-    "allowed: block, expand, channels, repeats, stride, kernel, se, se_gate, activation, residual",
+    "allowed: block, expand, channels, repeats, scale_depth, stride, kernel, se, se_gate, activation, residual",
     "stride_3.yaml": "stride_3.yaml:5: stages[1].stride: got 3, expected 1 or 2",
     "zero_channels.yaml": "zero_channels.yaml:2: stem.channels: got 0, expected greater than 0",
     "even_kernel.yaml": "even_kernel.yaml:6: stages[1].kernel: got 4, expected an odd kernel size",
@@ -141,7 +141,7 @@ def test_cli_validate_and_info_do_not_import_torch():
 
 
 def test_missing_file_and_directory():
-    with pytest.raises(SpecError, match="no such file or shipped spec; shipped specs: efficientnet3d_b0, efficientnet_b0, efficientnetv2_s, mobilenet_v2"):
+    with pytest.raises(SpecError, match="no such file or shipped spec; shipped specs: efficientnet3d_b0, efficientnet_b0, efficientnet_lite0, efficientnetv2_s, mobilenet_v2"):
         archc.read("nope.yaml")
     with pytest.raises(SpecError, match="is a directory"):
         archc.spec.load_spec(ROOT / "specs")
@@ -357,3 +357,16 @@ def test_a_folder_does_not_hide_a_shipped_spec(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "(mobilenet_v2," in out
     assert err == "note: efficientnet_b0 is a file here and the name of a shipped spec; using the file (./efficientnet_b0)\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nstem: {scale: 'no'}\nstages: [{channels: 16}]\n", "x.yaml:2: stem.scale: got 'no', expected a valid boolean"),
+    ("name: x\nstem: {scale: 0}\nstages: [{channels: 16}]\n", "x.yaml:2: stem.scale: got 0, expected a valid boolean"),
+    ("name: x\nstages:\n  - {channels: 16, scale_depth: 'off'}\n", "x.yaml:3: stages[0].scale_depth: got 'off', expected a valid boolean"),
+    ("name: x\nstages:\n  columns: [channels, scale_depth]\n  rows:\n    - [16, 1]\n",
+     "x.yaml:5: stages[0].scale_depth: got 1, expected a valid boolean"),
+])
+def test_fixed_stem_and_depth_exempt_rows_take_only_true_or_false(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, file="x.yaml")
+    assert str(info.value).splitlines()[0] == message

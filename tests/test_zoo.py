@@ -15,6 +15,8 @@ TIMM_PARAMS = {
     "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994, "efficientnet_b3": 12_233_232,
     "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784, "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
     "efficientnet_b8": 87_413_142, "efficientnet_l2": 480_309_308,
+    "efficientnet_lite0": 4_652_008, "efficientnet_lite1": 5_416_680, "efficientnet_lite2": 6_092_072,
+    "efficientnet_lite3": 8_197_096, "efficientnet_lite4": 13_006_568,
     "mobilenetv2_100": 3_504_872, "mobilenetv2_140": 6_108_776, "tf_efficientnetv2_s": 21_458_488,
 }
 
@@ -28,7 +30,7 @@ def test_parameter_count_equals_timms(name):
     assert plan.name == name
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b3", "mobilenetv2_140"])
+@pytest.mark.parametrize("name", ["efficientnet_b3", "mobilenetv2_140", "efficientnet_lite0"])
 def test_timm_weights_give_timms_outputs(name):
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -48,3 +50,21 @@ def test_a_timm_name_builds_in_every_dimensionality():
     listed = {entry["preset"]: entry["aliases"] for entry in json.loads(run_archc("list", "--json").stdout)
               if entry["name"] == "efficientnet_b0"}
     assert listed["b3"] == ["efficientnet_b3"] and listed["l2"] == ["efficientnet_l2"]
+
+
+# timm's default_cfg input sizes of the Lite family (timm 1.0.31, reference-numbers.md).
+LITE_RESOLUTIONS = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
+                    "efficientnet_lite3": 300, "efficientnet_lite4": 380}
+
+
+@pytest.mark.parametrize("name", LITE_RESOLUTIONS)
+def test_lite_keeps_stem_head_and_end_stages_as_timm_does(name):
+    plan = archc.lower(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    assert plan.resolution == (LITE_RESOLUTIONS[name],) * 2 == peer.pretrained_cfg["input_size"][1:]
+    assert plan.stem.out_channels == peer.conv_stem.out_channels == 32  # fix_stem=True
+    assert plan.head.conv.out_channels == peer.conv_head.out_channels == 1280  # num_features=1280, unscaled
+    assert [len(s.blocks) for s in plan.stages] == [len(stage) for stage in peer.blocks]  # fix_first_last=True
+    assert len(plan.stages[0].blocks) == len(plan.stages[-1].blocks) == 1
+    assert {u.activation for b in plan.blocks for u in b.convs} == {"relu6", None} and not any(b.se_channels for b in plan.blocks)
