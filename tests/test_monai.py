@@ -171,3 +171,12 @@ def test_a_level_at_full_resolution_is_left_out(tmp_path):
     name = archc.monai.register(path)
     assert FLEXUNET_BACKBONE.register_dict[name]["feature_number"] == 2
     assert segment(unet(name, dims=3), (1, 1, 16, 16, 16)) == (1, 2, 16, 16, 16)
+
+
+def test_register_with_weights_gives_the_encoder_those_weights():
+    source = archc.load("mobilenet_v2", features_only=True, dims=2, in_channels=1, seed=3)
+    weights = {k: v.clone() for k, v in source.state_dict().items()}
+    name = archc.monai.register("mobilenet_v2", name="archc_test_weighted", weights=weights, weights_from="archc")
+    built = unet(name, dims=2).encoder.network.state_dict()
+    assert built.keys() == weights.keys()
+    assert all(torch.equal(built[k], v) for k, v in weights.items())
