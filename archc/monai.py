@@ -1,0 +1,187 @@
+"""archc networks as backbones of MONAI's FlexibleUNet: an adapter to MONAI's ``BaseEncoder`` interface.
+
+``import archc.monai`` (an explicit opt-in: ``import archc`` never imports MONAI) registers every shipped spec
+and every alias of one as the backbone ``archc_<name>``:
+
+    >>> import archc.monai
+    >>> from monai.networks.nets import FlexibleUNet
+    >>> unet = FlexibleUNet(in_channels=1, out_channels=2, backbone="archc_efficientnet_b0", spatial_dims=3)
+
+and :func:`register` adds a spec of your own. What FlexibleUNet expects of an encoder, and how this one meets it:
+
+- it is built as ``type(**parameters)`` from the dict registered for its name, with ``spatial_dims``,
+  ``in_channels`` and ``pretrained`` set by FlexibleUNet: the encoder compiles the spec at those settings;
+- it returns exactly ``num_outputs`` maps (at most 5), not the input itself, the i-th reduced ``2 ** (i + 1)``
+  times in every axis: the decoder upsamples each 2x, and its last block (no skip) brings the finest map back
+  to the input's size. A level at full resolution (a stride-1 stem) is therefore left out, and levels that
+  do not halve in every axis (an anisotropic start), or more than 5, are refused;
+- ``num_channels_per_output`` is known when the name is registered, before any module exists: it is taken
+  from the Plan, and checked against the built module;
+- its decoder pads an upsampled map by at most one row to meet the skip (it expects floor division, as max
+  pooling gives); archc's convolutions round up, so on a size that is not a multiple of the deepest
+  reduction each returned map is cropped to ``input size // reduction``, which is what MONAI's own encoders
+  return.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+
+from .extras import require
+
+require("monai", "archc.monai (FlexibleUNet backbones)")
+
+import torch  # noqa: E402
+from monai.networks.blocks import BaseEncoder  # noqa: E402
+from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE  # noqa: E402
+
+from . import ir  # noqa: E402
+from .api import builtin_specs, load, lower, read, shipped_aliases  # noqa: E402
+from .errors import CheckpointError, EmitError  # noqa: E402
+from .spec import Spec  # noqa: E402
+
+PREFIX = "archc_"  # backbone name of a shipped network: archc_efficientnet_b0
+MAX_OUTPUTS = 5  # FlexibleUNet refuses an encoder with more feature maps
+DECIDED = ("dims", "in_channels", "features_only", "num_classes")  # FlexibleUNet decides these, not register()
+LOAD_ARGS = tuple(name for name in inspect.signature(load).parameters if name not in ("source", *DECIDED))
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One registered name: what the encoder compiles, and what FlexibleUNet was told about it."""
+
+    spec: Spec
+    load_args: dict  # passed to archc.load (phi, preset, weights, weights_from, ...)
+    channels: tuple[int, ...]  # of each returned map, finest first
+    shipped: bool  # registered by ``import archc.monai``; register() does not replace these
+
+
+class ArchcEncoder(torch.nn.Module, BaseEncoder):
+    """A features-only archc network returning FlexibleUNet's feature maps (finest first, input excluded)."""
+
+    backbones: dict[str, Backbone] = {}  # every archc backbone name, in registration order
+
+    def __init__(self, backbone: str, spatial_dims: int = 2, in_channels: int = 3, pretrained: bool = False):
+        super().__init__()
+        entry = self.backbones.get(backbone)
+        if entry is None:
+            raise EmitError(f"{backbone!r} is not an archc backbone; archc.monai.register() adds a spec")
+        if pretrained:
+            raise CheckpointError(
+                f"{backbone}: archc has no weights to download, so pretrained=True cannot be honoured. Import weights "
+                "you have instead: archc.monai.register(spec, name=..., weights=..., weights_from='timm' (or "
+                "'torchvision', 'monai', 'efficientnet_pytorch', 'timm_tf', 'archc')) and build FlexibleUNet with that "
+                "name, or load archc.load(spec, features_only=True, dims=..., in_channels=..., weights=..., "
+                "weights_from=...).state_dict() into unet.encoder.network")
+        self.network = load(entry.spec, features_only=True, dims=spatial_dims, in_channels=in_channels, **entry.load_args)
+        plan = self.network.plan
+        self.levels = returned_levels(plan, backbone)
+        self.reductions = tuple(plan.features[i].reduction for i in self.levels)
+        channels = tuple(plan.features[i].channels for i in self.levels)
+        if channels != entry.channels:
+            raise EmitError(f"{backbone}: the built encoder's feature maps have {channels} channels, but "
+                            f"FlexibleUNet was told {entry.channels} when the name was registered")
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """The returned maps, as ``model.feature_info`` describes them (stage, module, channels, reduction)."""
+        return [self.network.feature_info[i] for i in self.levels]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = self.network(x)  # one per reduction level, finest first
+        size = x.shape[2:]
+        out = []
+        for level, reduction in zip(self.levels, self.reductions):
+            fmap = maps[level]
+            floor = [s // r for s, r in zip(size, reduction)]  # what the decoder's padding expects (see the module doc)
+            if list(fmap.shape[2:]) != floor:
+                fmap = fmap[(..., *(slice(0, f) for f in floor))]
+            out.append(fmap)
+        return out
+
+    # MONAI's BaseEncoder interface: one list entry per registered name, in the same order.
+
+    @classmethod
+    def get_encoder_names(cls) -> list[str]:
+        return list(cls.backbones)
+
+    @classmethod
+    def get_encoder_parameters(cls) -> list[dict]:
+        return [{"backbone": name, "spatial_dims": 2, "in_channels": 3, "pretrained": False} for name in cls.backbones]
+
+    @classmethod
+    def num_channels_per_output(cls) -> list[tuple[int, ...]]:
+        return [entry.channels for entry in cls.backbones.values()]
+
+    @classmethod
+    def num_outputs(cls) -> list[int]:
+        return [len(entry.channels) for entry in cls.backbones.values()]
+
+
+def returned_levels(plan: ir.Plan, name: str) -> tuple[int, ...]:
+    """Indices of ``plan.features`` the encoder returns: every level but one at full resolution, which must then
+    reduce 2, 4, 8, ... in every axis, at most 5 of them (FlexibleUNet's decoder upsamples each level 2x)."""
+    levels = tuple(i for i, f in enumerate(plan.features) if any(r != 1 for r in f.reduction))
+    found = [plan.features[i].reduction for i in levels]
+    wanted = [(2 ** (k + 1),) * plan.dims for k in range(len(levels))]
+    shown = ", ".join(map(str, found)) or "none"
+    if found != wanted:
+        raise EmitError(f"{name}: FlexibleUNet's decoder upsamples each feature map 2x in every axis, so the levels must "
+                        f"reduce {', '.join(map(str, wanted[:3]))}, ... in every axis; this network's reduce {shown}")
+    if len(levels) > MAX_OUTPUTS:
+        raise EmitError(f"{name}: FlexibleUNet takes at most {MAX_OUTPUTS} feature maps; this network has "
+                        f"{len(levels)} levels (reductions {shown})")
+    return levels
+
+
+def register(spec: Spec | str | os.PathLike, name: str | None = None, **load_args) -> str:
+    """Register a spec (path, shipped name or Spec) as a FlexibleUNet backbone; returns its name, by default
+    ``archc_<the spec's name>``. ``load_args`` go to :func:`archc.load` when FlexibleUNet builds the encoder
+    (``phi``, ``preset``, ``overrides``, ``weights``, ``weights_from``, ...); ``spatial_dims`` and ``in_channels``
+    are FlexibleUNet's. Registering a name again replaces what register() gave it before; a name that MONAI,
+    another package or ``import archc.monai`` registered is refused."""
+    decided = [arg for arg in load_args if arg in DECIDED]
+    if decided:
+        raise EmitError(f"{', '.join(decided)}: FlexibleUNet sets these (spatial_dims, in_channels), not register()")
+    unknown = [arg for arg in load_args if arg not in LOAD_ARGS]
+    if unknown:
+        raise EmitError(f"{', '.join(unknown)}: not an argument of archc.load (expected one of {', '.join(LOAD_ARGS)})")
+    load_args = dict(load_args)
+    spec = read(spec, load_args.pop("overrides", None))
+    name = PREFIX + spec.name if name is None else name
+    if not isinstance(name, str) or not name.strip():
+        raise EmitError(f"a backbone name must be a non-empty string, got {name!r}", file=spec.source.file)
+    held = FLEXUNET_BACKBONE.register_dict.get(name)
+    if held is not None and (held["type"] is not ArchcEncoder or ArchcEncoder.backbones[name].shipped):
+        owner = "archc's shipped networks" if held["type"] is ArchcEncoder else f"{held['type'].__module__}.{held['type'].__name__}"
+        raise EmitError(f"{name!r} is already a FlexibleUNet backbone (registered by {owner}); choose another name=",
+                        file=spec.source.file)
+    scaling = {arg: load_args[arg] for arg in ("phi", "preset", "resolution") if load_args.get(arg) is not None}
+    plan = lower(spec, features_only=True, **scaling)
+    levels = returned_levels(plan, name)
+    _add(name, Backbone(spec, load_args, tuple(plan.features[i].channels for i in levels), shipped=False))
+    return name
+
+
+def _add(name: str, entry: Backbone) -> None:
+    ArchcEncoder.backbones[name] = entry
+    FLEXUNET_BACKBONE.register_class(ArchcEncoder)  # (re)registers every archc name with fresh parameter dicts
+
+
+def _register_shipped() -> None:
+    """Every shipped spec and alias as ``archc_<name>``. A network whose levels do not suit FlexibleUNet (the
+    anisotropic efficientnet3d_b0) is registered too, and building it says why it cannot be used."""
+    networks = {name: read(path) for name, path in builtin_specs().items()}
+    for alias, (path, preset) in shipped_aliases().items():
+        if alias not in networks:
+            networks[alias] = read(path, {"name": alias, **({"scaling.preset": preset} if preset else {})})
+    for name, spec in networks.items():
+        plan = lower(spec, features_only=True)
+        channels = tuple(f.channels for f in plan.features if any(r != 1 for r in f.reduction))
+        ArchcEncoder.backbones[PREFIX + name] = Backbone(spec, {}, channels, shipped=True)
+    FLEXUNET_BACKBONE.register_class(ArchcEncoder)
+
+
+_register_shipped()
