@@ -12,6 +12,7 @@ import archc
 from archc.errors import EmitError
 
 timm = pytest.importorskip("timm")
+from PIL import Image  # noqa: E402  (timm's transforms take PIL images)
 from timm.data import resolve_data_config  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -153,7 +154,10 @@ def test_features_encoder_has_no_head():
 def test_data_config_as_timm():
     """timm's data pipeline reads pretrained_cfg: B0 gets exactly timm's B0 preprocessing."""
     ours, theirs = archc_b0(), timm_b0()
-    assert resolve_data_config({}, model=ours) == resolve_data_config({}, model=theirs)
+    config = resolve_data_config({}, model=ours)
+    assert config == resolve_data_config({}, model=theirs)
+    image = timm.data.create_transform(**config)(Image.new("RGB", (300, 260)))  # timm's eval transform
+    assert image.shape == (3, 224, 224)
     cfg = ours.pretrained_cfg
     assert cfg == ours.default_cfg
     assert cfg["input_size"] == (3, 224, 224) and (cfg["mean"], cfg["std"]) == (IMAGENET_MEAN, IMAGENET_STD)
