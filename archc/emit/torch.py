@@ -7,6 +7,7 @@ state_dict keys that checkpoints depend on: rename one and every saved model bre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections import OrderedDict
 
@@ -16,7 +17,15 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import ir
+from ..errors import EmitError
 from .ops import GATE, NORMS, Layers
+
+# What timm's data pipeline normalises inputs with (``timm.data.IMAGENET_DEFAULT_MEAN`` / ``_STD``). A model
+# with other than 3 input channels gets the mean of the three for every channel: that is what
+# ``weights.adapt_input_channels`` assumes of each channel when it adapts an RGB stem (a grey image seen as
+# the sum of R, G and B), and for a model trained from scratch any fixed per-channel values do.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ConvNormAct(nn.Sequential):
@@ -123,13 +132,13 @@ class Network(nn.Module):
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         self.stem = ConvNormAct(layers, plan.stem)
-        stage_type = CheckpointedStage if plan.checkpointing else nn.Sequential  # same keys either way
         self.stages = nn.Sequential(
-            *(stage_type(*(Block(block, layers) for block in stage.blocks)) for stage in plan.stages)
+            *(CheckpointedStage(*(Block(block, layers) for block in stage.blocks), checkpointing=plan.checkpointing)
+              for stage in plan.stages)
         )
-        self.feature_info = [
+        self.feature_info = FeatureInfo(
             {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
-        ]
+        )
         if self.features_only:
             self._taps = frozenset(f.stage for f in plan.features)
             return
@@ -160,28 +169,176 @@ class Network(nn.Module):
                 maps.append(x)
         return maps
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
+        pooled features (N, num_features), after dropout as in timm (dropout does nothing in eval mode)."""
+        self._needs_head("forward_head")
+        x = self.dropout(x.mean(self.spatial))  # (N, C_head)
+        return x if pre_logits else self.classifier(x)  # (N, num_classes)
+
     def forward(self, x: torch.Tensor):
         if self.features_only:
             return self.forward_pyramid(x)
-        x = self.forward_features(x)  # (N, C_head, *S')
-        x = x.mean(self.spatial)  # (N, C_head)
-        return self.classifier(self.dropout(x))  # (N, num_classes)
+        return self.forward_head(self.forward_features(x))
+
+    # timm's model API (timm.models.efficientnet.EfficientNet): training code written for timm takes this module.
+
+    @property
+    def num_features(self) -> int:
+        """Width of the head's output, which the classifier reads (timm's ``num_features``)."""
+        return self._head("num_features").conv.out_channels
+
+    @property
+    def head_hidden_size(self) -> int:
+        """As timm's: the width ``forward_head(x, pre_logits=True)`` returns."""
+        return self._head("head_hidden_size").conv.out_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self._head("num_classes").num_classes
+
+    def get_classifier(self) -> nn.Module:
+        self._needs_head("get_classifier")
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for ``num_classes`` (``nn.Identity`` for 0), initialised as :func:`build` initialises
+        linears, on the old one's device and dtype and in the module's mode. ``self.plan`` becomes the Plan with
+        that many classes, so ``analyze(model.plan)`` and ``archc.save`` describe the module as it now is.
+        ``global_pool`` is accepted as timm's argument; archc pools by average only (``None`` or ``"avg"``)."""
+        self._needs_head("reset_classifier")
+        if global_pool not in (None, "avg"):
+            raise EmitError(f"global_pool={global_pool!r}: archc's head pools by average only (None or 'avg')")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise EmitError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        like = self.head.conv.weight
+        if num_classes:
+            classifier = nn.Linear(self.num_features, num_classes, device=like.device, dtype=like.dtype)
+            init_weights(classifier)
+        else:
+            classifier = nn.Identity()
+        self.classifier = classifier.train(self.training)
+        self.plan = dataclasses.replace(self.plan, head=dataclasses.replace(self.plan.head, num_classes=num_classes))
+        source = getattr(self, "archc_source", None)
+        if source is not None:  # a module from archc.load: it is saved with the build arguments it now has
+            self.archc_source = dataclasses.replace(source, args=dict(source.args, num_classes=num_classes))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward (while training), or stop: the same switch as the
+        spec's ``checkpointing``, at run time. The state_dict keys do not change; ``self.plan`` follows."""
+        for stage in self.stages:
+            stage.checkpointing = bool(enable)
+        self.plan = dataclasses.replace(self.plan, checkpointing=bool(enable))
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """timm's description of the model's input, which ``timm.data.resolve_data_config(model=...)`` reads:
+        input size (channels, *plan.resolution), normalisation, resize and crop, and where the first conv and
+        the classifier are. A new dict each time, derived from ``self.plan``."""
+        plan = self.plan
+        if plan.in_channels == 3:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        else:
+            mean = (sum(IMAGENET_MEAN) / 3,) * plan.in_channels
+            std = (sum(IMAGENET_STD) / 3,) * plan.in_channels
+        cfg = {
+            "architecture": plan.name,
+            "input_size": (plan.in_channels, *plan.resolution),
+            "interpolation": "bicubic",
+            "crop_pct": 0.875,
+            "crop_mode": "center",
+            "mean": mean,
+            "std": std,
+            "first_conv": "stem.conv",
+        }
+        if plan.head is not None:
+            cfg.update(num_classes=plan.head.num_classes, classifier="classifier",
+                       pool_size=tuple(-(-size // r) for size, r in zip(plan.resolution, plan.features[-1].reduction)))
+        return cfg
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's older name for :attr:`pretrained_cfg`."""
+        return self.pretrained_cfg
+
+    def _head(self, name: str) -> ir.Head:
+        if self.plan.head is None:  # an AttributeError, so hasattr() says a features encoder has no such thing
+            raise AttributeError(f"a features encoder (features_only) has no {name}")
+        return self.plan.head
+
+    def _needs_head(self, name: str) -> None:
+        if self.features_only:
+            raise EmitError(f"{name}: a features encoder (features_only) has no head or classifier")
 
 
 class CheckpointedStage(nn.Sequential):
-    """A stage whose blocks recompute their activations in backward instead of keeping them (activation
-    checkpointing): memory of one block's internals at a time, for one more forward per block. Only while
-    training with gradients; evaluation runs the blocks as they are."""
+    """A stage whose blocks, while ``checkpointing`` is on, recompute their activations in backward instead of
+    keeping them (activation checkpointing): memory of one block's internals at a time, for one more forward
+    per block. Only while training with gradients; evaluation runs the blocks as they are. The switch is an
+    attribute, not a module, so turning it (``Network.set_grad_checkpointing``) leaves the state_dict as it is."""
+
+    def __init__(self, *blocks: nn.Module, checkpointing: bool = False):
+        super().__init__(*blocks)
+        self.checkpointing = checkpointing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
-            if self.training and torch.is_grad_enabled():
+            if self.checkpointing and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(
                     block, x, use_reentrant=False, context_fn=lambda block=block: (contextlib.nullcontext(), _norms_untouched(block))
                 )
             else:
                 x = block(x)
         return x
+
+
+class FeatureInfo(list):
+    """The feature levels of a ``features_only`` network: a list of archc's dicts (``stage``, ``module``,
+    ``channels``, ``reduction`` per axis), with the accessors of timm's ``timm.models._features.FeatureInfo``
+    so code written for timm's encoders reads it. As timm's, every accessor takes ``idx``: None for every
+    level, an int for one, a list for those.
+
+    ``reduction()`` is timm's int where every axis is reduced alike; where the axes differ (an anisotropic
+    3D network, e.g. (1, 2, 2)) it is the per-axis tuple, since no single number is true of all axes.
+    ``get_dicts()`` gives timm's dicts: ``num_chs``, ``reduction`` (as above), ``module``, ``index``, ``stage``.
+    """
+
+    @property
+    def out_indices(self) -> tuple[int, ...]:
+        """Every level is an output (timm: the indices of the levels the model returns)."""
+        return tuple(range(len(self)))
+
+    def get(self, key: str, idx: int | list[int] | None = None):
+        """timm's key (``num_chs``, ``reduction``, ``module``, ``index``, ``stage``) at ``idx``."""
+        dicts = self.get_dicts(idx=idx)
+        return dicts[key] if isinstance(dicts, dict) else [d[key] for d in dicts]
+
+    def get_dicts(self, keys: list[str] | None = None, idx: int | list[int] | None = None):
+        indices = self.out_indices if idx is None else idx
+        if isinstance(indices, int):
+            return self._timm_dict(indices, keys)
+        return [self._timm_dict(i, keys) for i in indices]
+
+    def channels(self, idx: int | list[int] | None = None):
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | list[int] | None = None):
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | list[int] | None = None):
+        return self.get("module", idx)
+
+    def _timm_dict(self, index: int, keys: list[str] | None) -> dict:
+        level = self[index]
+        reduction = level["reduction"]
+        info = {
+            "stage": level["stage"],
+            "reduction": reduction[0] if len(set(reduction)) == 1 else reduction,
+            "module": level["module"],
+            "num_chs": level["channels"],
+            "index": index % len(self),
+        }
+        return info if keys is None else {key: info[key] for key in keys}
 
 
 @contextlib.contextmanager
