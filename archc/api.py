@@ -272,7 +272,9 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
         raise EmitError(
             "the module no longer matches its spec (" + concat_problems(problems, 3) + "): change the spec or the build arguments "
             "(num_classes=, overrides=) instead of the module, then save", file=path)
-    checkpoint.save(path, state, source.spec_text, source.spec_file, source.args)
+    # The classes are the Plan's (reset_classifier changes them), so the file rebuilds the module as it is now.
+    args = dict(source.args, num_classes=model.plan.head.num_classes) if model.plan.head is not None else source.args
+    checkpoint.save(path, state, source.spec_text, source.spec_file, args)
 
 
 def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":

@@ -219,9 +219,6 @@ class Network(nn.Module):
             classifier = nn.Identity()
         self.classifier = classifier.train(self.training)
         self.plan = dataclasses.replace(self.plan, head=dataclasses.replace(self.plan.head, num_classes=num_classes))
-        source = getattr(self, "archc_source", None)
-        if source is not None:  # a module from archc.load: it is saved with the build arguments it now has
-            self.archc_source = dataclasses.replace(source, args=dict(source.args, num_classes=num_classes))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward (while training), or stop: the same switch as the
