@@ -59,6 +59,7 @@ def test_efficientnet_pytorch_outputs_equal(preset, size):
 PEERS = {
     ("efficientnet_b0", "torchvision"): lambda: torchvision.models.efficientnet_b0(),
     ("efficientnetv2_s", "torchvision"): lambda: torchvision.models.efficientnet_v2_s(),
+    ("efficientnetv2_m", "torchvision"): lambda: torchvision.models.efficientnet_v2_m(),
     ("efficientnet_b0", "timm"): lambda: timm.create_model("efficientnet_b0"),
     ("efficientnet_b0", "timm_tf"): lambda: timm.create_model("tf_efficientnet_b0"),  # TF "same" padding, eps 1e-3
 }
