@@ -165,6 +165,20 @@ def layout_hint(plan: ir.Plan, keys: list[str], peer_keys, source: str) -> str:
     return f"these look like {' or '.join(found)} weights: use --from " + " or --from ".join(found)
 
 
+def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
+    """A classifier's weights for an encoder (a Plan without a head): the head's and classifier's tensors
+    are left out, and counted. Anything else that does not fit is still an error."""
+    if plan.head is not None:
+        return peer, 0
+    parts = ("head.conv", "head.bn", "classifier")
+    if source == "archc":
+        prefixes = parts
+    else:
+        prefixes = tuple(_network_name(source, part, "", len(plan.stages) + 1).rstrip(".") for part in parts)
+    kept = {key: value for key, value in peer.items() if key.rpartition(".")[0] not in prefixes}
+    return kept, len(peer) - len(kept)
+
+
 def _network_name(source: str, prefix: str, leaf: str, head_index: int) -> str:
     table = {
         "monai": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"},
@@ -238,6 +252,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     2D kernels inflated into 3D (``inflate``), the stem's input channels, a classifier of another size."""
     target = model.state_dict()
     names = peer_names(model.plan, list(target), source)
+    peer, dropped = _without_head(peer, model.plan, source)
     wanted = set(names.values())
     missing = [f"{names[k]} {list(target[k].shape)}" for k in target if names[k] not in peer]
     unexpected = [f"{k} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
@@ -246,7 +261,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         hint = layout_hint(model.plan, list(target), peer, source)
         raise CheckpointError(f"{source} weights do not fit this model: " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
-    state, notes, inflated = {}, [], 0
+    state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): an encoder has none"] if dropped else []), 0
     for key, value in target.items():
         tensor = peer[names[key]]
         if tensor.shape != value.shape:

@@ -261,3 +261,29 @@ def test_archc_checkpoint_conventions_are_not_dropped(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(same(x), source.eval()(x))
+
+
+@pytest.mark.parametrize("source, make", [
+    ("monai", lambda: monai_nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=2)),
+    ("timm", lambda: timm.create_model("efficientnet_b0")),
+    ("torchvision", lambda: torchvision.models.efficientnet_b0()),
+])
+def test_a_classifiers_weights_go_into_an_encoder(source, make):
+    """A U-Net's encoder takes a pretrained classifier's weights: its head and classifier are left out, with a note,
+    and every feature map equals the classifier's own at that stage."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(make(), (3, 64, 64))
+    encoder = archc.load("efficientnet_b0", features_only=True, weights=peer.state_dict(), weights_from=source, resolution=64).eval()
+    assert any(note.startswith("left out the weights' head and classifier") for note in encoder.archc_notes)
+    whole = archc.load("efficientnet_b0", weights=peer.state_dict(), weights_from=source, resolution=64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps = encoder(x)
+        stem_and_stages = [whole.stem(x)]
+        for stage in whole.stages:
+            stem_and_stages.append(stage(stem_and_stages[-1]))
+    assert all(torch.equal(m, stem_and_stages[info["stage"] + 1]) for m, info in zip(maps, encoder.feature_info))
+    with pytest.raises(CheckpointError, match="unexpected"):  # the head is left out for an encoder only
+        archc.load("efficientnet_b0", features_only=True, weights={**peer.state_dict(), "extra.weight": torch.zeros(1)},
+                   weights_from=source)
