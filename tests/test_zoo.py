@@ -18,6 +18,7 @@ TIMM_PARAMS = {
     "efficientnet_lite0": 4_652_008, "efficientnet_lite1": 5_416_680, "efficientnet_lite2": 6_092_072,
     "efficientnet_lite3": 8_197_096, "efficientnet_lite4": 13_006_568,
     "mobilenetv2_100": 3_504_872, "mobilenetv2_140": 6_108_776, "tf_efficientnetv2_s": 21_458_488,
+    "mnasnet_100": 4_383_312,
     "tf_efficientnetv2_m": 54_139_356, "tf_efficientnetv2_l": 118_515_272, "tf_efficientnetv2_xl": 208_119_808,
 }
 
@@ -31,7 +32,7 @@ def test_parameter_count_equals_timms(name):
     assert plan.name == name
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b3", "mobilenetv2_140", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["efficientnet_b3", "mnasnet_100", "mobilenetv2_140", "efficientnet_lite0"])
 def test_timm_weights_give_timms_outputs(name):
     with torch.random.fork_rng():
         torch.manual_seed(0)
