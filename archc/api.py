@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems
+from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
 from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
@@ -359,8 +359,7 @@ MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
 
 def _check_seed(seed: int | None) -> None:
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
-        shown = repr(seed) if len(repr(seed)) <= 60 else repr(seed)[:57] + "..."
-        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown}")
+        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
 
 
 def _check_channels_last(plan: ir.Plan, channels_last: bool) -> None:

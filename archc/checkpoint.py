@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import CheckpointError
+from .errors import CheckpointError, shown
 from .files import read_bytes, write_atomic
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def load(path: str, tensors: bool = True) -> Checkpoint:
     metadata = header.get("__metadata__")
     found = metadata.get("format") if isinstance(metadata, dict) else None
     if isinstance(found, str) and found.startswith("archc-checkpoint/") and found != FORMAT:
-        raise CheckpointError(f"written in the format {_clip(found)}, this archc reads {FORMAT!r}: build it again from its spec", file=path)
+        raise CheckpointError(f"written in the format {shown(found)}, this archc reads {FORMAT!r}: build it again from its spec", file=path)
     if found != FORMAT:
         raise NotArchcCheckpoint(f"not an archc checkpoint (its metadata has no format {FORMAT!r})", file=path)
     if sorted(metadata) != sorted(_METADATA_KEYS + ("sha256",)) or not all(isinstance(v, str) for v in metadata.values()):
@@ -88,7 +88,7 @@ def load(path: str, tensors: bool = True) -> Checkpoint:
         raise CheckpointError("checksum mismatch: the file was changed or corrupted after it was written", file=path)
     build_args = _json(metadata["build"], "its build arguments", path)
     if not isinstance(build_args, dict):
-        raise CheckpointError(f"its build arguments are not a mapping: {_clip(metadata['build'])}", file=path)
+        raise CheckpointError(f"its build arguments are not a mapping: {shown(metadata['build'])}", file=path)
     return Checkpoint(metadata["spec"], metadata["spec_file"], build_args, _tensors(header, data, path) if tensors else {})
 
 
@@ -131,11 +131,11 @@ def _tensors(header: dict, data: bytes, path: str) -> dict:
             raise CheckpointError(f"{where}: an entry needs exactly dtype, shape and data_offsets", file=path)
         dtype, shape, offsets = dtypes.get(entry["dtype"]), entry["shape"], entry["data_offsets"]
         if dtype is None:
-            raise CheckpointError(f"{where}: unknown dtype {_clip(entry['dtype'])}", file=path)
+            raise CheckpointError(f"{where}: unknown dtype {shown(entry['dtype'])}", file=path)
         if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
-            raise CheckpointError(f"{where}: shape {_clip(shape)} is not a list of sizes", file=path)
+            raise CheckpointError(f"{where}: shape {shown(shape)} is not a list of sizes", file=path)
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
-            raise CheckpointError(f"{where}: data_offsets {_clip(offsets)} are not two byte positions", file=path)
+            raise CheckpointError(f"{where}: data_offsets {shown(offsets)} are not two byte positions", file=path)
         start, stop = offsets
         size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         if start != end or stop - start != size or stop > len(data):
@@ -178,7 +178,7 @@ def _json(text: str, what: str, path: str):
 
 
 def _refuse_number(text: str):
-    raise ValueError(f"{_clip(text)} is not a finite number")
+    raise ValueError(f"{shown(text)} is not a finite number")
 
 
 def _finite(text: str) -> float:
@@ -188,11 +188,6 @@ def _finite(text: str) -> float:
 
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _clip(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _dtype_codes() -> dict:

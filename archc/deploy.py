@@ -20,9 +20,10 @@ import os
 
 import torch
 
-from .errors import EmitError
+from .errors import EmitError, described
 from .extras import require
 from .files import write_atomic
+from .formatting import shape as format_shape
 
 FORMATS = {".pt": "torchscript", ".torchscript": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 
@@ -76,7 +77,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opse
     check_opset(opset, path)
     # torch.export traces with at least two: it specialises sizes 0 and 1, and the batch must stay dynamic.
     shape = _example_shape(model, max(batch, 2) if fmt == "export" else batch)
-    size = "x".join(map(str, shape))
+    size = format_shape(shape)
     values = math.prod(shape)
     if values > MAX_EXAMPLE_VALUES:
         raise EmitError(f"example input {size} has {values:.3g} values, over the limit of {MAX_EXAMPLE_VALUES:,} values "
@@ -96,8 +97,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opse
             else:
                 _onnx(model, example, buffer, path, opset)
     except (RuntimeError, ValueError) as exc:  # torch's and the exporters' errors (theirs subclass RuntimeError)
-        cause = str(exc).strip().splitlines()
-        raise EmitError(f"cannot export at input {size}: {type(exc).__name__}{': ' + cause[0] if cause else ''}", file=path) from exc
+        raise EmitError(f"cannot export at input {size}: {described(exc)}", file=path) from exc
     finally:
         for module, flag in training.items():
             module.training = flag

@@ -38,6 +38,18 @@ def format_path(path: tuple) -> str:
     return out
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error quotes what it got, never a page of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def described(exc: BaseException) -> str:
+    """``TypeError: the first line of its message``: a foreign exception (torch's, a user's evaluator's) in one line."""
+    lines = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {lines[0]}" if lines else "")
+
+
 def concat_problems(problems: list[str], maximum: int = 12) -> str:
     """"a; b; c; and 9 more": the first ``maximum`` of a list of problems, so a message stays readable."""
     shown = "; ".join(problems[:maximum])

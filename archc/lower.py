@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from . import ir
-from .errors import LoweringError, ScalingError, format_path
+from .errors import LoweringError, ScalingError, format_path, shown
 from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import MAX_SIZE, Spec
 
@@ -275,8 +275,7 @@ class _Axes:
     def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         if not values or any(not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE for v in values):
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-            raise LoweringError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown}")
+            raise LoweringError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown(value)}")
         if len(values) not in (1, self.dims):
             raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
         return values * self.dims if len(values) == 1 else values

@@ -23,7 +23,7 @@ from typing import Callable
 
 from .analysis import analyze
 from .api import read
-from .errors import ArchcError, EmitError, ScalingError
+from .errors import ArchcError, EmitError, ScalingError, described, shown
 from .extras import require
 from .lower import lower
 from .spec import Spec
@@ -231,9 +231,7 @@ def grid(
         for n, (group, score, failure) in enumerate(finished(), start=1):
             named = _named(group[0])
             if failure is not None:
-                cause = str(failure).strip().splitlines()
-                raise ArchcError(f"evaluating {named} failed: {type(failure).__name__}{': ' + cause[0] if cause else ''}; "
-                                 f"{_kept(results, done)}") from failure
+                raise ArchcError(f"evaluating {named} failed: {described(failure)}; {_kept(results, done)}") from failure
             score = _finite(score, f"{named}: {getattr(evaluate, '__name__', 'evaluate')} returned", f"; {_kept(results, done)}")
             for candidate in group:
                 result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
@@ -272,9 +270,7 @@ def _finite(value, where: str, then: str = "", **location) -> float:
         else:
             if math.isfinite(number):
                 return number
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    raise ArchcError(f"{where} score {shown}; expected a finite number (higher is better){then}", **location)
+    raise ArchcError(f"{where} score {shown(value, 40)}; expected a finite number (higher is better){then}", **location)
 
 
 _FIGURES = ("alpha", "beta", "gamma", "macs_ratio")

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SpecError
+from .errors import SpecError, shown
 from .files import read_bytes
 from .ir import Activation, BlockType, Gate, NormType, Padding
 from .scaling import MAX_MULTIPLIER, unknown_preset
@@ -410,7 +410,7 @@ def _spec_error(exc: ValidationError, source: Source) -> SpecError:
             path = source.known_prefix(loc) if loc not in source.lines else loc
             path = path or loc
             # A check across several keys (a model validator) gets the whole mapping as input: don't echo it.
-            got = "" if isinstance(error["input"], dict) else f"got {_show(error['input'])}, "
+            got = "" if isinstance(error["input"], dict) else f"got {shown(error['input'])}, "
             message = got + _expected(error)
         key = (path, message)
         if key in seen:
@@ -473,11 +473,6 @@ def _unwrap(annotation: object) -> object:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0]
     return annotation
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _show_text(text: str) -> str:
