@@ -54,6 +54,15 @@ def shipped_aliases() -> dict[str, tuple[Path, str | None]]:
     return found
 
 
+def shipped_spec(name: str, overrides: Overrides | None = None) -> Spec:
+    """A shipped spec, or another name of one (the spec at that name's preset), whatever the working folder holds."""
+    builtins = builtin_specs()
+    if name in builtins:
+        return load_spec(builtins[name], overrides)
+    path, preset = shipped_aliases()[name]
+    return load_spec(path, _merged(overrides, under={"name": name, **({"scaling.preset": preset} if preset else {})}))
+
+
 def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
     """A Spec from a Spec, a YAML file path, the name of a shipped spec, or a saved ``.safetensors`` model (the spec
     it was built from), with ``overrides`` applied (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``),
@@ -64,23 +73,20 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
     if _is_checkpoint(spec):
         return _saved_spec(name, overrides)
     builtins = builtin_specs()
-    shipped = builtins.get(name)  # only a bare name (no folder, no .yaml) can be one
-    if shipped is None and name in shipped_aliases():  # another name of a shipped network: its spec at its preset
-        shipped, preset = shipped_aliases()[name]
-        overrides = _merged(overrides, under={"name": name, **({"scaling.preset": preset} if preset else {})})
+    shipped = name in builtins or name in shipped_aliases()  # only a bare name (no folder, no .yaml) can be one
     if path.is_file():  # a file wins: it is what the user has in front of them
         result = load_spec(path, overrides)
-        if shipped is not None:
+        if shipped:
             result.source.notes.append(f"{name} is a file here and the name of a shipped spec; using the file (./{name})")
         return result
-    if shipped is not None and path.is_dir():  # a folder of that name (say, a training run's output) hides nothing
-        result = load_spec(shipped, overrides)
-        result.source.notes.append(f"{name} is a folder here; using the shipped spec ({shipped})")
+    if shipped and path.is_dir():  # a folder of that name (say, a training run's output) hides nothing
+        result = shipped_spec(name, overrides)
+        result.source.notes.append(f"{name} is a folder here; using the shipped spec ({result.source.file})")
         return result
     if path.exists():  # a folder, a device, a FIFO: load_spec says why it cannot be read
         return load_spec(path, overrides)
-    if shipped is not None:
-        return load_spec(shipped, overrides)
+    if shipped:
+        return shipped_spec(name, overrides)
     hint = f"; shipped specs: {', '.join(builtins)} (and their aliases: archc list)" if builtins else ""
     raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
 
@@ -400,8 +406,8 @@ def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
 
     if weights_from not in CONVENTIONS:
         raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
-    if weights_from == "archc" and isinstance(weights, (str, os.PathLike)) and str(weights).endswith(CHECKPOINT_SUFFIX):
-        saved = _restore_if_archc(str(weights))
+    if weights_from == "archc" and _is_checkpoint(weights):
+        saved = _restore_if_archc(os.fspath(weights))
         if saved is not None:
             # Keep the padding and eps the weights were built with (say, when inflating them into 3D), use the
             # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.

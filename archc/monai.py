@@ -38,7 +38,7 @@ from monai.networks.blocks import BaseEncoder  # noqa: E402
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE  # noqa: E402
 
 from . import ir  # noqa: E402
-from .api import builtin_specs, load, lower, read, shipped_aliases  # noqa: E402
+from .api import builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
 from .errors import CheckpointError, EmitError  # noqa: E402
 from .spec import Spec  # noqa: E402
 
@@ -173,11 +173,8 @@ def _add(name: str, entry: Backbone) -> None:
 def _register_shipped() -> None:
     """Every shipped spec and alias as ``archc_<name>``. A network whose levels do not suit FlexibleUNet (the
     anisotropic efficientnet3d_b0) is registered too, and building it says why it cannot be used."""
-    networks = {name: read(path) for name, path in builtin_specs().items()}
-    for alias, (path, preset) in shipped_aliases().items():
-        if alias not in networks:
-            networks[alias] = read(path, {"name": alias, **({"scaling.preset": preset} if preset else {})})
-    for name, spec in networks.items():
+    for name in dict.fromkeys([*builtin_specs(), *shipped_aliases()]):
+        spec = shipped_spec(name)
         plan = lower(spec, features_only=True)
         channels = tuple(f.channels for f in plan.features if any(r != 1 for r in f.reduction))
         ArchcEncoder.backbones[PREFIX + name] = Backbone(spec, {}, channels, shipped=True)

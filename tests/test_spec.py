@@ -359,6 +359,14 @@ def test_a_folder_does_not_hide_a_shipped_spec(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "(mobilenet_v2," in out
     assert err == "note: efficientnet_b0 is a file here and the name of a shipped spec; using the file (./efficientnet_b0)\n"
+    # The same for another name of a shipped network: the file is read as written, without the alias's preset.
+    shutil.copy(ROOT / "specs" / "mobilenet_v2.yaml", tmp_path / "efficientnet_b3")
+    mine = archc.read("efficientnet_b3")
+    assert (mine.name, mine.scaling.preset) == ("mobilenet_v2", None)
+    (tmp_path / "efficientnet_b3").unlink()
+    (tmp_path / "efficientnet_b3").mkdir()
+    shipped = archc.read("efficientnet_b3")
+    assert (shipped.name, shipped.scaling.preset) == ("efficientnet_b3", "b3")
 
 
 @pytest.mark.parametrize("text, message", [
