@@ -112,7 +112,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     """The shipped specs and their presets, one line each, with what each builds (from the Plan: no torch)."""
     from .analysis import analyze
-    from .formatting import human
+    from .formatting import human, shape
     from .summary import table
 
     entries = []
@@ -127,7 +127,7 @@ def _list(args: argparse.Namespace) -> int:
         _print_json(entries)
         return 0
     rows = [("spec", "preset", "dims", "params", "MACs", "input", "also known as")]
-    rows += [(e["name"], e["preset"] or "-", f"{e['dims']}D", f"{e['params']:,}", human(e["macs"]), "x".join(map(str, e["input_shape"])),
+    rows += [(e["name"], e["preset"] or "-", f"{e['dims']}D", f"{e['params']:,}", human(e["macs"]), shape(e["input_shape"]),
               ", ".join(e["aliases"])) for e in entries]
     print("\n".join(table(rows, right={3, 4}, total=False)))
     return 0
@@ -174,7 +174,10 @@ def _info(args: argparse.Namespace) -> int:
 
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
-    print(json.dumps(report.to_dict(), indent=1) if args.json else formats[args.detail](report))
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(formats[args.detail](report))
     _warn(report.warnings, args)
     return 0
 
@@ -225,7 +228,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _scale(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .formatting import human
+    from .formatting import human, shape
     from .search import constraint, curve, curve_format, plot_curve
 
     if args.output:
@@ -251,7 +254,7 @@ def _scale(args: argparse.Namespace) -> int:
         print()
         print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
         for p in points:
-            print(f"{p.phi:>5g}  {p.width:>6.3f}  {p.depth:>6.3f}  {'x'.join(map(str, p.resolution)):>14}  {p.params:>12,}  "
+            print(f"{p.phi:>5g}  {p.width:>6.3f}  {p.depth:>6.3f}  {shape(p.resolution):>14}  {p.params:>12,}  "
                   f"{human(p.macs):>7}  {p.macs_ratio:>9.2f}")
         if presets:
             print()

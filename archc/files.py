@@ -30,8 +30,7 @@ def read_bytes(path: str | os.PathLike, error: type[ArchcError], kind: str, limi
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise error(f"is a directory, not a {kind}", file=name)
-        if not stat.S_ISREG(mode):
-            raise error(f"is not a regular file ({_file_type(mode)}); a {kind} is a file on disk", file=name)
+        _refuse_unless_regular(mode, error, kind, name)
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(limit + 1)
@@ -51,12 +50,16 @@ def check_regular_file(path: str | os.PathLike, error: type[ArchcError], kind: s
         info = os.stat(name)
     except OSError:
         raise error("no such file", file=name) from None
-    if not stat.S_ISREG(info.st_mode):
-        if stat.S_ISDIR(info.st_mode):
-            raise error("no such file", file=name)
-        raise error(f"is not a regular file ({_file_type(info.st_mode)}); a {kind} is a file on disk", file=name)
+    if stat.S_ISDIR(info.st_mode):
+        raise error("no such file", file=name)
+    _refuse_unless_regular(info.st_mode, error, kind, name)
     if info.st_size > limit:
         raise error(f"larger than {limit:,} bytes, the most a {kind} may be", file=name)
+
+
+def _refuse_unless_regular(mode: int, error: type[ArchcError], kind: str, name: str) -> None:
+    if not stat.S_ISREG(mode):
+        raise error(f"is not a regular file ({_file_type(mode)}); a {kind} is a file on disk", file=name)
 
 
 def _file_type(mode: int) -> str:

@@ -35,6 +35,7 @@ CONVENTIONS = {
     "timm": {"padding": "symmetric", "norm.eps": 1e-5},
 }
 SOURCES = tuple(CONVENTIONS)  # the weight sources: one list, the keys above
+INFLATE_MODES = ("center", "mean")  # see inflate_kernel
 
 
 def conventions(source: str, block_types: set[str]) -> dict:
@@ -44,7 +45,7 @@ def conventions(source: str, block_types: set[str]) -> dict:
     if source == "torchvision" and "fused_mbconv" in block_types:
         found["norm.eps"] = 1e-3
     return found
-INFLATE_MODES = ("center", "mean")  # see inflate_kernel
+
 
 # archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
 _TF_PORT_ROLES = {
