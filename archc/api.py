@@ -305,9 +305,8 @@ def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
 
     saved = checkpoint.load(path, tensors=False)
     built_with = saved.build_args.get("overrides") or []
-    as_list = lambda given: [f"{k}={v}" for k, v in given.items()] if isinstance(given, dict) else list(given)  # noqa: E731
     return parse_spec(saved.spec_text, file=f"{path} (spec saved from {saved.spec_file})",
-                      overrides=as_list(built_with) + as_list(overrides or []) or None)
+                      overrides=_assignments(built_with) + _assignments(overrides or []) or None)
 
 
 def _saved_plan(saved, path: str) -> ir.Plan:
@@ -420,6 +419,12 @@ def _merged(overrides: Overrides | None, under: dict | None = None, over: dict |
     PATH=VALUE list)."""
     under, over = under or {}, over or {}
     if isinstance(overrides, (list, tuple)):
-        as_text = lambda values: [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]  # noqa: E731
-        return as_text(under) + list(overrides) + as_text(over)
+        return _assignments(under) + list(overrides) + _assignments(over)
     return {**under, **(overrides or {}), **over}
+
+
+def _assignments(overrides: Overrides) -> list[str]:
+    """Overrides as ``PATH=VALUE`` texts, the CLI's form, whichever form they came in."""
+    if not isinstance(overrides, dict):
+        return list(overrides)
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in overrides.items()]
