@@ -165,9 +165,11 @@ class _Walker:
         self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, conv.kernel, self.jump))
         self.jump = tuple(j * s for j, s in zip(self.jump, conv.stride))
         self.size = out
-        weights = conv.out_channels * (conv.in_channels // conv.groups) * math.prod(conv.kernel)
+        weights = sum(c_out * (c_in // groups) * math.prod(kernel) for c_in, c_out, kernel, groups in conv.parts)
         shape = (conv.out_channels, *out)
         detail = "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
+        if conv.kernels:  # MixNet's mixed kernels, or 1x1 convs over channel groups
+            detail = f"mixed {detail} " + ",".join(kernel_size(k) for k in conv.kernels)
         self._layer(f"{prefix}.{conv.conv}", "conv", detail, conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
         if conv.norm:
             self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
@@ -200,6 +202,15 @@ class _Walker:
         params = c * squeeze + squeeze + squeeze * c + c
         pooled = c + 2 * squeeze + 2 * c  # mean, reduce, act, expand, gate outputs
         return params, 2 * c * squeeze, pooled + c * math.prod(self.size)
+
+    def scale(self, scale: ir.LayerScale, prefix: str) -> tuple[int, int, int]:
+        shape = (scale.channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{scale.name}", "scale", "layer scale", scale.channels, scale.channels, (), (), 1, shape, scale.channels, 0))
+        return scale.channels, 0, math.prod(shape)
+
+    def pool(self) -> None:
+        """Global average pooling: every spatial axis to 1 (the efficient head's conv runs after it)."""
+        self.size = (1,) * self.plan.dims
 
     def _check(self, conv: ir.ConvUnit, where: str) -> None:
         small = [axis for axis, (n, k) in enumerate(zip(self.size, conv.kernel)) if 1 < k and n < k]
@@ -235,11 +246,11 @@ def analyze(plan: ir.Plan) -> Report:
         rows.append(
             StageRow(
                 name=str(stage.index),
-                block=block_title(stage.type, stage.expand_ratio),
+                block=stage_title(stage),
                 repeats=len(stage.blocks),
                 in_channels=first.in_channels,
-                out_channels=first.out_channels,
-                kernel=stage.kernel,
+                out_channels=stage.blocks[-1].out_channels,
+                kernel=first.kernel,
                 stride=stage.stride,
                 se_channels=first.se_channels,
                 shape=costs[-1].shape,
@@ -261,12 +272,15 @@ def analyze(plan: ir.Plan) -> Report:
 
 def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
     conv = plan_head.conv
-    params, macs, kept = walk.conv(conv.unit, "head", "head")
-    head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
-    parts.append(head)
-    rows.append(_row("head", "conv", 1, conv, head))
+    if plan_head.type != "conv":
+        walk.pool()
+    if conv is not None:
+        params, macs, kept = walk.conv(conv.unit, "head", "head")
+        head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
+        parts.append(head)
+        rows.append(_row("head", "conv", 1, conv, head))
     if plan_head.num_classes:
-        c_in, c_out = conv.out_channels, plan_head.num_classes
+        c_in, c_out = plan_head.out_channels, plan_head.num_classes
         classifier = Cost("classifier", c_in * c_out + c_out, c_in * c_out, 2 * c_in + c_out, (c_out,), walk.rf)
         walk.layers.append(LayerCost("classifier", "linear", "dense", c_in, c_out, (), (), 1, (c_out,), classifier.params, classifier.macs))
         parts.append(classifier)
@@ -278,6 +292,8 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
     for layer in block.layers:
         if isinstance(layer, ir.SqueezeExcite):
             p, m, k = walk.se(layer, block.path)
+        elif isinstance(layer, ir.LayerScale):
+            p, m, k = walk.scale(layer, block.path)
         else:
             p, m, k = walk.conv(layer, f"stage {block.stage}", block.path)
         params, macs, kept = params + p, macs + m, kept + k
@@ -291,11 +307,24 @@ def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -
                     cost.shape, cost.params, cost.macs, cost.activations, cost.receptive_field)
 
 
-def block_title(block_type: str, expand_ratio: int) -> str:
-    """``MBConv6``, ``FusedMBConv4``, ``Conv`` as papers name them."""
-    if block_type == "conv":
-        return "Conv"
-    return {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv"}[block_type] + str(expand_ratio)
+def block_title(block: ir.Block) -> str:
+    """``MBConv6``, ``MBConv2.5``, ``FusedMBConv4``, ``DSConv``, ``Conv``, ``UIB4`` as papers name them; mixed depthwise
+    kernels follow (``MBConv6 k3,5,7``)."""
+    name = {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv", "uib": "UIB", "conv": "Conv", "ds": "DSConv", "dsa": "DSConv"}[block.type]
+    if block.type in ("mbconv", "fused_mbconv", "uib"):
+        name += f"{block.expand_ratio:g}"
+    mixed = next((unit.kernels for unit in block.convs if unit.kernels and unit.groups > 1), ())
+    return name + (" k" + ",".join(kernel_size(k) for k in mixed) if mixed else "")
+
+
+def kernel_size(kernel: tuple[int, ...]) -> str:
+    """``3`` for a 3x3 (or 3x3x3) kernel, ``1x3x3`` where the axes differ."""
+    return str(kernel[0]) if len(set(kernel)) == 1 else format_shape(kernel)
+
+
+def stage_title(stage: ir.Stage) -> str:
+    """The titles of a stage's blocks, each once, in order: ``MBConv6`` or ``MBConv6 + MBConv2.5 + MBConv2.3``."""
+    return " + ".join(dict.fromkeys(block_title(block) for block in stage.blocks))
 
 
 def total_stride(plan: ir.Plan) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from . import ir
-from .analysis import Report, analyze, block_title
+from .analysis import Report, analyze, block_title, kernel_size, stage_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
@@ -124,7 +124,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
         f"out {_shape(report.shape_of(blocks[-1].path))}",
         f"{params:,} params",
     ]
-    graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS.get(stage.type, "#eeeeee"))
+    graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS.get(blocks[-1].type, "#eeeeee"))
     graph.edge(previous, name, label=dot_text(_shape(_input_shape(blocks[0], report))))
     return name
 
@@ -132,7 +132,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
 def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     cost = next(p for p in report.parts if p.path == block.path)
     lines = [
-        f"{block.path}  {block_title(block.type, report.plan.stages[block.stage].expand_ratio)} k{_axes(block.kernel)}"
+        f"{block.path}  {block_title(block)}" + ("" if _mixed(block) else f" k{_axes(block.kernel)}")
         + (f" s{_axes(block.stride)}" if any(s > 1 for s in block.stride) else ""),
         f"{block.in_channels}→{block.out_channels}   SE {block.se_channels or 'none'}",
         f"out {_shape(cost.shape)}   {cost.params:,} params",
@@ -159,6 +159,8 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
     for layer in block.layers:
         if isinstance(layer, ir.SqueezeExcite):  # gates its input: the shape stays
             layers.append((layer.name, f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape))
+        elif isinstance(layer, ir.LayerScale):
+            layers.append((layer.name, f"layer scale ×{layer.init:g}", shape))
         else:
             shape = report.layer(f"{block.path}.{layer.conv}").shape
             layers.append((layer.conv, _conv_label(layer, norm), shape))
@@ -181,6 +183,9 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
 
 def _conv_label(conv: ir.ConvUnit, norm: str) -> str:
     tail = (f", {norm}" if conv.norm else "") + (f", {conv.activation}" if conv.act else "")
+    if conv.kernels:  # MixNet: one conv per channel group
+        kind = "mixed depthwise" if conv.groups > 1 else f"{len(conv.kernels)} grouped convs"
+        return f"{kind} k{','.join(kernel_size(k) for k in conv.kernels)} s{_axes(conv.stride)} {conv.in_channels}→{conv.out_channels}{tail}"
     if conv.groups > 1 and conv.groups == conv.in_channels:
         return f"depthwise k{_axes(conv.kernel)} s{_axes(conv.stride)}{tail}"
     if all(k == 1 for k in conv.kernel) and all(st == 1 for st in conv.stride):
@@ -218,17 +223,31 @@ def _stem_label(plan: ir.Plan, report: Report) -> str:
 def _head_label(plan: ir.Plan, report: Report) -> str:
     head = plan.head
     params = sum(p.params for p in report.parts if p.path in ("head", "classifier"))
-    classifier = f"dropout {head.dropout:g} → linear {head.conv.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
+    classifier = f"dropout {head.dropout:g} → linear {head.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
+    if head.conv is None:
+        first, then = "head: global average pool", classifier
+    elif head.type == "efficient":  # pooled first: the conv sees one position
+        norm = f", {NORM_NAMES[plan.norm.type]}" if head.conv.norm else " with bias"
+        first, then = f"head: global average pool → 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}{norm}, {head.conv.activation}", classifier
+    else:
+        conv = f"1×1 conv {head.conv.in_channels}→{head.conv.out_channels}"
+        first, then = f"head: {conv}, {NORM_NAMES[plan.norm.type]}, {head.conv.activation}", f"global average pool → {classifier}"
     return "\n".join([
-        f"head: 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}, {NORM_NAMES[plan.norm.type]}, {head.conv.activation}",
-        f"global average pool → {classifier}",
+        first,
+        then,
         f"out {_shape(report.rows[-1].shape)}   {params:,} params",
     ])
 
 
 def _stage_title(stage: ir.Stage) -> str:
     repeats = f" ×{len(stage.blocks)}" if len(stage.blocks) > 1 else ""
-    return f"stage {stage.index}: {block_title(stage.type, stage.expand_ratio)} k{_axes(stage.kernel)}{repeats}"
+    kernels = "/".join(dict.fromkeys(_axes(block.kernel) for block in stage.blocks if not _mixed(block)))
+    return f"stage {stage.index}: {stage_title(stage)}{' k' + kernels if kernels else ''}{repeats}"
+
+
+def _mixed(block: ir.Block) -> bool:
+    """Whether the block's depthwise kernels are mixed (its title names them)."""
+    return any(unit.kernels and unit.groups > 1 for unit in block.convs)
 
 
 def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:

@@ -16,12 +16,14 @@ Axes = tuple[int, ...]
 # keyed by them (a test checks that each table covers its set exactly).
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
-BlockType = Literal["mbconv", "fused_mbconv", "conv"]
+BlockType = Literal["mbconv", "fused_mbconv", "conv", "ds", "dsa", "uib"]
+HeadType = Literal["conv", "efficient", "pool"]
 NormType = Literal["batch", "group", "instance", "layer"]
 Padding = Literal["symmetric", "same"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
 BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
+HEAD_TYPES: tuple[str, ...] = get_args(HeadType)
 NORM_TYPES: tuple[str, ...] = get_args(NormType)
 
 
@@ -43,11 +45,13 @@ class ConvLayer:
     kernel: Axes
     stride: Axes
     activation: Activation
+    norm: bool = True  # False: no norm, and the conv has a bias (MobileNetV3's efficient head)
 
     @property
     def unit(self) -> "ConvUnit":
         """The same layer as a conv unit (modules ``conv``, ``bn``, ``act``), as analysis and BN folding read it."""
-        return ConvUnit("conv", "bn", "act", self.in_channels, self.out_channels, self.kernel, self.stride, 1, self.activation)
+        return ConvUnit("conv", "bn" if self.norm else None, "act", self.in_channels, self.out_channels, self.kernel, self.stride, 1,
+                        self.activation, bias=not self.norm)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,26 @@ class ConvUnit:
     groups: int  # in_channels for a depthwise conv
     activation: Activation | None  # None exactly when act is None
     bias: bool = False
+    # Mixed kernels (MixNet, Tan & Le 2019): the channels split into len(kernels) groups, each its own conv with its own
+    # kernel (submodules ``0``, ``1``, ...; ``kernel`` is then the largest). Empty: one conv. With groups == in_channels
+    # every part is depthwise; with groups == 1 every part is dense (MixNet's split 1x1 convs).
+    kernels: tuple[Axes, ...] = ()
+
+    @property
+    def parts(self) -> tuple[tuple[int, int, Axes, int], ...]:
+        """(in, out, kernel, groups) of each conv this unit is: one, or one per channel split of a mixed unit."""
+        if not self.kernels:
+            return ((self.in_channels, self.out_channels, self.kernel, self.groups),)
+        ins, outs = split_channels(self.in_channels, len(self.kernels)), split_channels(self.out_channels, len(self.kernels))
+        depthwise = self.groups == self.in_channels
+        return tuple((i, o, k, i if depthwise else 1) for i, o, k in zip(ins, outs, self.kernels))
+
+
+def split_channels(channels: int, parts: int) -> tuple[int, ...]:
+    """Equal shares, the remainder to the first (timm ``_split_channels``, TF MixNet ``_split_channels``)."""
+    shares = [channels // parts] * parts
+    shares[0] += channels - sum(shares)
+    return tuple(shares)
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,16 @@ class SqueezeExcite:
     gate: Gate
 
 
-Layer = Union[ConvUnit, SqueezeExcite]
+@dataclass(frozen=True)
+class LayerScale:
+    """A learned per-channel scale of the residual branch (Touvron et al. 2021; MobileNetV4's UIB)."""
+
+    name: str  # module name: "layer_scale"
+    channels: int
+    init: float  # initial value of every scale
+
+
+Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
 
 
 @dataclass(frozen=True)
@@ -86,8 +119,10 @@ class Block:
     """One block of a stage: its layers in order, then the skip. By ``type`` the layers are:
 
     - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project
+    - ``ds`` / ``dsa``: depthwise kxk -> [SE] -> 1x1 project (``dsa``: with an activation)
     - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project; without expansion a single kxk conv
     - ``conv``: kxk conv -> norm -> activation
+    - ``uib``: [depthwise kxk] -> 1x1 expand -> [depthwise kxk] -> [SE] -> 1x1 project -> [layer scale]
     """
 
     path: str  # "stages.3.1": stage 3, block 1, the module path in the emitted model
@@ -98,7 +133,7 @@ class Block:
     out_channels: int
     kernel: Axes
     stride: Axes
-    expand_ratio: float  # the spec's ratio (1: no expand conv)
+    expand_ratio: float  # the spec's ratio (1: no expand conv, unless the spec kept it)
     layers: tuple[Layer, ...]  # what the block computes, in order: every consumer reads this
     residual: bool  # identity skip (stride 1 and in == out, unless the spec turned it off)
     drop_path: float  # stochastic-depth rate of the skip branch
@@ -125,19 +160,32 @@ class FeatureLevel:
 
 @dataclass(frozen=True)
 class Stage:
+    """One stage: its blocks, from one or more rows of the spec's table (MobileNetV3's stages mix expansions)."""
+
     index: int
-    type: BlockType
-    expand_ratio: float
-    kernel: Axes
-    stride: Axes
     blocks: tuple[Block, ...]
+
+    @property
+    def stride(self) -> Axes:
+        return self.blocks[0].stride
 
 
 @dataclass(frozen=True)
 class Head:
-    conv: ConvLayer  # 1x1 conv to the head width
+    """``conv``: 1x1 conv, norm, activation, then global pooling (EfficientNet). ``efficient``: global pooling, then
+    the 1x1 conv and its activation, on one position (MobileNetV3: with a bias and no norm; MobileNetV4: with a norm).
+    ``pool``: global pooling only (MobileNetV1). Then dropout and the linear classifier."""
+
+    conv: ConvLayer | None  # 1x1 conv to the head width; None for ``pool``
     dropout: float
     num_classes: int  # 0 = no classifier
+    type: HeadType = "conv"
+    in_channels: int = 0  # the last stage's width, which the head reads
+
+    @property
+    def out_channels(self) -> int:
+        """The width the classifier reads (timm's ``head_hidden_size``)."""
+        return self.conv.out_channels if self.conv else self.in_channels
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import math
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
-from .scaling import Multipliers, compound, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
-from .spec import MAX_SIZE, Spec
+from .scaling import Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
+from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec
 
 
 def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
@@ -88,29 +88,31 @@ def lower(
     repeats = _repeats(spec, mult)
     total_blocks = sum(repeats)
     stages, index, width_in = [], 0, stem.out_channels
-    for i, (row, n) in enumerate(zip(spec.stages, repeats)):
-        out = channels(row.channels)
-        kernel = axes.get(row.kernel, ("stages", i, "kernel"))
-        stride = axes.get(row.stride, ("stages", i, "stride"))
-        blocks = []
-        for j in range(n):
-            block_in, block_stride = (width_in, stride) if j == 0 else (out, (1,) * dims)
-            blocks.append(_block(spec, row, i, j, index, total_blocks, block_in, out, kernel, block_stride))
-            index += 1
-        stages.append(ir.Stage(i, row.block, row.expand, kernel, stride, tuple(blocks)))
-        width_in = out
+    for number, rows in enumerate(_stage_rows(spec)):
+        blocks: list[ir.Block] = []
+        for i in rows:
+            row, out = spec.stages[i], channels(spec.stages[i].channels)
+            shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None)
+            for j in range(repeats[i]):
+                block_in, block_stride = (width_in, shape.stride) if j == 0 else (out, (1,) * dims)
+                blocks.append(_block(spec, row, shape, f"stages.{number}.{len(blocks)}", number, index, total_blocks, block_in, out, block_stride))
+                index += 1
+            width_in = out
+        stages.append(ir.Stage(number, tuple(blocks)))
 
     head_conv = ir.ConvLayer(
         path="head",
         in_channels=width_in,
-        out_channels=channels(spec.head.channels) if spec.head.scale else spec.head.channels,
+        out_channels=_head_width(spec.head.channels, spec.head.scale, channels),
         kernel=(1,) * dims,
         stride=(1,) * dims,
         activation=spec.activation,
+        # MobileNetV3's efficient head: the conv runs on the pooled vector, with a bias and no norm
+        norm=spec.head.type == "conv" if spec.head.norm is None else spec.head.norm,
     )
     norm = ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum, spec.norm.groups)
     if norm.type == "group":
-        _check_groups(spec, norm.groups, stem, stages, head_conv)
+        _check_groups(spec, norm.groups, stem, stages, head_conv if spec.head.type != "pool" and head_conv.norm else None)
     return ir.Plan(
         name=spec.name,
         dims=dims,
@@ -121,9 +123,11 @@ def lower(
         stem=stem,
         stages=tuple(stages),
         head=None if features_only else ir.Head(
-            conv=head_conv,
+            conv=None if spec.head.type == "pool" else head_conv,
             dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
             num_classes=spec.num_classes if num_classes is None else num_classes,
+            type=spec.head.type,
+            in_channels=width_in,
         ),
         scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
         features=_feature_levels(stem, stages),
@@ -136,11 +140,36 @@ def block_count(spec: Spec, *, phi: float | None = None, preset: str | None = No
     return sum(_repeats(spec, _multipliers(spec, phi, preset)[0]))
 
 
+def _stage_rows(spec: Spec) -> list[list[int]]:
+    """The spec's row indices grouped into stages: a row starts one unless it ``continues`` the one above."""
+    stages: list[list[int]] = []
+    for i, row in enumerate(spec.stages):
+        if row.continues and stages:
+            stages[-1].append(i)
+        else:
+            stages.append([i])
+    return stages
+
+
 def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
+    """Blocks per row after depth scaling. A stage of one row: ``ceil(repeats * depth)`` (TF round_repeats). A stage
+    of several rows scales its total and shares it out over the rows from the last, each keeping at least one
+    (timm ``_scale_stage_depth``, which that rule reduces to for one row)."""
     s = spec.scaling
-    # A row with scale_depth false keeps its repeats: EfficientNet-Lite's first and last stage
-    # (timm _gen_efficientnet_lite: decode_arch_def(fix_first_last=True) scales them by 1.0).
-    repeats = [scale_repeats(row.repeats, mult.depth if row.scale_depth else 1.0, s.depth_rounding) for row in spec.stages]
+    repeats = [0] * len(spec.stages)
+    for rows in _stage_rows(spec):
+        exempt = {spec.stages[i].scale_depth for i in rows}
+        if len(exempt) > 1:
+            raise LoweringError("the rows of one stage must agree on scale_depth", **_where(spec, ("stages", rows[-1], "scale_depth")))
+        # A row with scale_depth false keeps its repeats: EfficientNet-Lite's first and last stage
+        # (timm _gen_efficientnet_lite: decode_arch_def(fix_first_last=True) scales them by 1.0).
+        depth = mult.depth if exempt.pop() else 1.0
+        left = sum(spec.stages[i].repeats for i in rows)
+        left_scaled = scale_repeats(left, depth, s.depth_rounding)
+        for i in reversed(rows):
+            share = max(1, round(spec.stages[i].repeats / left * left_scaled))
+            repeats[i] = share
+            left, left_scaled = left - spec.stages[i].repeats, left_scaled - share
     if sum(repeats) > MAX_BLOCKS:  # checked before any block exists: phi=100 would ask for millions
         raise ScalingError(
             f"depth {mult.depth:.4g} gives {sum(repeats):,} blocks; archc stops at {MAX_BLOCKS:,} (is phi or a preset's depth a typo?)"
@@ -148,58 +177,126 @@ def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
     return repeats
 
 
-def _block(spec: Spec, row, stage: int, j: int, index: int, total: int, block_in: int, out: int, kernel, stride) -> ir.Block:
+def _head_width(written: int, scale, channels) -> int:
+    if scale is False:
+        return written
+    scaled = channels(written)
+    # "up": TinyNet and MobileNetV2 below width 1.0 keep 1280 (timm: max(1280, round_chs_fn(1280))).
+    return max(written, scaled) if scale == "up" else scaled
+
+
+class _RowShape:
+    """The per-axis values of one row, broadcast to the network's axes once for all its blocks."""
+
+    def __init__(self, axes: "_Axes", row, i: int, expand_from: int | None):
+        self.stride = axes.get(row.stride, ("stages", i, "stride"))
+        self.kernel = None if row.kernel is None or row.mixed_kernels else axes.get(row.kernel, ("stages", i, "kernel"))
+        self.mixed = tuple((k,) * axes.dims for k in row.mixed_kernels or ())
+        self.start = None if row.start_kernel is None else axes.get(row.start_kernel, ("stages", i, "start_kernel"))
+        self.expand_from = expand_from  # already width-scaled
+        self.path = ("stages", i)
+
+
+def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int, total: int, block_in: int, out: int, stride) -> ir.Block:
     """One block of a stage row, every number resolved, as its layers in order."""
     activation = row.activation or spec.activation
+    expands = row.block in EXPANDING_BLOCKS
+    expand = row.expand if expands else 1
+    mid = _expanded(block_in if shape.expand_from is None else shape.expand_from, expand, spec.scaling.divisor) if expands else block_in
+    keep = expand != 1 or bool(row.expand_conv) or row.block == "uib"  # the expansion (or the fused projection) stays
+    convs = _Convs(spec, row, shape, path, activation)
     if row.block == "conv":
-        se_ratio, expand = 0.0, 1  # conv-norm-act: no expansion, no SE, no skip
-    else:
-        se_ratio = spec.se.ratio if row.se is None else row.se
-        expand = row.expand
-    if spec.se.placement == "none":
-        se_ratio = 0.0
-    mid = block_in * expand  # TF: input_filters * expand_ratio
-    before, after = _convs(row.block, block_in, mid, out, kernel, stride, expand != 1, activation)
-    se = []
-    if se_ratio:
-        squeeze = squeeze_channels(block_in if spec.se.relative_to == "block_input" else mid, se_ratio)
-        gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
-        se = [ir.SqueezeExcite("se", gated, squeeze, spec.se.activation or row.activation or spec.activation, row.se_gate or spec.se.gate)]
+        before, after = [convs.spatial("conv", "bn", "act", block_in, out, stride)], []
+    elif row.block == "fused_mbconv":
+        if not keep:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
+            before, after = [convs.spatial("conv_exp", "bn1", "act1", block_in, out, stride)], []
+        else:
+            before, after = [convs.spatial("conv_exp", "bn1", "act1", block_in, mid, stride)], [convs.project("bn2", mid, out)]
+    elif row.block == "uib":
+        # MobileNetV4 (timm UniversalInvertedResidual): the stride goes to the middle depthwise conv, else to the first.
+        start = [convs.depthwise("conv_dw_start", "bn_dw_start", None, block_in, shape.start, stride if shape.kernel is None else None)] if shape.start else []
+        middle = [convs.depthwise("conv_dw", "bn2", "act2", mid, shape.kernel, stride)] if shape.kernel else []
+        before, after = start + [convs.expand(block_in, mid)] + middle, [convs.project("bn3", mid, out)]
+    else:  # mbconv, ds, dsa: [1x1 expand] depthwise [SE] 1x1 project
+        expansion = [convs.expand(block_in, mid)] if keep else []
+        before = expansion + [convs.depthwise("conv_dw", "bn2", "act2", mid, shape.kernel, stride, shape.mixed)]
+        after = [convs.project("bn3", mid, out, act="act3" if row.block == "dsa" else None)]
+    se = _squeeze_excite(spec, row, activation, block_in, mid, before, after)
     layers = before + se + after if spec.se.placement == "after_depthwise" else before + after + se
+    if row.layer_scale:
+        layers.append(ir.LayerScale("layer_scale", out, row.layer_scale))
+    default_skip = row.block not in ("conv", "dsa")  # timm: ConvBnAct has no skip unless asked; dsa never (MobileNetV1)
     return ir.Block(
-        path=f"stages.{stage}.{j}",
+        path=path,
         stage=stage,
         index=index,
         type=row.block,
         in_channels=block_in,
         out_channels=out,
-        kernel=kernel,
+        kernel=shape.kernel or (max(shape.mixed) if shape.mixed else shape.start or (1,) * len(stride)),
         stride=stride,
         expand_ratio=expand,
         layers=tuple(layers),
-        residual=row.block != "conv" and row.residual and block_in == out and all(st == 1 for st in stride),
+        residual=(default_skip if row.residual is None else row.residual) and block_in == out and all(st == 1 for st in stride),
         # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
         drop_path=spec.stochastic_depth * index / total,
     )
 
 
-def _convs(block_type: str, c_in: int, mid: int, out: int, kernel, stride, expands: bool, activation) -> tuple[list, list]:
-    """A block's conv units before and after the place of its SE (after the depthwise, or the fused expand).
-    Names are timm's roles, and the state_dict keys of the emitted block."""
-    ones = (1,) * len(kernel)
+def _expanded(width: int, ratio: float, divisor: int) -> int:
+    """Width of the expansion: ``width * ratio`` when that is whole (TF ``input_filters * expand_ratio``), else rounded to a
+    multiple of the divisor (timm ``make_divisible(in_chs * exp_ratio)``: MobileNetV3's 2.3, 3.67 and 4.5)."""
+    exact = width * ratio
+    return int(exact) if float(exact).is_integer() else make_divisible(exact, divisor)
 
-    def unit(conv, norm, act, c_from, c_to, k, s, groups=1):
-        return ir.ConvUnit(conv, norm, act, c_from, c_to, k, s, groups, activation if act else None)
 
-    if block_type == "conv":
-        return [unit("conv", "bn", "act", c_in, out, kernel, stride)], []
-    if block_type == "fused_mbconv":
-        if not expands:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
-            return [unit("conv_exp", "bn1", "act1", c_in, out, kernel, stride)], []
-        return [unit("conv_exp", "bn1", "act1", c_in, mid, kernel, stride)], [unit("conv_pwl", "bn2", None, mid, out, ones, ones)]
-    expand = [unit("conv_pw", "bn1", "act1", c_in, mid, ones, ones)] if expands else []
-    depthwise = unit("conv_dw", "bn2", "act2", mid, mid, kernel, stride, groups=mid)
-    return expand + [depthwise], [unit("conv_pwl", "bn3", None, mid, out, ones, ones)]  # linear bottleneck: no activation
+def _squeeze_excite(spec: Spec, row, activation, block_in: int, mid: int, before: list, after: list) -> list:
+    ratio = 0.0 if row.block == "conv" or spec.se.placement == "none" else (spec.se.ratio if row.se is None else row.se)
+    if not ratio:
+        return []
+    reference = block_in if spec.se.relative_to == "block_input" else mid
+    squeeze = make_divisible(reference * ratio, spec.scaling.divisor) if spec.se.rounding == "divisor" else squeeze_channels(reference, ratio)
+    gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
+    return [ir.SqueezeExcite("se", gated, squeeze, spec.se.activation or activation, row.se_gate or spec.se.gate)]
+
+
+class _Convs:
+    """Makes the conv units of one block. Names are timm's roles, and the state_dict keys of the emitted block."""
+
+    def __init__(self, spec: Spec, row, shape: _RowShape, path: str, activation):
+        self.spec, self.row, self.shape, self.path, self.activation = spec, row, shape, path, activation
+        self.ones = (1,) * len(shape.stride)
+
+    def _unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, kernels=()) -> ir.ConvUnit:
+        return ir.ConvUnit(conv, norm, act, c_in, c_out, kernel, stride, groups, self.activation if act else None, kernels=kernels)
+
+    def _split(self, groups: int) -> tuple:
+        return (self.ones,) * groups if groups > 1 else ()
+
+    def expand(self, c_in: int, mid: int) -> ir.ConvUnit:
+        return self._unit("conv_pw", "bn1", "act1", c_in, mid, self.ones, self.ones, kernels=self._split(self.row.expand_groups))
+
+    def project(self, norm: str, mid: int, out: int, act: str | None = None) -> ir.ConvUnit:
+        # a linear bottleneck: no activation (except dsa's)
+        return self._unit("conv_pwl", norm, act, mid, out, self.ones, self.ones, kernels=self._split(self.row.project_groups))
+
+    def depthwise(self, conv, norm, act, channels: int, kernel, stride, mixed=()) -> ir.ConvUnit:
+        stride = stride or self.ones
+        if mixed:
+            return self._unit(conv, norm, act, channels, channels, max(mixed), stride, channels, kernels=mixed)
+        return self._unit(conv, norm, act, channels, channels, kernel, stride, self._groups(channels, channels))
+
+    def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
+        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride, self._groups(c_in, 1))
+
+    def _groups(self, channels: int, default: int) -> int:
+        size = self.row.group_size
+        if size is None:
+            return default
+        if channels % size:
+            raise LoweringError(f"got {size}, but it does not divide the {channels} channels of {self.path}'s spatial conv",
+                                **_where(self.spec, self.shape.path + ("group_size",)))
+        return channels // size
 
 
 def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
@@ -219,7 +316,7 @@ def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.Feat
 
 
 def _check_groups(spec: Spec, groups: int, stem, stages, head) -> None:
-    widths = {stem.out_channels: "stem", head.out_channels: "head"}
+    widths = {stem.out_channels: "stem", **({head.out_channels: "head"} if head else {})}
     for stage in stages:
         for block in stage.blocks:
             for unit in block.convs:  # every normalised width

@@ -12,7 +12,7 @@ import difflib
 import re
 import typing
 from pathlib import Path as FilePath
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
@@ -30,7 +30,7 @@ from pydantic import (
 
 from .errors import SpecError, shown
 from .files import read_bytes
-from .ir import Activation, BlockType, Gate, NormType, Padding
+from .ir import Activation, BlockType, Gate, HeadType, NormType, Padding
 from .scaling import MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -51,12 +51,19 @@ def _odd(value: int) -> int:
 
 
 def _per_axis(value):
-    """A scalar applies to every spatial axis; it is kept as a 1-tuple and broadcast when lowering."""
+    """A scalar applies to every spatial axis; it is kept as a 1-tuple and broadcast when lowering.
+    ``"3x5"`` / ``"1x3x3"`` is a size per axis, written so it cannot be mistaken for a list of mixed kernels."""
+    if isinstance(value, str) and re.fullmatch(r"\d{1,7}(x\d{1,7}){1,2}", value):
+        return tuple(int(size) for size in value.split("x"))
     if isinstance(value, list):
         return tuple(value)
     if isinstance(value, tuple):
         return value
     return (value,)
+
+
+def _as_tuple(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _se_ratio(value):
@@ -80,9 +87,12 @@ PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]
 Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 Multiplier = Annotated[float, Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False)]
+OddSize = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), AfterValidator(_odd)]
 Kernel = Annotated[
-    tuple[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), AfterValidator(_odd)], ...],
-    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
+    tuple[OddSize, ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3},
+                              {"type": "string", "pattern": "^[0-9]+(x[0-9]+){1,2}$"}]}),
 ]
 Stride = Annotated[
     tuple[Annotated[int, Strict(), _one_of(1, 2)], ...],
@@ -126,9 +136,20 @@ class Stem(Model):
 class Head(Model):
     """1x1 conv, norm, activation, global average pooling, dropout, linear classifier."""
 
-    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the 1x1 conv before pooling")] = 1280
-    scale: Annotated[bool, Strict(), _doc(
-        "scale the head width with the network width (EfficientNet: TF, timm, MONAI); false keeps it fixed (EfficientNetV2)"
+    type: Annotated[HeadType, _doc(
+        "conv: 1x1 conv, norm, activation, then global pooling (EfficientNet); efficient: global pooling first, then the "
+        "1x1 conv and the activation on one position (MobileNetV3's efficient last stage); pool: global pooling only, "
+        "the classifier reads the last stage (MobileNetV1)"
+    )] = "conv"
+    norm: Annotated[Optional[bool], Strict(), _doc(
+        "a norm after the head's conv; default: yes for conv, no for efficient (MobileNetV3: a bias instead; "
+        "MobileNetV4 has one)"
+    )] = None
+    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the head's 1x1 conv")] = 1280
+    scale: Annotated[Union[Annotated[bool, Strict()], Literal["up"]], _doc(
+        "true: scale the head width with the network width (EfficientNet: TF, timm, MONAI); false: keep it fixed "
+        "(EfficientNetV2, MobileNetV3); up: scale it but never below the written width (TinyNet, MobileNetV2 below 1.0: "
+        "max(1280, scaled))"
     )] = True
     dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
 
@@ -143,31 +164,127 @@ class SE(Model):
     relative_to: Annotated[Literal["block_input", "expanded"], _doc(
         "the channels the ratio applies to: the block's input (TF, MONAI, torchvision) or its expanded width"
     )] = "block_input"
+    rounding: Annotated[Literal["floor", "divisor"], _doc(
+        "floor: max(1, int(channels * ratio)) (TF, MONAI, torchvision); divisor: rounded to a multiple of scaling.divisor "
+        "as channels are (MobileNetV3, LCNet: timm rd_round_fn=round_channels)"
+    )] = "floor"
     gate: Annotated[Gate, _doc("the gating function")] = "sigmoid"
-    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; default: the network's")] = None
+    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; default: the block's")] = None
+
+
+def _unambiguous_kernel(value):
+    """``kernel: [3, 5]`` could mean one 3x5 kernel or MixNet's 3x3 and 5x5 kernels over channel groups: a list of
+    different sizes, all above 1, is refused and the two spellings are offered. Lists like [1, 3, 3] (anisotropic
+    3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep meaning one size per axis."""
+    if isinstance(value, list) and len(value) > 1 and all(isinstance(k, int) and k > 1 for k in value) and len(set(value)) == len(value):
+        raise ValueError(
+            f"{value} is ambiguous: write {'x'.join(map(str, value))} for one kernel of that size per axis, "
+            f"or mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
+        )
+    return value
+
+
+DEPTHWISE_BLOCKS = ("mbconv", "ds", "dsa", "uib")  # the blocks whose spatial conv is depthwise unless group_size says otherwise
+EXPANDING_BLOCKS = ("mbconv", "fused_mbconv", "uib")
 
 
 class Stage(Model):
-    """One row of the stage table (the paper's Table 1)."""
+    """One row of the stage table (the paper's Table 1). A row is a stage, or continues the one above (``continues``)."""
 
     block: Annotated[BlockType, _doc(
-        "mbconv: [1x1 expand] depthwise [SE] 1x1 project; fused_mbconv (EfficientNetV2): kxk expand [SE] 1x1 project; "
-        "conv: conv, norm, activation"
+        "mbconv: [1x1 expand] depthwise [SE] 1x1 project; ds: depthwise [SE] 1x1 project (MobileNet's depthwise-separable "
+        "block); dsa: ds with an activation after the projection and no skip (MobileNetV1, LCNet); fused_mbconv "
+        "(EfficientNetV2): kxk expand [SE] 1x1 project; conv: conv, norm, activation; uib (MobileNetV4's universal inverted "
+        "bottleneck): [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] 1x1 project [layer scale]"
     )] = "mbconv"
-    expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("expansion ratio of the inverted bottleneck (1: no expand conv)")] = 6
+    expand: Annotated[float, Strict(), Field(ge=1, le=MAX_SIZE, allow_inf_nan=False), _doc(
+        "expansion ratio of the inverted bottleneck (1: no expand conv). A whole ratio multiplies the input width exactly; "
+        "a fractional one (2.5, 4.5, 3.67) is rounded to a multiple of scaling.divisor (timm make_divisible)"
+    )] = 6
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")]
-    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks in the stage, before depth scaling")] = 1
+    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks of this row, before depth scaling")] = 1
+    continues: Annotated[bool, Strict(), _doc(
+        "true: this row's blocks continue the stage of the row above instead of starting a new one (one stage of several "
+        "block kinds: MobileNetV3, MixNet, MobileNetV4). Depth scaling then scales the stage's total and shares it out "
+        "over its rows, the last rows first (timm _scale_stage_depth)"
+    )] = False
     scale_depth: Annotated[bool, Strict(), _doc(
         "false: this stage keeps its repeats under depth scaling (EfficientNet-Lite exempts its first and last "
         "stage: timm fix_first_last=True). A per-row flag rather than a first/last option: it stands in the row it "
         "changes, reads as a table column, and any stage may use it"
     )] = True
-    stride: Annotated[Stride, _doc("stride of the stage's first block: 1 or 2, per axis or one for all")] = (1,)
-    kernel: Annotated[Kernel, _doc("odd kernel size of the spatial conv, per axis or one for all")] = (3,)
-    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this stage; 0 or none turns it off")] = None
-    se_gate: Annotated[Optional[Gate], _doc("SE gate for this stage; default: se.gate")] = None
-    activation: Annotated[Optional[Activation], _doc("activation for this stage; default: the network's")] = None
-    residual: Annotated[bool, Strict(), _doc("identity skip where shapes allow (stride 1, same channels); conv blocks have none")] = True
+    stride: Annotated[Stride, _doc("stride of the row's first block: 1 or 2, per axis or one for all")] = (1,)
+    kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
+        "odd kernel size of the spatial conv: one for all axes, or one per axis ([1, 3, 3] or 1x3x3; a list of different "
+        "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none"
+    )] = (3,)
+    mixed_kernels: Annotated[Optional[tuple[OddSize, ...]], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8), _doc(
+        "depthwise kernels over channel groups instead of one kernel (MixNet's MixConv: [3, 5, 7] splits the channels in "
+        "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null)"
+    )] = None
+    start_kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
+        "uib only: odd kernel of a depthwise conv before the expansion (MobileNetV4's ExtraDW and ConvNeXt-like blocks); "
+        "null: none"
+    )] = None
+    group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
+        "channels per group of the spatial conv; default: depthwise (1) for mbconv, ds, dsa and uib, dense for fused_mbconv and conv"
+    )] = None
+    expand_groups: Annotated[int, Strict(), Field(gt=0, le=64), _doc(
+        "the 1x1 expansion as this many convs over channel groups (MixNet's grouped pointwise convs, timm's a1.1)"
+    )] = 1
+    project_groups: Annotated[int, Strict(), Field(gt=0, le=64), _doc(
+        "the 1x1 projection as this many convs over channel groups (MixNet, timm's p1.1)"
+    )] = 1
+    expand_from: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
+        "mbconv and fused_mbconv: the width (before width scaling) the expansion ratio multiplies, instead of the block's "
+        "input (EfficientNet-EdgeTPU's first stage, timm's fc option)"
+    )] = None
+    expand_conv: Annotated[Optional[bool], Strict(), _doc(
+        "true: keep the block's full structure at expand 1: mbconv keeps its 1x1 expansion conv (FBNet, timm's ir at e1), "
+        "fused_mbconv its 1x1 projection (EfficientNetV2-rw, timm's er at e1). Default: dropped at expand 1"
+    )] = None
+    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this row; 0 or none turns it off")] = None
+    se_gate: Annotated[Optional[Gate], _doc("SE gate for this row; default: se.gate")] = None
+    activation: Annotated[Optional[Activation], _doc("activation for this row; default: the network's")] = None
+    residual: Annotated[Optional[bool], Strict(), _doc(
+        "identity skip where shapes allow (stride 1, same channels). Default: yes, except conv and dsa blocks; "
+        "true gives a conv block one (timm's skip), false takes it away (timm's noskip)"
+    )] = None
+    layer_scale: Annotated[Optional[float], Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False), _doc(
+        "uib only: a learned per-channel scale of the residual branch, initialised to this value (MobileNetV4); null: none"
+    )] = None
+
+    @model_validator(mode="after")
+    def _fits_its_block(self):
+        given = self.model_fields_set
+        block = self.block
+        if self.mixed_kernels is not None:
+            if block not in ("mbconv", "ds", "dsa"):
+                raise ValueError(f"mixed_kernels needs a depthwise block (mbconv, ds or dsa), not {block}")
+            if "kernel" in given and self.kernel is not None:
+                raise ValueError("give kernel or mixed_kernels, not both")
+        elif self.kernel is None and block != "uib":
+            raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for uib only)")
+        wrong = [name for name, blocks in _ROW_FIELD_BLOCKS.items() if name in given and getattr(self, name) not in (None, 1) and block not in blocks]
+        if wrong:
+            name = wrong[0]
+            raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(_ROW_FIELD_BLOCKS[name])})")
+        if block in ("ds", "dsa", "conv") and "expand" in given and self.expand != 1:
+            raise ValueError(f"a {block} block has no expansion: expand must be 1 (or use mbconv)")
+        if block == "uib" and self.kernel is None and self.start_kernel is None and any(s > 1 for s in self.stride):
+            raise ValueError("a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride")
+        return self
+
+
+# Which rows each optional field applies to; a field given to another block is refused (it would do nothing).
+_ROW_FIELD_BLOCKS = {
+    "start_kernel": ("uib",),
+    "layer_scale": ("uib",),
+    "expand_groups": ("mbconv", "uib"),
+    "project_groups": ("mbconv", "ds", "dsa", "fused_mbconv", "uib"),
+    "expand_from": ("mbconv", "fused_mbconv"),
+    "expand_conv": ("mbconv", "fused_mbconv"),
+}
 
 
 class Preset(Model):
@@ -219,6 +336,12 @@ def _printable(text: str) -> str:
 
 class Spec(Model):
     """A whole network, as written."""
+
+    @model_validator(mode="after")
+    def _first_row_starts_a_stage(self):
+        if self.stages and self.stages[0].continues:
+            raise ValueError("stages[0].continues: the first row has no stage above to continue")
+        return self
 
     @model_validator(mode="after")
     def _aliases_name_presets(self):

@@ -52,8 +52,18 @@ _TF_PORT_ROLES = {
     "conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
     "se.conv_reduce": "_se_reduce", "se.conv_expand": "_se_expand", "conv_pwl": "_project_conv", "bn3": "_bn2",
 }
-# timm's DepthwiseSeparableConv (the expand-ratio-1 block) numbers its layers differently from InvertedResidual.
-_TIMM_SEPARABLE_ROLES = {"conv_dw": "conv_dw", "bn2": "bn1", "se.conv_reduce": "se.conv_reduce", "se.conv_expand": "se.conv_expand", "conv_pwl": "conv_pw", "bn3": "bn2"}
+# timm's names of archc's roles, per kind of timm block; a role not listed keeps its name (InvertedResidual and
+# EdgeResidual use archc's names: conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3 / conv_exp, bn1, conv_pwl, bn2).
+_TIMM_ROLES = {
+    # DepthwiseSeparableConv (ds, dsa, and mbconv at expand 1) numbers its layers differently from InvertedResidual.
+    "separable": {"bn2": "bn1", "conv_pwl": "conv_pw", "bn3": "bn2"},
+    # ConvBnAct (conv, and fused_mbconv at expand 1: a single kxk conv).
+    "conv": {"conv_exp": "conv", "bn": "bn1"},
+    # UniversalInvertedResidual (MobileNetV4): each unit a ConvNormAct with conv and bn.
+    "uib": {"conv_dw_start": "dw_start.conv", "bn_dw_start": "dw_start.bn", "conv_pw": "pw_exp.conv", "bn1": "pw_exp.bn",
+            "conv_dw": "dw_mid.conv", "bn2": "dw_mid.bn", "conv_pwl": "pw_proj.conv", "bn3": "pw_proj.bn"},
+}
+_TIMM_KINDS = {"ds": "separable", "dsa": "separable", "conv": "conv", "uib": "uib"}
 
 
 @dataclass(frozen=True)
@@ -118,17 +128,23 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
         return {key: key for key in keys}
     blocks = {block.path: block for block in plan.blocks}
     global_index = {block.path: block.index for block in plan.blocks}
-    head_index = len(plan.stages) + 1  # torchvision: features.0 is the stem, then one entry per stage
     names = {}
     for key in keys:
         prefix, _, leaf = key.rpartition(".")
         if prefix.startswith("stages."):
             _, stage, j, role = prefix.split(".", 3)
             path = f"stages.{stage}.{j}"
-            names[key] = _block_name(source, blocks[path], role, int(stage), int(j), global_index[path], leaf)
+            role, part = _part(role)
+            names[key] = _block_name(source, blocks[path], role, int(stage), int(j), global_index[path], part + leaf)
         else:
-            names[key] = _network_name(source, prefix, leaf, head_index)
+            names[key] = _network_name(source, prefix, leaf, plan)
     return names
+
+
+def _part(role: str) -> tuple[str, str]:
+    """``conv_dw.2`` -> (``conv_dw``, ``2.``): the part of a mixed conv keeps its number in every layout that has one."""
+    head, _, tail = role.rpartition(".")
+    return (head, tail + ".") if tail.isdigit() else (role, "")
 
 
 def detect_sources(plan: ir.Plan, keys: list[str], peer_keys) -> tuple[str, ...]:
@@ -175,34 +191,34 @@ def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
     if source == "archc":
         prefixes = parts
     else:
-        prefixes = tuple(_network_name(source, part, "", len(plan.stages) + 1).rstrip(".") for part in parts)
+        prefixes = tuple(_network_name(source, part, "", plan).rstrip(".") for part in parts)
     kept = {key: value for key, value in peer.items() if key.rpartition(".")[0] not in prefixes}
     return kept, len(peer) - len(kept)
 
 
-def _network_name(source: str, prefix: str, leaf: str, head_index: int) -> str:
+def _network_name(source: str, prefix: str, leaf: str, plan: ir.Plan) -> str:
+    head_index = len(plan.stages) + 1  # torchvision: features.0 is the stem, then one entry per stage
+    # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
+    head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
     table = {
         "monai": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"},
         "torchvision": {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
                         "head.bn": f"features.{head_index}.1", "classifier": "classifier.1"},
-        "timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"},
+        "timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"},
     }[_family(source)]
     return f"{table[prefix]}.{leaf}"
 
 
 def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, index: int, leaf: str) -> str:
     family = _family(source)
-    if block.type != "mbconv" and family != "torchvision" and not (family == "timm" and block.type == "fused_mbconv"):
+    if block.type != "mbconv" and family != "timm" and not (family == "torchvision" and block.type in ("fused_mbconv", "conv")):
         raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
     if family == "monai":
         # MONAI nests blocks per stage but names each by its global index; efficientnet-pytorch is flat.
         where = f"_blocks.{stage}.{index}" if source == "monai" else f"_blocks.{index}"
         return f"{where}.{_TF_PORT_ROLES[role]}.{leaf}"
     if family == "timm":
-        convs = {unit.conv for unit in block.convs}
-        separable = "conv_dw" in convs and "conv_pw" not in convs  # timm's DepthwiseSeparableConv
-        name = _TIMM_SEPARABLE_ROLES[role] if separable else role
-        return f"blocks.{stage}.{j}.{name}.{leaf}"
+        return f"blocks.{stage}.{j}.{_TIMM_ROLES.get(_timm_kind(block), {}).get(role, role)}.{leaf}"
     # torchvision: block.<position in the layer list>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
     positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
     positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
@@ -210,6 +226,16 @@ def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, ind
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
+
+
+def _timm_kind(block: ir.Block) -> str | None:
+    """Which of timm's block classes ``block`` is, where its names differ from archc's."""
+    convs = {unit.conv for unit in block.convs}
+    if block.type == "mbconv" and "conv_pw" not in convs:
+        return "separable"  # timm builds EfficientNet's expand-1 stage as a DepthwiseSeparableConv
+    if block.type == "fused_mbconv" and "conv_pwl" not in convs:
+        return "conv"
+    return _TIMM_KINDS.get(block.type)
 
 
 def _family(source: str) -> str:
@@ -224,7 +250,7 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
     if trained.norm.type != target.norm.type:
         differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
     pairs = [("stem.act", trained.stem.activation, target.stem.activation)]
-    if trained.head is not None and target.head is not None:
+    if trained.head is not None and target.head is not None and trained.head.conv and target.head.conv:
         pairs.append(("head.act", trained.head.conv.activation, target.head.conv.activation))
     blocks = {block.path: block for block in target.blocks}
     for old in trained.blocks:

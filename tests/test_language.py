@@ -23,7 +23,7 @@ def test_efficientnetv2_s_parameter_count():
     # reference-numbers.md: torchvision efficientnet_v2_s, 2D, 3 in, 1000 classes.
     plan = archc.lower("efficientnetv2_s")
     assert module_params(plan) == archc.analyze(plan).params == 21_458_488
-    assert [s.type for s in plan.stages] == ["fused_mbconv"] * 3 + ["mbconv"] * 3
+    assert [s.blocks[0].type for s in plan.stages] == ["fused_mbconv"] * 3 + ["mbconv"] * 3
     assert plan.head.conv.out_channels == 1280 and plan.norm.eps == 1e-3
 
 

@@ -14,7 +14,8 @@ INVALID = FIXTURES / "invalid"
 # Each invalid spec and the first line of the error it must produce (file:line: path: message).
 EXPECTED = {
     "typo_key.yaml": "typo_key.yaml:3: stages[0].strde: unknown key 'strde' (did you mean 'stride'?); "
-    "allowed: block, expand, channels, repeats, scale_depth, stride, kernel, se, se_gate, activation, residual",
+    "allowed: block, expand, channels, repeats, continues, scale_depth, stride, kernel, mixed_kernels, start_kernel, group_size, "
+    "expand_groups, project_groups, expand_from, expand_conv, se, se_gate, activation, residual, layer_scale",
     "stride_3.yaml": "stride_3.yaml:5: stages[1].stride: got 3, expected 1 or 2",
     "zero_channels.yaml": "zero_channels.yaml:2: stem.channels: got 0, expected greater than 0",
     "even_kernel.yaml": "even_kernel.yaml:6: stages[1].kernel: got 4, expected an odd kernel size",

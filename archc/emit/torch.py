@@ -7,6 +7,7 @@ state_dict keys that checkpoints depend on: rename one and every saved model bre
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 from collections import OrderedDict
@@ -29,17 +30,43 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ConvNormAct(nn.Sequential):
-    """conv -> norm -> activation: the stem and the head's 1x1 conv."""
+    """conv -> [norm] -> activation: the stem and the head's 1x1 conv (the efficient head's has a bias, no norm)."""
 
     def __init__(self, layers: Layers, layer: ir.ConvLayer):
-        super().__init__(
-            OrderedDict(
-                conv=layers.conv(layer.in_channels, layer.out_channels, layer.kernel, layer.stride),
-                bn=layers.norm(layer.out_channels),
-                act=layers.act(layer.activation),
-            )
-        )
-        self.units = (layer.unit,)  # as a Block's: BN folding reads them
+        unit = layer.unit
+        modules = OrderedDict(conv=layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride, bias=unit.bias))
+        if unit.norm:
+            modules[unit.norm] = layers.norm(unit.out_channels)
+        modules[unit.act] = layers.act(unit.activation)
+        super().__init__(modules)
+        self.units = (unit,)  # as a Block's: BN folding reads them
+
+
+class MixedConv(nn.ModuleList):
+    """One conv per channel group, the outputs concatenated (MixNet's MixConv, Tan & Le 2019): depthwise parts with
+    their own kernels, or 1x1 parts (grouped pointwise). Parts are ``0``, ``1``, ... as in timm's ``MixedConv2d``,
+    so their state_dict keys are ``conv_dw.0.weight``, ``conv_dw.1.weight``."""
+
+    def __init__(self, layers: Layers, unit: ir.ConvUnit):
+        super().__init__(layers.conv(c_in, c_out, kernel, unit.stride, groups=groups, bias=unit.bias) for c_in, c_out, kernel, groups in unit.parts)
+        self.splits = [c_in for c_in, _, _, _ in unit.parts]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.splits, dim=1)
+        return torch.cat([conv(part) for conv, part in zip(self, parts)], dim=1)
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale of the residual branch (timm ``LayerScale2d``: key ``gamma``)."""
+
+    def __init__(self, channels: int, init: float, dims: int):
+        super().__init__()
+        self.init = init
+        self.gamma = nn.Parameter(torch.full((channels,), init))
+        self.shape = (channels,) + (1,) * dims  # broadcast over every spatial axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(self.shape)
 
 
 class SqueezeExcite(nn.Module):
@@ -89,8 +116,9 @@ class Block(nn.Module):
         steps = []
         for unit in block.layers:
             if isinstance(unit, ir.ConvUnit):
-                self.add_module(unit.conv, layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
-                                                       groups=unit.groups, bias=unit.bias))
+                conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
+                                                                                 groups=unit.groups, bias=unit.bias)
+                self.add_module(unit.conv, conv)
                 steps.append(unit.conv)
                 if unit.norm:
                     self.add_module(unit.norm, layers.norm(unit.out_channels))
@@ -100,6 +128,9 @@ class Block(nn.Module):
                     steps.append(unit.act)
             elif isinstance(unit, ir.SqueezeExcite):
                 self.add_module(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))
+                steps.append(unit.name)
+            elif isinstance(unit, ir.LayerScale):
+                self.add_module(unit.name, LayerScale(unit.channels, unit.init, layers.dims))
                 steps.append(unit.name)
             else:
                 raise TypeError(f"{block.path}: no module for the layer {unit!r}")
@@ -139,14 +170,16 @@ class Network(nn.Module):
         self.feature_info = FeatureInfo(
             {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
         )
+        self.efficient_head = False
         if self.features_only:
             self._taps = frozenset(f.stage for f in plan.features)
             return
-        head = plan.head.conv
-        self.head = ConvNormAct(layers, head)
-        self.dropout = nn.Dropout(plan.head.dropout)
-        num_classes = plan.head.num_classes
-        self.classifier = nn.Linear(head.out_channels, num_classes) if num_classes else nn.Identity()
+        head = plan.head
+        # conv: the head's conv in forward_features; efficient: in forward_head, after pooling; pool: none
+        self.efficient_head = head.type != "conv"
+        self.head = ConvNormAct(layers, head.conv) if head.conv else nn.Identity()
+        self.dropout = nn.Dropout(head.dropout)
+        self.classifier = nn.Linear(head.out_channels, head.num_classes) if head.num_classes else nn.Identity()
 
     def set_channels_last(self) -> "Network":
         """Weights and inputs in channels-last order (NHWC / NDHWC), which oneDNN's CPU convolutions prefer for
@@ -155,9 +188,11 @@ class Network(nn.Module):
         return self.to(memory_format=self.memory_format)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, *S) -> (N, C_head, *S/32): the last feature map, before pooling."""
+        """(N, C_in, *S) -> (N, num_features, *S/32): the last feature map, before pooling (with the efficient head,
+        the last stage's: its conv runs after the pooling, in ``forward_head``, as timm's MobileNetV3 does)."""
         x = x.contiguous(memory_format=self.memory_format)  # a no-op unless channels-last was asked for
-        return self.head(self.stages(self.stem(x)))
+        x = self.stages(self.stem(x))
+        return x if self.efficient_head else self.head(x)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first."""
@@ -173,7 +208,11 @@ class Network(nn.Module):
         """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
         pooled features (N, num_features), after dropout as in timm (dropout does nothing in eval mode)."""
         self._needs_head("forward_head")
-        x = self.dropout(x.mean(self.spatial))  # (N, C_head)
+        if self.efficient_head:
+            x = self.head(x.mean(self.spatial, keepdim=True)).flatten(1)  # (N, C, 1, ...) -> (N, C_head)
+        else:
+            x = x.mean(self.spatial)  # (N, C_head)
+        x = self.dropout(x)
         return x if pre_logits else self.classifier(x)  # (N, num_classes)
 
     def forward(self, x: torch.Tensor):
@@ -185,13 +224,15 @@ class Network(nn.Module):
 
     @property
     def num_features(self) -> int:
-        """Width of the head's output, which the classifier reads (timm's ``num_features``)."""
-        return self._head("num_features").conv.out_channels
+        """Width of ``forward_features``' output (timm's ``num_features``): the head's, or with the efficient head the
+        last stage's, which the head's conv reads after pooling."""
+        head = self._head("num_features")
+        return head.in_channels if self.efficient_head else head.out_channels
 
     @property
     def head_hidden_size(self) -> int:
         """As timm's: the width ``forward_head(x, pre_logits=True)`` returns."""
-        return self._head("head_hidden_size").conv.out_channels
+        return self._head("head_hidden_size").out_channels
 
     @property
     def num_classes(self) -> int:
@@ -211,9 +252,9 @@ class Network(nn.Module):
             raise EmitError(f"global_pool={global_pool!r}: archc's head pools by average only (None or 'avg')")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise EmitError(f"num_classes must be a non-negative integer, got {num_classes!r}")
-        like = self.head.conv.weight
+        like = self.stem.conv.weight
         if num_classes:
-            classifier = nn.Linear(self.num_features, num_classes, device=like.device, dtype=like.dtype)
+            classifier = nn.Linear(self.head_hidden_size, num_classes, device=like.device, dtype=like.dtype)
             init_weights(classifier)
         else:
             classifier = nn.Identity()
@@ -367,10 +408,26 @@ def fuse_norms(model: Network) -> Network:
                 continue
             conv, norm = getattr(module, unit.conv), getattr(module, unit.norm)
             if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                setattr(module, unit.conv, fuse_conv_bn_eval(conv, norm))
+                setattr(module, unit.conv, _fused(conv, norm))
                 setattr(module, unit.norm, nn.Identity())
     model.fused = True
     return model
+
+
+def _fused(conv: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    if not isinstance(conv, MixedConv):
+        return fuse_conv_bn_eval(conv, norm)
+    # Each part's output channels have their own slice of the norm's statistics and affine parameters.
+    start = 0
+    for index, part in enumerate(conv):
+        stop = start + part.out_channels
+        piece = copy.deepcopy(norm)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(piece, name).data = getattr(norm, name)[start:stop].clone()
+        piece.num_features = part.out_channels
+        conv[index] = fuse_conv_bn_eval(part, piece)
+        start = stop
+    return conv
 
 
 def instantiate(plan: ir.Plan) -> Network:
@@ -417,6 +474,8 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
                 nn.init.zeros_(module.bias)
             if getattr(module, "track_running_stats", False):
                 module.reset_running_stats()
+        elif isinstance(module, LayerScale):
+            nn.init.constant_(module.gamma, module.init)
         elif isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -bound, bound, generator=generator)
