@@ -133,3 +133,17 @@ def test_diagrams_name_the_new_blocks():
     assert "layer scale ×1e-05" in dot
     stage = archc.render(FEATURES, detail="stage").source
     assert "stage 1: MBConv4.5 k3,5,7 + MBConv3.67 k3 ×3" in stage and "stage 5: UIB4 + UIB2 k5/1 ×3" in stage
+
+
+def test_the_zoo_page_is_current():
+    """docs/zoo.md lists every shipped name with the figures archc computes now."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("zoo", ROOT / "docs" / "zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    assert (ROOT / "docs" / "zoo.md").read_text() == zoo.page(), "regenerate with: python docs/zoo.py"
+    listed = {line.split("`")[1] for line in zoo.rows()}
+    assert set(archc.api.shipped_aliases()) | set(archc.builtin_specs()) == listed
