@@ -304,6 +304,9 @@ def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.Feat
     """The last stage of each reduction level: where timm's ``features_only`` taps an EfficientNet."""
     levels: list[ir.FeatureLevel] = []
     reduction = stem.stride
+    if stages and any(s > 1 for s in stages[0].blocks[0].stride) and any(s > 1 for s in reduction):
+        # The first stage reduces again: the stem's map is a level of its own (timm taps its bn1; MobileNetV3-Small)
+        levels.append(ir.FeatureLevel(-1, "stem", stem.out_channels, reduction))
     for stage in stages:
         for block in stage.blocks:
             reduction = tuple(r * st for r, st in zip(reduction, block.stride))
