@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -87,8 +88,10 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
         return load_spec(path, overrides)
     if shipped:
         return shipped_spec(name, overrides)
-    hint = f"; shipped specs: {', '.join(builtins)} (and their aliases: archc list)" if builtins else ""
-    raise SpecError(f"no such file or shipped spec{hint}", file=str(spec))
+    # The family has dozens of names: offer the close ones, and say where the rest are listed.
+    close = difflib.get_close_matches(name, [*builtins, *shipped_aliases()], n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise SpecError(f"no such file or shipped spec{hint} (archc list shows every shipped name)", file=str(spec))
 
 
 def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:

@@ -147,3 +147,12 @@ def test_the_zoo_page_is_current():
     assert (ROOT / "docs" / "zoo.md").read_text() == zoo.page(), "regenerate with: python docs/zoo.py"
     listed = {line.split("`")[1] for line in zoo.rows()}
     assert set(archc.api.shipped_aliases()) | set(archc.builtin_specs()) == listed
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_100", "mobilenetv3_large_100", "lcnet_100", "efficientnet_b0"])
+def test_feature_levels_are_timms(name):
+    """features_only taps the same maps as timm's (MobileNetV3-Small's first stage reduces again: the stem is a level)."""
+    ours = archc.load(name, features_only=True, resolution=64).feature_info
+    with torch.device("meta"):
+        theirs = timm.create_model(name, features_only=True).feature_info
+    assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
