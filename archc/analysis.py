@@ -11,6 +11,7 @@ an activation's output apart from its input even when the module is in-place).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -167,10 +168,13 @@ class _Walker:
         self.size = out
         weights = sum(c_out * (c_in // groups) * math.prod(kernel) for c_in, c_out, kernel, groups in conv.parts)
         shape = (conv.out_channels, *out)
-        detail = "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
-        if conv.kernels:  # MixNet's mixed kernels, or 1x1 convs over channel groups
-            detail = f"mixed {detail} " + ",".join(kernel_size(k) for k in conv.kernels)
-        self._layer(f"{prefix}.{conv.conv}", "conv", detail, conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
+        if conv.kernels:  # MixNet: one conv module per channel group (``conv_dw.0``, ``conv_dw.1``, ...), each its own layer
+            for i, (c_in, c_out, kernel, groups) in enumerate(conv.parts):
+                part = dataclasses.replace(conv, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups, kernels=())
+                w = c_out * (c_in // groups) * math.prod(kernel)
+                self._layer(f"{prefix}.{conv.conv}.{i}", "conv", _conv_kind(part), part, (c_out, *out), w + (c_out if conv.bias else 0), w * math.prod(out))
+        else:
+            self._layer(f"{prefix}.{conv.conv}", "conv", _conv_kind(conv), conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
         if conv.norm:
             self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
         if conv.act:
@@ -300,6 +304,10 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum
     return Cost(block.path, params, macs, kept, (block.out_channels, *walk.size), walk.rf)
+
+
+def _conv_kind(conv: ir.ConvUnit) -> str:
+    return "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
 
 
 def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -> StageRow:

@@ -180,9 +180,10 @@ def load(
     args = {name: request[name] for name in LOWERING_ARGS if request[name] is not None and request[name] is not False}  # 0 classes is a value
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
+    written, conventions = None, {}  # the spec as the user gave it; what the weights' source was trained with
     if weights is not None:
-        block_types = {row.block for row in read(source, overrides).stages}
-        weights, conventions, trained = _weights_and_conventions(weights, weights_from, block_types)
+        written = read(source, overrides)
+        weights, conventions, trained = _weights_and_conventions(weights, weights_from, {row.block for row in written.stages})
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
@@ -206,7 +207,7 @@ def load(
 
         imported = import_weights(read_state_dict(weights), model, weights_from, inflate)
         model.load_state_dict(imported.state_dict)
-        model.archc_notes = imported.notes
+        model.archc_notes = _convention_notes(written, spec, conventions, weights_from) + imported.notes
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
@@ -412,6 +413,28 @@ def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
             # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.
             return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}, saved.plan
     return weights, conventions(weights_from, block_types), None
+
+
+def _convention_notes(written: Spec, built: Spec, conventions: dict, source: str) -> tuple[str, ...]:
+    """One note per convention of the weights' source that the spec as written does not follow: applied (the spec's
+    own value replaced), or kept because the user's overrides set it (then the outputs are not the source's)."""
+    notes = []
+    for path, wanted in conventions.items():
+        was, now = _value(written, path), _value(built, path)
+        if was == wanted:
+            continue
+        if now == wanted:
+            notes.append(f"{path}: {wanted} instead of the spec's {was}, as {source}'s weights were trained")
+        else:
+            notes.append(f"{path}: kept {now} from the overrides, though {source}'s weights were trained with {wanted}: outputs will differ from the source's")
+    return tuple(notes)
+
+
+def _value(spec: Spec, path: str):
+    value = spec
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _merged(overrides: Overrides | None, under: dict | None = None, over: dict | None = None) -> Overrides:

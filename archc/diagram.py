@@ -162,7 +162,8 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
         elif isinstance(layer, ir.LayerScale):
             layers.append((layer.name, f"layer scale ×{layer.init:g}", shape))
         else:
-            shape = report.layer(f"{block.path}.{layer.conv}").shape
+            first = report.layer(f"{block.path}.{layer.conv}" + (".0" if layer.kernels else ""))  # a mixed conv's first part
+            shape = (layer.out_channels, *first.shape[1:])
             layers.append((layer.conv, _conv_label(layer, norm), shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""

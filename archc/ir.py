@@ -152,7 +152,7 @@ class Block:
 class FeatureLevel:
     """Where the feature map of one reduction level ends (for ``features_only`` encoders)."""
 
-    stage: int  # index of the last stage at this level
+    stage: int  # index of the last stage at this level; -1: the stem's map
     path: str  # its last block
     channels: int
     reduction: Axes  # input size / feature size, per axis

@@ -287,22 +287,26 @@ class _Convs:
         return self._unit(conv, norm, act, channels, channels, kernel, stride, self._groups(channels, channels))
 
     def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
-        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride, self._groups(c_in, 1))
+        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride, self._groups(c_in, 1, c_out))
 
-    def _groups(self, channels: int, default: int) -> int:
+    def _groups(self, channels: int, default: int, out: int | None = None) -> int:
         size = self.row.group_size
         if size is None:
             return default
-        if channels % size:
-            raise LoweringError(f"got {size}, but it does not divide the {channels} channels of {self.path}'s spatial conv",
-                                **_where(self.spec, self.shape.path + ("group_size",)))
-        return channels // size
+        groups = channels // size
+        if channels % size or (out or channels) % groups:
+            raise LoweringError(f"got {size}, but {channels} input channels in groups of {size} do not divide the {out or channels} "
+                                f"output channels of {self.path}'s spatial conv evenly", **_where(self.spec, self.shape.path + ("group_size",)))
+        return groups
 
 
 def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
     """The last stage of each reduction level: where timm's ``features_only`` taps an EfficientNet."""
     levels: list[ir.FeatureLevel] = []
     reduction = stem.stride
+    if stages and any(s > 1 for s in stages[0].blocks[0].stride) and any(s > 1 for s in reduction):
+        # The first stage reduces again: the stem's map is a level of its own (timm taps its bn1; MobileNetV3-Small)
+        levels.append(ir.FeatureLevel(-1, "stem", stem.out_channels, reduction))
     for stage in stages:
         for block in stage.blocks:
             reduction = tuple(r * st for r, st in zip(reduction, block.stride))

@@ -12,7 +12,7 @@ import difflib
 import re
 import typing
 from pathlib import Path as FilePath
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional
 
 from pydantic import (
     AfterValidator,
@@ -146,7 +146,7 @@ class Head(Model):
         "MobileNetV4 has one)"
     )] = None
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the head's 1x1 conv")] = 1280
-    scale: Annotated[Union[Annotated[bool, Strict()], Literal["up"]], _doc(
+    scale: Annotated[Literal[True, False, "up"], _doc(
         "true: scale the head width with the network width (EfficientNet: TF, timm, MONAI); false: keep it fixed "
         "(EfficientNetV2, MobileNetV3); up: scale it but never below the written width (TinyNet, MobileNetV2 below 1.0: "
         "max(1280, scaled))"
@@ -176,7 +176,7 @@ def _unambiguous_kernel(value):
     """``kernel: [3, 5]`` could mean one 3x5 kernel or MixNet's 3x3 and 5x5 kernels over channel groups: a list of
     different sizes, all above 1, is refused and the two spellings are offered. Lists like [1, 3, 3] (anisotropic
     3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep meaning one size per axis."""
-    if isinstance(value, list) and len(value) > 1 and all(isinstance(k, int) and k > 1 for k in value) and len(set(value)) == len(value):
+    if isinstance(value, list) and len(value) > 1 and all(isinstance(k, int) and k > 1 and k % 2 for k in value) and len(set(value)) == len(value):
         raise ValueError(
             f"{value} is ambiguous: write {'x'.join(map(str, value))} for one kernel of that size per axis, "
             f"or mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
@@ -218,7 +218,7 @@ class Stage(Model):
         "odd kernel size of the spatial conv: one for all axes, or one per axis ([1, 3, 3] or 1x3x3; a list of different "
         "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none"
     )] = (3,)
-    mixed_kernels: Annotated[Optional[tuple[OddSize, ...]], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8), _doc(
+    mixed_kernels: Annotated[Optional[Annotated[tuple[OddSize, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8)]], _doc(
         "depthwise kernels over channel groups instead of one kernel (MixNet's MixConv: [3, 5, 7] splits the channels in "
         "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null)"
     )] = None
@@ -530,7 +530,7 @@ def _spec_error(exc: ValidationError, source: Source) -> SpecError:
         elif error["type"] == "extra_forbidden":
             path, message = loc, _unknown_key_message(loc[-1], _allowed_keys(loc[:-1]))
         else:
-            path = source.known_prefix(loc) if loc not in source.lines else loc
+            path = loc if loc in source.lines or loc in source.origins else source.known_prefix(loc)
             path = path or loc
             # A check across several keys (a model validator) gets the whole mapping as input: don't echo it.
             got = "" if isinstance(error["input"], dict) else f"got {shown(error['input'])}, "

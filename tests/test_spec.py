@@ -22,7 +22,7 @@ EXPECTED = {
     "wrong_type.yaml": "wrong_type.yaml:4: stages[0].repeats: got 'two', expected a valid integer",
     "empty.yaml": "empty.yaml:1: the file is empty; a spec is a mapping with at least 'name' and 'stages'",
     "not_mapping.yaml": "not_mapping.yaml:1: a spec is a mapping of keys (name, stages, ...), got a list",
-    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv' or 'conv'",
+    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv', 'conv', 'ds', 'dsa' or 'uib'",
     "phi_and_preset.yaml": "phi_and_preset.yaml:4: scaling: give phi or preset, not both",
     "duplicate_key.yaml": "duplicate_key.yaml:5: stages[0].stride: duplicate key 'stride' (first at line 4)",
     "python_tag.yaml": "python_tag.yaml:1: name: tag !!python/object/apply:os.system is not allowed; a spec holds plain values only",
@@ -82,11 +82,11 @@ def test_strict_numbers():
 def test_table_form_equals_mapping_form():
     table = parse_spec(
         "name: t\nstages:\n  columns: [expand, channels, repeats, stride, kernel]\n  rows:\n"
-        "    - [1, 16, 1, 1, 3]\n    - [6, 24, 2, 2, [3, 5]]\n"
+        "    - [1, 16, 1, 1, 3]\n    - [6, 24, 2, 2, [1, 5]]\n"
     )
     rows = parse_spec(
         "name: t\nstages:\n  - {expand: 1, channels: 16, repeats: 1, stride: 1, kernel: 3}\n"
-        "  - {expand: 6, channels: 24, repeats: 2, stride: 2, kernel: [3, 5]}\n"
+        "  - {expand: 6, channels: 24, repeats: 2, stride: 2, kernel: [1, 5]}\n"
     )
     assert table.model_dump() == rows.model_dump()
 

@@ -168,7 +168,7 @@ class Network(nn.Module):
               for stage in plan.stages)
         )
         self.feature_info = FeatureInfo(
-            {"stage": f.stage, "module": f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
+            {"stage": f.stage, "module": "stem" if f.stage < 0 else f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
         )
         self.efficient_head = False
         if self.features_only:
@@ -197,7 +197,7 @@ class Network(nn.Module):
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first."""
         x = self.stem(x.contiguous(memory_format=self.memory_format))
-        maps = []
+        maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
         for index, stage in enumerate(self.stages):
             x = stage(x)
             if index in self._taps:

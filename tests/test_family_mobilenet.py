@@ -1,0 +1,85 @@
+"""MobileNetV1, MobileNetV3 (Large, Small) and LCNet by timm's names: timm's parameter counts, its weights give
+its outputs, every member builds in 1D and 3D, and timm's 2D weights inflate into the 3D networks."""
+
+import pytest
+import timm
+import torch
+from conftest import calibrate_norms
+
+import archc
+from archc import ir
+
+# reference-numbers.md (timm 1.0.31, 2D, 3 input channels, 1000 classes; timm.create_model(name)).
+TIMM_PARAMS = {
+    "mobilenetv3_large_100": 5_483_032, "mobilenetv3_large_075": 3_993_528,
+    "mobilenetv3_small_100": 2_542_856, "mobilenetv3_small_075": 2_041_872,
+    "lcnet_100": 2_953_800, "mobilenetv1_100": 4_231_976,
+}
+# One member of each shipped spec, with the spec's name.
+BASES = {"mobilenetv3_large_100": "mobilenetv3_large", "mobilenetv3_small_100": "mobilenetv3_small",
+         "lcnet_100": "lcnet_100", "mobilenetv1_100": "mobilenetv1_100"}
+
+
+def _peer(name, size):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return calibrate_norms(timm.create_model(name), (3, size, size))
+
+
+@pytest.mark.parametrize("name", TIMM_PARAMS)
+def test_parameter_count_equals_timms(name):
+    plan = archc.lower(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == TIMM_PARAMS[name]
+    assert plan.resolution == (224, 224) == peer.pretrained_cfg["input_size"][1:]
+    assert plan.name == name
+
+
+@pytest.mark.parametrize("name", [*BASES, "mobilenetv3_large_075"])
+def test_timm_weights_give_timms_outputs(name):
+    peer = _peer(name, 64)
+    model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_mobilenetv3_is_built_as_timm_builds_it():
+    large, small = archc.lower("mobilenetv3_large_100"), archc.lower("mobilenetv3_small_075")
+    # fractional expansions rounded to 8 (timm make_divisible): 80 * 2.5 -> 200, 80 * 2.3 -> 184
+    assert [b.layers[0].out_channels for b in large.stages[3].blocks] == [240, 200, 184, 184]
+    # SE from the expanded width, rounded to 8: 72 -> 24, 120 -> 32; ReLU inside, hard-sigmoid gate
+    se = [layer for layer in large.stages[2].blocks[0].layers if isinstance(layer, ir.SqueezeExcite)][0]
+    assert (se.channels, se.squeeze, se.activation, se.gate) == (72, 24, "relu", "hardsigmoid")
+    # the stem stays 16 at 0.75 (12 rounds up); the last 1x1 conv scales (576 -> 432), the head (1024) does not
+    assert small.stem.out_channels == 16 and small.stages[-1].blocks[0].out_channels == 432
+    assert small.head.type == "efficient" and small.head.conv.out_channels == 1024 and not small.head.conv.norm
+    assert archc.lower("mobilenetv1_100").head.conv is None
+
+
+@pytest.mark.parametrize("name", TIMM_PARAMS)
+def test_every_member_lowers_in_1d_and_3d(name):
+    for dims in (1, 3):
+        plan = archc.lower(name, dims=dims, resolution=32)
+        assert plan.dims == dims and archc.analyze(plan).params > 0
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_a_member_of_each_spec_runs_in_3d(name):
+    model = archc.load(name, dims=3, in_channels=1, num_classes=2, resolution=32, seed=0).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2)
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_timm_weights_inflate_into_3d(name):
+    peer = _peer(name, 64)
+    volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        flat = peer(x)
+        # the image repeated along depth: center inflation gives the 2D network's output (symmetric padding)
+        torch.testing.assert_close(volume(x.unsqueeze(2).expand(2, 3, 8, 64, 64)), flat, atol=1e-4, rtol=1e-4)
