@@ -218,7 +218,7 @@ class Stage(Model):
         "odd kernel size of the spatial conv: one for all axes, or one per axis ([1, 3, 3] or 1x3x3; a list of different "
         "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none"
     )] = (3,)
-    mixed_kernels: Annotated[Optional[tuple[OddSize, ...]], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8), _doc(
+    mixed_kernels: Annotated[Optional[Annotated[tuple[OddSize, ...], Field(min_length=2, max_length=8)]], BeforeValidator(_as_tuple), _doc(
         "depthwise kernels over channel groups instead of one kernel (MixNet's MixConv: [3, 5, 7] splits the channels in "
         "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null)"
     )] = None
