@@ -168,9 +168,13 @@ class _Walker:
         weights = sum(c_out * (c_in // groups) * math.prod(kernel) for c_in, c_out, kernel, groups in conv.parts)
         shape = (conv.out_channels, *out)
         detail = "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
-        if conv.kernels:  # MixNet's mixed kernels, or 1x1 convs over channel groups
-            detail = f"mixed {detail} " + ",".join(kernel_size(k) for k in conv.kernels)
-        self._layer(f"{prefix}.{conv.conv}", "conv", detail, conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
+        if conv.kernels:  # MixNet's mixed kernels, or 1x1 convs over channel groups: one module per part (conv_dw.0, ...)
+            for i, (c_in, c_out, kernel, groups) in enumerate(conv.parts):
+                part = c_out * (c_in // groups) * math.prod(kernel)
+                self.layers.append(LayerCost(f"{prefix}.{conv.conv}.{i}", "conv", f"{detail}, part {i + 1} of {len(conv.parts)}", c_in, c_out,
+                                             kernel, conv.stride, groups, (c_out, *out), part + (c_out if conv.bias else 0), part * math.prod(out)))
+        else:
+            self._layer(f"{prefix}.{conv.conv}", "conv", detail, conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
         if conv.norm:
             self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
         if conv.act:

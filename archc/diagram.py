@@ -162,7 +162,10 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
         elif isinstance(layer, ir.LayerScale):
             layers.append((layer.name, f"layer scale ×{layer.init:g}", shape))
         else:
-            shape = report.layer(f"{block.path}.{layer.conv}").shape
+            if layer.kernels:  # one conv module per channel group (conv_dw.0, ...): their outputs concatenated
+                shape = (layer.out_channels, *report.layer(f"{block.path}.{layer.conv}.0").shape[1:])
+            else:
+                shape = report.layer(f"{block.path}.{layer.conv}").shape
             layers.append((layer.conv, _conv_label(layer, norm), shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
