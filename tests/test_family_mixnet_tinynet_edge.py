@@ -84,19 +84,22 @@ KEYS = {
     "efficientnet_es": [("blocks.0.0.conv_exp.weight", "stages.0.0.conv_exp.weight"),
                         ("blocks.2.3.conv_pwl.weight", "stages.2.3.conv_pwl.weight"),
                         ("blocks.3.0.conv_pw.weight", "stages.3.0.conv_pw.weight")],
+    "efficientnet_el": [("blocks.0.1.conv_exp.weight", "stages.0.1.conv_exp.weight")],
 }
 SHAPES = {"blocks.2.0.conv_dw.2.weight": (48, 1, 7, 7), "blocks.5.0.conv_dw.4.weight": (144, 1, 11, 11),
-          "blocks.1.0.conv_pw.1.weight": (48, 8, 1, 1), "blocks.0.0.conv_exp.weight": (96, 32, 3, 3)}
+          "blocks.1.0.conv_pw.1.weight": (48, 8, 1, 1), "blocks.0.0.conv_exp.weight": (96, 32, 3, 3),
+          "blocks.0.1.conv_exp.weight": (128, 32, 3, 3)}
 
 
-@pytest.mark.parametrize("name", BASES)
+# The bases, and scaled members whose widths move timm's fc24 (el: 32), or whose depth rounding adds blocks (xl, e).
+@pytest.mark.parametrize("name", BASES + ["mixnet_xl", "tinynet_e", "efficientnet_el"])
 def test_timm_weights_give_timms_outputs(name):
     peer = calibrated_peer(name)
     theirs = peer.state_dict()
     model = archc.load(name, weights=theirs, weights_from="timm", resolution=64).eval()
     ours = model.state_dict()
     assert len(ours) == len(theirs)
-    for timm_key, archc_key in KEYS[name]:
+    for timm_key, archc_key in KEYS.get(name, []):
         assert torch.equal(ours[archc_key], theirs[timm_key])
         assert timm_key not in SHAPES or tuple(theirs[timm_key].shape) == SHAPES[timm_key]
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
