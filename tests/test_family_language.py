@@ -156,3 +156,20 @@ def test_feature_levels_are_timms(name):
     with torch.device("meta"):
         theirs = timm.create_model(name, features_only=True).feature_info
     assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
+
+
+@pytest.mark.parametrize("theirs, ours", [("tf_mixnet_s", "mixnet_s"), ("tf_mobilenetv3_large_100", "mobilenetv3_large_100"),
+                                          ("tf_efficientnet_es", "efficientnet_es"), ("tf_efficientnet_lite0", "efficientnet_lite0")])
+def test_tf_ported_weights_give_timms_outputs_with_same_padding(theirs, ours):
+    """timm's tf_ models pad as TF does ("same", asymmetric at odd sizes, per part of a mixed conv) with eps 1e-3:
+    weights_from="timm_tf" applies both, and at an odd input size the outputs are timm's."""
+    from conftest import calibrate_norms
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(timm.create_model(theirs), (3, 67, 67))
+    model = archc.load(ours, weights=peer.state_dict(), weights_from="timm_tf", resolution=67).eval()
+    assert model.plan.padding == "same" and model.plan.norm.eps == 1e-3
+    x = torch.randn(2, 3, 67, 67, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), peer(x), atol=1e-4, rtol=1e-4)
