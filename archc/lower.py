@@ -196,6 +196,12 @@ class _RowShape:
         self.expand_from = expand_from  # already width-scaled
         self.path = ("stages", i)
 
+    @property
+    def block_kernel(self) -> tuple[int, ...]:
+        """The kernel a block is known by: its spatial conv's, the largest of mixed ones; a uib's middle depthwise, else
+        its first; 1 for a uib with neither (MobileNetV4's FFN)."""
+        return self.kernel or (max(self.mixed) if self.mixed else self.start or (1,) * len(self.stride))
+
 
 def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int, total: int, block_in: int, out: int, stride) -> ir.Block:
     """One block of a stage row, every number resolved, as its layers in order."""
@@ -233,7 +239,7 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         type=row.block,
         in_channels=block_in,
         out_channels=out,
-        kernel=shape.kernel or (max(shape.mixed) if shape.mixed else shape.start or (1,) * len(stride)),
+        kernel=shape.block_kernel,
         stride=stride,
         expand_ratio=expand,
         layers=tuple(layers),

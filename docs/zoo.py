@@ -39,7 +39,7 @@ def page() -> str:
         "Each name loads with `archc.load(name)` or `archc build name` (`archc list` shows them all). Parameters and MACs",
         "(multiply-accumulates of convolutions and linear layers) are archc's own figures from the Plan (`archc info`);",
         "the 2D column is the network as timm builds it (3 input channels, 1000 classes, at timm's default input size),",
-        f"and its parameter counts equal timm 1.0.31's (tests/test_zoo.py and tests/test_family_*.py). The 3D column is",
+        "and its parameter counts equal timm 1.0.31's (tests/test_zoo.py and tests/test_family_*.py). The 3D column is",
         f"the same network with `--dims 3 --in-channels 1 --num-classes 2 --resolution {VOLUME}` (a {VOLUME}³ volume).",
         "The diagram link shows each spec's stages as written (its default preset).",
         "",
