@@ -101,7 +101,8 @@ def markdown() -> str:
 
 
 def _section(model: type[BaseModel]) -> str:
-    names = {Stem: "stem", Head: "head", Norm: "norm", SE: "se", Stage: "stages[] (one row)", Scaling: "scaling", Preset: "scaling.presets.NAME"}
+    names = {Stem: "stem", Head: "head", Norm: "norm", SE: "se", Stage: "stages[] (one row)", Scaling: "scaling", Preset: "scaling.presets.NAME",
+             Decoder: "decoder"}
     return names[model]
 
 

@@ -210,7 +210,7 @@ class Scaling(Model):
 
 
 class Decoder(Model):
-    """A U-Net decoder over the encoder's feature levels: the network then segments, ``num_classes`` output
+    """A U-Net decoder over the encoder's feature levels: the network then segments, `num_classes` output
     channels at the input's size (docs/segmentation.md)."""
 
     type: Annotated[Literal["unet"], _doc("unet: the deepest feature level is the bottleneck; each level upsamples and joins the next finer one")]
