@@ -120,7 +120,9 @@ class Network(nn.Module):
     """stem -> stages -> head -> global average pool -> dropout -> classifier. ``plan`` is what it was built from.
 
     A features Plan (``features_only``) has no head: ``forward`` returns the feature map at the end of each
-    reduction level, described by ``feature_info`` (stage, module, channels, reduction per axis).
+    reduction level, described by ``feature_info`` (stage, module, channels, reduction per axis). A U-Net Plan
+    (``plan.decoder``) has none either: those maps go through ``decoder`` (:mod:`archc.emit.decoder`), which
+    returns (N, num_classes, *S) at the input's size.
     """
 
     def __init__(self, plan: ir.Plan):
