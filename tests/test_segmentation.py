@@ -334,5 +334,5 @@ def test_the_worked_example_runs_as_written(tmp_path):
     archc_command = f'archc() {{ "{sys.executable}" -m archc "$@"; }}\n'
     for kind, code in blocks:
         command = ["bash", "-euo", "pipefail", "-c", archc_command + code] if kind == "sh" else [sys.executable, "-c", code]
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200, env=env)
         assert result.returncode == 0, f"{code}\n{result.stdout}\n{result.stderr}"
