@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from . import ir
+from .formatting import axes as format_axes
 from .formatting import shape as format_shape
 
 
@@ -55,7 +56,7 @@ class LayerCost:
     """One module of the emitted network that computes something: a conv, norm, activation, SE gate or linear."""
 
     path: str  # its module path: "stages.3.1.conv_dw", "stages.3.1.se.conv_reduce", "classifier"
-    type: str  # conv | norm | act | gate | linear
+    type: str  # conv | norm | act | gate | linear | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
     detail: str  # what kind: "depthwise", "batch", "silu", "sigmoid", ...
     in_channels: int
     out_channels: int
@@ -243,9 +244,11 @@ def analyze(plan: ir.Plan) -> Report:
     params, macs, kept = walk.conv(stem.unit, "stem", "stem")
     parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
     rows = [_row("stem", "conv", 1, stem, parts[0])]
+    taps = {}  # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips
     for stage in plan.stages:
         costs = [_block(walk, block) for block in stage.blocks]
         parts += costs
+        taps.update({f: (walk.size, walk.rf, walk.jump) for f in plan.features if f.stage == stage.index})
         first = stage.blocks[0]
         rows.append(
             StageRow(
@@ -268,6 +271,8 @@ def analyze(plan: ir.Plan) -> Report:
             walk.collapse(f"stage {stage.index}: the feature map has shrunk to 1 on every axis before the last stage")
     if plan.head is not None:
         _head(walk, plan.head, parts, rows)
+    if plan.decoder is not None:
+        _decoder(walk, plan.decoder, taps, parts, rows)
     rounded = walk.stride_warning()
     warnings = ([rounded] if rounded else []) + walk.warnings
     return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
@@ -291,7 +296,7 @@ def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
         rows.append(StageRow("classifier", "linear", 1, c_in, c_out, (), (), 0, (c_out,), classifier.params, classifier.macs, classifier.activations, walk.rf))
 
 
-def _block(walk: _Walker, block: ir.Block) -> Cost:
+def _block(walk: _Walker, block: ir.Block, where: str | None = None) -> Cost:
     params = macs = kept = 0
     for layer in block.layers:
         if isinstance(layer, ir.SqueezeExcite):
@@ -299,7 +304,7 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
         elif isinstance(layer, ir.LayerScale):
             p, m, k = walk.scale(layer, block.path)
         else:
-            p, m, k = walk.conv(layer, f"stage {block.stage}", block.path)
+            p, m, k = walk.conv(layer, where or f"stage {block.stage}", block.path)
         params, macs, kept = params + p, macs + m, kept + k
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum
@@ -308,6 +313,55 @@ def _block(walk: _Walker, block: ir.Block) -> Cost:
 
 def _conv_kind(conv: ir.ConvUnit) -> str:
     return "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
+
+
+def _decoder(walk: _Walker, decoder: ir.Decoder, taps: dict, parts: list, rows: list) -> None:
+    """A U-Net decoder's levels after the encoder: each upsamples the walker's map to its skip's size (or the input's),
+    joins the skip, runs its blocks. The receptive field is the deeper path's (the larger); the jump shrinks by the
+    upsampling factor. Kept for backward: the joined map (the first conv's input) and what the blocks keep; an
+    upsampling's own output and a head's output are kept by no operation (nearest and linear interpolation,
+    concatenation and the crop keep none of their inputs)."""
+    for level in decoder.levels:
+        up, where = level.up, f"decoder level {level.index}"
+        size, before = walk.size, len(parts)
+        upsampled = tuple(n * s for n, s in zip(size, up.scale))  # before the crop, as the module returns it
+        conv = up.conv
+        params = macs = 0
+        if conv is not None:
+            weights = conv.out_channels * conv.in_channels * math.prod(conv.kernel)
+            params, macs = weights + conv.out_channels, weights * math.prod(size)  # a transposed conv: per input position
+            out = upsampled if up.mode == "transpose" else size
+            walk.layers.append(LayerCost(f"{level.path}.up.conv", "conv", "transposed" if up.mode == "transpose" else "dense", conv.in_channels,
+                                         conv.out_channels, conv.kernel, conv.stride, 1, (conv.out_channels, *out), params, macs))
+        walk.layers.append(LayerCost(f"{level.path}.up", "upsample", up.mode, up.out_channels, up.out_channels, (), up.scale, 1,
+                                     (up.out_channels, *upsampled), 0, 0))
+        target, skip_rf, skip_jump = taps[level.skip] if level.skip else (walk.plan.resolution, None, None)
+        walk.size, walk.jump = target, tuple(j // s for j, s in zip(walk.jump, up.scale))
+        parts.append(Cost(f"{level.path}.up", params, macs, 0, (up.out_channels, *target), walk.rf))
+        joined = up.out_channels
+        if level.lateral is not None:  # runs on the skip: the walker visits it there and comes back
+            state = (walk.rf, walk.jump)
+            walk.rf, walk.jump = skip_rf, skip_jump
+            parts.append(_block(walk, level.lateral, where))
+            walk.rf, walk.jump = state
+        elif level.skip is not None:
+            joined += level.skip.channels
+        kept = joined * math.prod(target)  # the concatenation or the sum, which the first conv keeps
+        parts[-1] = dataclasses.replace(parts[-1], activations=parts[-1].activations + kept)
+        parts += [_block(walk, block, where) for block in level.blocks]
+        if level.aux is not None:
+            state = (walk.size, walk.rf, walk.jump)
+            parts.append(dataclasses.replace(_block(walk, level.aux, where), activations=0))
+            walk.size, walk.rf, walk.jump = state
+        costs = parts[before:]
+        first = level.blocks[0]
+        rows.append(StageRow(f"decoder.{level.index}", f"{block_title(first)}, up {format_axes(up.scale)} {up.mode}",
+                             len(level.blocks), up.in_channels, level.out_channels, first.kernel, first.stride, first.se_channels,
+                             (level.out_channels, *walk.size), sum(c.params for c in costs), sum(c.macs for c in costs),
+                             sum(c.activations for c in costs), walk.rf))
+    head = dataclasses.replace(_block(walk, decoder.head, "decoder head"), activations=0)  # its output leaves the module
+    parts.append(head)
+    rows.append(_row("decoder.head", "conv", 1, decoder.head, head))
 
 
 def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -> StageRow:

@@ -1,13 +1,17 @@
 """Deployable files from an emitted model: TorchScript, torch.export programs and ONNX, by file extension.
 
 Each is traced with one example input at the Plan's resolution (batch 1 by default). The batch axis is dynamic in
-every format. The spatial axes (the network ends in global average pooling, so any size works):
+every format. The spatial axes (a classifier ends in global average pooling and a U-Net's decoder fits each map to
+its skip's size, so any size works):
 
 - TorchScript (``.pt``): the trace records the size arithmetic, so it runs at any size, with ``padding: same`` too.
 - torch.export (``.pt2``): dynamic (``torch.export.Dim``, from the total stride + 1 up) with symmetric padding. TF
   ``same`` padding specialises: its per-axis padding depends on each size's remainder modulo the stride, and
-  torch.export guards on it, so those programs keep the example's spatial size and refuse others.
-- ONNX (``.onnx``): dynamic, for the classifier's input and for every feature map of a ``features_only`` model,
+  torch.export guards on it, so those programs keep the example's spatial size and refuse others. So do U-Nets': a
+  decoder level's crop to its skip's size is a guard torch.export cannot prove for every size (export ONNX or
+  TorchScript for sliding-window inference at any size).
+- ONNX (``.onnx``): dynamic, for the classifier's input, for every feature map of a ``features_only`` model and for a
+  U-Net's output (which has the input's size),
   with either padding (``emit.ops`` writes the "same" padding's ceiling division without negative numbers, which
   the exporter would lower as a truncating division).
 """
@@ -108,7 +112,7 @@ AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 def _spatial_dynamic(plan, fmt: str) -> bool:
-    return fmt == "onnx" or plan.padding != "same"  # see the module's docstring
+    return fmt == "onnx" or plan.padding != "same" and plan.decoder is None  # see the module's docstring
 
 
 def _export_dims(plan) -> dict:
@@ -129,7 +133,7 @@ def _onnx(model, example, buffer, path, opset) -> None:
     if plan.output == "features":  # one output per reduction level, each with its own sizes
         outputs = [f"features_{level}" for level in range(len(plan.features))]
         dynamic = {name: {0: "batch", **{2 + i: f"{axis}_{level}" for i, axis in enumerate(spatial)}} for level, name in enumerate(outputs)}
-    else:
-        outputs, dynamic = ["output"], {"output": {0: "batch"}}
+    else:  # class scores, or a U-Net's map at the input's size (sliding-window inference feeds it any size)
+        outputs, dynamic = ["output"], {"output": {0: "batch"} if plan.output == "classifier" else axes}
     torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=outputs,
                       dynamic_axes={"input": axes, **dynamic}, opset_version=opset, dynamo=False)

@@ -7,6 +7,9 @@ milliseconds and no weights are allocated. Three levels of detail:
 - ``block``: one node per block inside a cluster per stage; a residual block's dashed skip goes from its
   input to a "+" node after it, and the next block reads that sum.
 - ``layer``: inside each block its expand, depthwise, SE and project layers and the skip's add.
+
+A U-Net (a Plan with a decoder) adds one node per decoder level going back up, a dashed skip edge from the stage
+whose map each level joins and, at stage detail, each level beside that stage: the U of the papers' figures.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ FORMATS = ("dot", "svg", "png", "pdf")
 # One colour per role, the same in every diagram.
 COLOURS = {
     "stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "fused_mbconv": "#e4dcf3", "conv": "#fbe3c8",
-    "layer": "#ffffff", "add": "#fdf2c4",
+    "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8",
 }
 NORM_NAMES = {"batch": "BN", "group": "GN", "instance": "IN", "layer": "LN"}
 
@@ -47,6 +50,7 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
 
     graph.node("stem", dot_text(_stem_label(plan, report)), fillcolor=COLOURS["stem"])
     previous = "stem"
+    ends = {}  # stage index -> the node its output leaves from (a U-Net's skips start there)
     for stage in plan.stages:
         if detail == "stage":
             previous = _stage_node(graph, stage, report, previous)
@@ -56,7 +60,11 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
                 cluster.attr(label=dot_text(_stage_title(stage)), style="rounded,dashed", color="#999999", fontsize="12")
                 for block in stage.blocks:
                     previous = draw(cluster, graph, block, report, previous)
+        ends[stage.index] = previous
     last = dot_text(_shape(report.shape_of(_last_path(plan))))
+    if plan.decoder is not None:
+        _decoder_nodes(graph, plan, report, previous, ends, beside=detail == "stage")
+        return graph
     if plan.head is None:  # a features encoder: its output is the map of each reduction level
         levels = [f"stage {f.stage}: {f.channels} ch, /{_axes(f.reduction)}" for f in plan.features]
         graph.node("features", dot_text("\n".join(["features (one map per level)", *levels])), fillcolor=COLOURS["head"])
@@ -180,6 +188,44 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
             graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
             source = add
     return source
+
+
+def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: dict, beside: bool) -> None:
+    """A U-Net's decoder: one node per level going back up, each beside the encoder stage whose map it joins
+    (``beside``: the same rank, which draws the U), a dashed skip edge from that stage, then the head."""
+    decoder = plan.decoder
+    norm = NORM_NAMES[plan.norm.type]
+    shape_in = report.shape_of(_last_path(plan))
+    for level in decoder.levels:
+        name, up, first = level.path, level.up, level.blocks[0]
+        params = next(row.params for row in report.rows if row.name == f"decoder.{level.index}")
+        joined = "" if level.skip is None else f", {decoder.fuse} skip"
+        unit = first.convs[0]
+        lines = [
+            f"decoder level {level.index}: up ×{_axes(up.scale)} {up.mode}{joined}",
+            f"{block_title(first)} k{_axes(first.kernel)} ×{len(level.blocks)}   {first.in_channels}→{level.out_channels}"
+            + (f", {norm}, {unit.activation}" if first.type == "conv" else ""),
+            f"out {_shape(report.shape_of(level.blocks[-1].path))}",
+            f"{params:,} params",
+        ]
+        graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS["decoder"])
+        graph.edge(previous, name, label=dot_text(_shape(shape_in)))
+        if level.skip is not None:
+            source = ends[level.skip.stage]
+            graph.edge(source, name, style="dashed", color="#2a7ab0", label=dot_text(f"skip {_shape(report.shape_of(level.skip.path))}"),
+                       constraint="false")
+            if beside:
+                with graph.subgraph() as row:
+                    row.attr(rank="same")
+                    row.node(source)
+                    row.node(name)
+        previous, shape_in = name, report.shape_of(level.blocks[-1].path)
+    head = decoder.head
+    params = next(row.params for row in report.rows if row.name == "decoder.head")
+    lines = [f"head: conv k{_axes(head.kernel)} {head.in_channels}→{head.out_channels} (segmentation)",
+             f"out {_shape(report.shape_of(head.path))}   {params:,} params"]
+    graph.node("head", dot_text("\n".join(lines)), fillcolor=COLOURS["head"])
+    graph.edge(previous, "head", label=dot_text(_shape(shape_in)))
 
 
 def _conv_label(conv: ir.ConvUnit, norm: str) -> str:

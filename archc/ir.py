@@ -20,6 +20,8 @@ BlockType = Literal["mbconv", "fused_mbconv", "conv", "ds", "dsa", "uib"]
 HeadType = Literal["conv", "efficient", "pool"]
 NormType = Literal["batch", "group", "instance", "layer"]
 Padding = Literal["symmetric", "same"]
+UpsampleMode = Literal["nearest", "linear", "transpose"]
+FuseMode = Literal["concat", "add"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
 BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
@@ -213,12 +215,78 @@ class Plan:
     scaling: Scaling
     features: tuple[FeatureLevel, ...]  # one per reduction level, in order
     checkpointing: bool = False  # recompute each block's activations in backward (training memory)
+    decoder: Decoder | None = None  # a U-Net decoder over ``features`` (then ``head`` is None): the module segments
 
     @property
-    def output(self) -> Literal["classifier", "features"]:
-        """What the module returns: class scores (pooled features with 0 classes), or the feature maps."""
+    def output(self) -> Literal["classifier", "features", "segmentation"]:
+        """What the module returns: class scores (pooled features with 0 classes), the feature maps, or a map of
+        ``decoder.num_classes`` channels at the input's size."""
+        if self.decoder is not None:
+            return "segmentation"
         return "features" if self.head is None else "classifier"
 
     @property
     def blocks(self) -> tuple[Block, ...]:
         return tuple(block for stage in self.stages for block in stage.blocks)
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """How a decoder level brings the deeper map to its skip's size: ``transpose``, a transposed conv of kernel and
+    stride ``scale``; ``nearest``/``linear``, a 1x1 conv where the width changes, then interpolation by ``scale``.
+    Either way the result is cropped to the skip's size (the encoder rounds sizes up, so it is never smaller)."""
+
+    mode: UpsampleMode
+    scale: Axes  # per axis: the deeper level's reduction over this level's
+    in_channels: int
+    out_channels: int  # half the input where a skip is joined (MONAI BasicUNet / FlexibleUNet ``halves``)
+
+    @property
+    def conv(self) -> ConvUnit | None:
+        """The conv the upsampling has (module ``up.conv``, with a bias as MONAI's), or None: plain interpolation."""
+        if self.mode == "transpose":
+            return ConvUnit("conv", None, None, self.in_channels, self.out_channels, self.scale, self.scale, 1, None, bias=True)
+        if self.in_channels != self.out_channels:
+            ones = (1,) * len(self.scale)
+            return ConvUnit("conv", None, None, self.in_channels, self.out_channels, ones, ones, 1, None, bias=True)
+        return None
+
+
+@dataclass(frozen=True)
+class DecoderLevel:
+    """One level of a U-Net decoder: upsample the deeper map, join the encoder's map of this level (the skip),
+    then the level's blocks. The last level of an encoder whose finest map is reduced has no skip: it brings the
+    map back to the input's size."""
+
+    index: int  # 0: the deepest
+    path: str  # "decoder.levels.0", the module path
+    skip: FeatureLevel | None  # the encoder level joined here
+    up: Upsample
+    lateral: Block | None  # fuse "add": a 1x1 conv and norm taking the skip to the upsampled width (``<path>.lateral``)
+    blocks: tuple[Block, ...]  # paths "<path>.blocks.<j>"
+    aux: Block | None  # deep supervision: a 1x1 conv (with a bias) to the classes from this level's output (``<path>.aux``)
+    reduction: Axes  # of this level's output, per axis (all 1 at the input's size)
+
+    @property
+    def out_channels(self) -> int:
+        return self.blocks[-1].out_channels
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """A U-Net decoder: the deepest feature level is the bottleneck; each level upsamples and joins the next
+    finer one; the head maps the last level to ``num_classes`` channels at the input's size. The single-conv
+    parts (lateral, aux, head) are Blocks of one conv unit, so every consumer treats them as any block."""
+
+    fuse: FuseMode  # concat: [skip, upsampled] along channels (MONAI's order); add: lateral(skip) + upsampled
+    levels: tuple[DecoderLevel, ...]
+    head: Block  # one kxk conv with a bias, no norm or activation (MONAI SegmentationHead): ``decoder.head``
+    num_classes: int
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """Every block of the decoder in the order it runs, its head last (deep-supervision heads after their level)."""
+        parts = []
+        for level in self.levels:
+            parts += ([level.lateral] if level.lateral else []) + list(level.blocks) + ([level.aux] if level.aux else [])
+        return (*parts, self.head)

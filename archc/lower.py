@@ -8,12 +8,13 @@ a stem or head with ``scale: false`` and a row with ``scale_depth: false`` stay 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
 from .scaling import Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
-from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec
+from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec, Stage
 
 
 def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
@@ -111,8 +112,12 @@ def lower(
         norm=spec.head.type == "conv" if spec.head.norm is None else spec.head.norm,
     )
     norm = ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum, spec.norm.groups)
+    features = _feature_levels(stem, stages)
+    classes = spec.num_classes if num_classes is None else num_classes
+    decoder = None if features_only or spec.decoder is None else _decoder(spec, axes, features, classes, num_classes is None)
     if norm.type == "group":
-        _check_groups(spec, norm.groups, stem, stages, head_conv if spec.head.type != "pool" and head_conv.norm else None)
+        head = head_conv if decoder is None and spec.head.type != "pool" and head_conv.norm else None
+        _check_groups(spec, norm.groups, stem, stages, head, decoder.blocks if decoder else ())
     return ir.Plan(
         name=spec.name,
         dims=dims,
@@ -122,16 +127,17 @@ def lower(
         norm=norm,
         stem=stem,
         stages=tuple(stages),
-        head=None if features_only else ir.Head(
+        head=None if features_only or decoder else ir.Head(
             conv=None if spec.head.type == "pool" else head_conv,
             dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
-            num_classes=spec.num_classes if num_classes is None else num_classes,
+            num_classes=classes,
             type=spec.head.type,
             in_channels=width_in,
         ),
         scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
-        features=_feature_levels(stem, stages),
+        features=features,
         checkpointing=spec.checkpointing,
+        decoder=decoder,
     )
 
 
@@ -325,13 +331,74 @@ def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.Feat
     return tuple(levels)
 
 
-def _check_groups(spec: Spec, groups: int, stem, stages, head) -> None:
+def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num_classes: int, spec_classes: bool) -> ir.Decoder:
+    """The spec's U-Net decoder over the encoder's feature levels. The deepest level is the bottleneck; the decoder
+    has one level per finer feature level (its skip), deepest first, and one more without a skip when the finest
+    feature level is reduced, which brings the map back to the input's size. Each level upsamples by the ratio of
+    the two reductions per axis, so an encoder that reduces the axes unevenly gets a decoder that undoes exactly that."""
+    d = spec.decoder
+    ones = (1,) * axes.dims
+    if num_classes < 1:
+        where = _where(spec, ("num_classes",)) if spec_classes else {}
+        raise LoweringError(f"got {num_classes}, but with a decoder num_classes is the number of output channels: at least 1", **where)
+    skips: list[ir.FeatureLevel | None] = list(reversed(features[:-1]))
+    if features[0].reduction != ones:
+        skips.append(None)
+    count = len(skips)
+    if count == 0:
+        raise LoweringError("the encoder has a single feature level at the input's size: a U-Net decoder has nothing to upsample",
+                            **_where(spec, ("decoder",)))
+    if d.channels is None:
+        widths = [d.width * 2 ** (count - 1 - i) for i in range(count)]  # 16 -> 256, 128, 64, 32, 16 (MONAI, SMP)
+    elif len(d.channels) != count:
+        raise LoweringError(f"got {len(d.channels)} widths, but this encoder gives the decoder {count} levels; give {count}, deepest first",
+                            **_where(spec, ("decoder", "channels")))
+    else:
+        widths = list(d.channels)
+    if d.deep_supervision > count - 1:
+        raise LoweringError(f"got {d.deep_supervision}, but only the {count - 1} levels before the last can have a deep-supervision head",
+                            **_where(spec, ("decoder", "deep_supervision")))
+    kernel = axes.get(d.kernel, ("decoder", "kernel"))
+    # The spec's block machinery builds the decoder's blocks, as a stage row would (SE as the network's).
+    row = Stage.model_construct(block=d.block, expand=d.expand if d.block != "conv" else 1, channels=1, kernel=kernel,
+                                activation=d.activation or spec.activation)
+    shape = _RowShape(axes, row, 0, None)
+
+    def one_conv(path: str, level: int, c_in: int, c_out: int, k, norm: str | None) -> ir.Block:
+        unit = ir.ConvUnit("conv", norm, None, c_in, c_out, k, ones, 1, None, bias=norm is None)
+        return ir.Block(path, level, -1, "conv", c_in, c_out, k, ones, 1, (unit,), residual=False, drop_path=0.0)
+
+    levels, c_in, deeper = [], features[-1].channels, features[-1].reduction
+    for i, (skip, out) in enumerate(zip(skips, widths)):
+        path = f"decoder.levels.{i}"
+        reduction = ones if skip is None else skip.reduction
+        up = ir.Upsample(d.upsample, tuple(a // b for a, b in zip(deeper, reduction)), c_in, c_in if skip is None else max(1, c_in // 2))
+        lateral = one_conv(f"{path}.lateral", i, skip.channels, up.out_channels, ones, "bn") if skip and d.fuse == "add" else None
+        width = up.out_channels + (skip.channels if skip and d.fuse == "concat" else 0)
+        blocks = []
+        for j in range(d.repeats):
+            block = _block(spec, row, shape, f"{path}.blocks.{j}", i, j, d.repeats, width if j == 0 else out, out, ones)
+            # No stochastic depth: the spec's rate is a schedule over the encoder's blocks.
+            blocks.append(dataclasses.replace(block, index=-1, drop_path=0.0))
+        aux = one_conv(f"{path}.aux", i, out, num_classes, ones, None) if count - 1 - d.deep_supervision <= i < count - 1 else None
+        levels.append(ir.DecoderLevel(i, path, skip, up, lateral, tuple(blocks), aux, reduction))
+        c_in, deeper = out, reduction
+    # MONAI's SegmentationHead: a 3x3 conv with a bias, no norm or activation.
+    head = one_conv("decoder.head", count, c_in, num_classes, (3,) * axes.dims, None)
+    return ir.Decoder(d.fuse, tuple(levels), head, num_classes)
+
+
+def _check_groups(spec: Spec, groups: int, stem, stages, head, decoder_blocks=()) -> None:
     widths = {stem.out_channels: "stem", **({head.out_channels: "head"} if head else {})}
     for stage in stages:
         for block in stage.blocks:
             for unit in block.convs:  # every normalised width
                 if unit.norm:
                     widths.setdefault(unit.out_channels, f"{block.path}.{unit.norm}")
+    for block in decoder_blocks:
+        for unit in block.convs:
+            if unit.norm:
+                widths.setdefault(unit.out_channels, f"{block.path}.{unit.norm}")
     for width, where in sorted(widths.items()):
         if width % groups:
             raise LoweringError(

@@ -30,7 +30,7 @@ from pydantic import (
 
 from .errors import SpecError, shown
 from .files import read_bytes
-from .ir import Activation, BlockType, Gate, HeadType, NormType, Padding
+from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
 from .scaling import MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -326,6 +326,35 @@ class Scaling(Model):
         return self
 
 
+class Decoder(Model):
+    """A U-Net decoder over the encoder's feature levels: the network then segments, `num_classes` output
+    channels at the input's size (docs/segmentation.md)."""
+
+    type: Annotated[Literal["unet"], _doc("unet: the deepest feature level is the bottleneck; each level upsamples and joins the next finer one")]
+    width: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc(
+        "width of the finest level, doubling per level deeper: 16 gives 256, 128, 64, 32, 16 for EfficientNet's five "
+        "levels (MONAI FlexibleUNet's and SMP's default decoder_channels); not scaled with the network's width"
+    )] = 16
+    channels: Annotated[Optional[list[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]]], Field(min_length=1), _doc(
+        "instead of width: the output width of every level, deepest first; one per level (the encoder's feature levels "
+        "but the deepest, plus one back to the input's size when the finest level is reduced: archc info lists them)"
+    )] = None
+    block: Annotated[BlockType, _doc("the block at each level: conv (conv, norm, activation: a U-Net's two convs with repeats 2), mbconv or fused_mbconv")] = "conv"
+    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks per level")] = 2
+    expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("mbconv and fused_mbconv blocks: expansion ratio")] = 6
+    kernel: Annotated[Kernel, _doc("odd kernel size of the blocks' spatial convs, one for all axes or one per axis")] = (3,)
+    upsample: Annotated[UpsampleMode, _doc(
+        "nearest or linear: interpolation (after a 1x1 conv where the width halves); transpose: a transposed conv. "
+        "The factor per axis is the ratio of the two levels' reductions, so anisotropic encoders work"
+    )] = "nearest"
+    fuse: Annotated[FuseMode, _doc("how a skip joins: concat (along channels, skip first) or add (after a 1x1 conv and norm of the skip)")] = "concat"
+    activation: Annotated[Optional[Activation], _doc("activation of the decoder's blocks; default: the network's")] = None
+    deep_supervision: Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE), _doc(
+        "extra 1x1 heads on this many levels before the last; in training the module returns [output, head outputs "
+        "finest first], each at the input's size; in evaluation the output alone"
+    )] = 0
+
+
 def _printable(text: str) -> str:
     # A name travels to terminals and diagram files: an escape sequence or a NUL in it would act there.
     bad = next((c for c in text if not c.isprintable()), None)
@@ -382,6 +411,10 @@ class Spec(Model):
     checkpointing: Annotated[bool, Strict(), _doc(
         "activation checkpointing: each block recomputes its activations in backward (less memory, more time)"
     )] = False
+    decoder: Annotated[Optional[Decoder], _doc(
+        "a U-Net decoder: the network segments (num_classes output channels at the input's size) instead of classifying; "
+        "head is then unused. `--set decoder.type=unet` turns any spec into a U-Net with the defaults"
+    )] = None
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))
 

@@ -278,18 +278,24 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     """Map ``peer`` (a state_dict of ``source``) onto ``model``'s keys, adapting what can be adapted:
     2D kernels inflated into 3D (``inflate``), the stem's input channels, a classifier of another size."""
     target = model.state_dict()
-    names = peer_names(model.plan, list(target), source)
+    fresh = _fresh_decoder(target, peer, source)
+    names = peer_names(model.plan, [key for key in target if key not in fresh], source)
     peer, dropped = _without_head(peer, model.plan, source)
     wanted = set(names.values())
-    missing = [f"{names[k]} {list(target[k].shape)}" for k in target if names[k] not in peer]
+    missing = [f"{names[k]} {list(target[k].shape)}" for k in names if names[k] not in peer]
     unexpected = [f"{k} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
         hint = layout_hint(model.plan, list(target), peer, source)
         raise CheckpointError(f"{source} weights do not fit this model: " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
-    state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): an encoder has none"] if dropped else []), 0
+    state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): {_headless(model.plan)} has none"] if dropped else []), 0
+    if fresh:
+        notes.append(f"initialised the decoder ({len(fresh)} tensors) as a new model's: the weights have none")
     for key, value in target.items():
+        if key in fresh:
+            state[key] = value
+            continue
         tensor = peer[names[key]]
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
@@ -301,6 +307,19 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     if inflated:  # one note for all of them
         notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
     return Imported(state, tuple(notes))
+
+
+def _headless(plan: ir.Plan) -> str:
+    return "a U-Net" if plan.decoder is not None else "an encoder"
+
+
+def _fresh_decoder(target: dict, peer: dict, source: str) -> set[str]:
+    """The U-Net decoder's keys that keep their initial values: all of them, unless the weights are an archc
+    U-Net's, which hold the decoder too (then every key is imported, and a missing one is an error)."""
+    keys = {key for key in target if key.startswith("decoder.")}
+    if source == "archc" and any(key in peer for key in keys):
+        return set()
+    return keys
 
 
 def _is_2d_kernel_for_3d(key: str, tensor: torch.Tensor, like: torch.Tensor) -> bool:

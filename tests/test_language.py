@@ -52,9 +52,9 @@ def test_shipped_specs_validate_against_the_published_schema(name):
     archc.validate(name)
 
 
-# Every shipped spec in every dimensionality it can take (the anisotropic 3D spec is 3D only: its per-axis
-# strides name three axes, and lowering it to 2D is an error tested in test_lower).
-SPEC_DIMS = [(name, dims) for name in SPECS for dims in ((3,) if name == "efficientnet3d_b0" else (1, 2, 3))]
+# Every shipped spec in every dimensionality it can take (the anisotropic 3D specs are 3D only: their per-axis
+# strides name three axes, and lowering one to 2D is an error tested in test_lower).
+SPEC_DIMS = [(name, dims) for name in SPECS for dims in ((3,) if name in ("efficientnet3d_b0", "unet3d_ct") else (1, 2, 3))]
 
 
 @pytest.mark.parametrize("name, dims", SPEC_DIMS)
@@ -70,7 +70,8 @@ def test_analysis_equals_measurement_for_every_shipped_spec(name, dims):
     with counter, torch.no_grad():
         out = model(torch.randn(1, *report.input_shape))
     assert report.macs == pytest.approx(counter.get_total_flops() / 2, rel=0.01)
-    assert out.shape == (1, model.plan.head.num_classes)
+    plan = model.plan
+    assert out.shape == ((1, plan.decoder.num_classes, *plan.resolution) if plan.decoder else (1, plan.head.num_classes))
 
 
 # --------------------------------------------------------------------------- blocks, norms, anisotropy

@@ -99,3 +99,9 @@ class Layers:
 
 def _axes(value, dims: int) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+
+
+# The transposed convs of a U-Net decoder's upsampling (``emit.decoder``); "same" padding does not apply to them:
+# kernel and stride are equal, so each input position writes its own block of outputs.
+CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}

@@ -151,7 +151,9 @@ class Network(nn.Module):
     """stem -> stages -> head -> global average pool -> dropout -> classifier. ``plan`` is what it was built from.
 
     A features Plan (``features_only``) has no head: ``forward`` returns the feature map at the end of each
-    reduction level, described by ``feature_info`` (stage, module, channels, reduction per axis).
+    reduction level, described by ``feature_info`` (stage, module, channels, reduction per axis). A U-Net Plan
+    (``plan.decoder``) has none either: those maps go through ``decoder`` (:mod:`archc.emit.decoder`), which
+    returns (N, num_classes, *S) at the input's size.
     """
 
     def __init__(self, plan: ir.Plan):
@@ -171,8 +173,12 @@ class Network(nn.Module):
             {"stage": f.stage, "module": "stem" if f.stage < 0 else f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
         )
         self.efficient_head = False
-        if self.features_only:
-            self._taps = frozenset(f.stage for f in plan.features)
+        self._taps = frozenset(f.stage for f in plan.features)
+        if plan.decoder is not None:
+            from .decoder import UNetDecoder  # here, not at the top: the decoder is built of this module's blocks
+
+            self.decoder = UNetDecoder(plan, layers)
+        if plan.head is None:  # a features encoder or a U-Net: no classifier
             return
         head = plan.head
         # conv: the head's conv in forward_features; efficient: in forward_head, after pooling; pool: none
@@ -218,6 +224,8 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor):
         if self.features_only:
             return self.forward_pyramid(x)
+        if self.plan.decoder is not None:
+            return self.decoder(self.forward_pyramid(x), x.shape[2:])  # (N, num_classes, *S)
         return self.forward_head(self.forward_features(x))
 
     # timm's model API (timm.models.efficientnet.EfficientNet): training code written for timm takes this module.
@@ -264,8 +272,9 @@ class Network(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward (while training), or stop: the same switch as the
         spec's ``checkpointing``, at run time. The state_dict keys do not change; ``self.plan`` follows."""
-        for stage in self.stages:
-            stage.checkpointing = bool(enable)
+        for stage in self.modules():  # the encoder's stages and a decoder's levels
+            if isinstance(stage, CheckpointedStage):
+                stage.checkpointing = bool(enable)
         self.plan = dataclasses.replace(self.plan, checkpointing=bool(enable))
 
     @property
@@ -301,12 +310,15 @@ class Network(nn.Module):
 
     def _head(self, name: str) -> ir.Head:
         if self.plan.head is None:  # an AttributeError, so hasattr() says a features encoder has no such thing
-            raise AttributeError(f"a features encoder (features_only) has no {name}")
+            raise AttributeError(f"{self._headless()} has no {name}")
         return self.plan.head
 
     def _needs_head(self, name: str) -> None:
-        if self.features_only:
-            raise EmitError(f"{name}: a features encoder (features_only) has no head or classifier")
+        if self.plan.head is None:
+            raise EmitError(f"{name}: {self._headless()} has no head or classifier")
+
+    def _headless(self) -> str:
+        return "a U-Net (a spec with a decoder)" if self.plan.decoder is not None else "a features encoder (features_only)"
 
 
 class CheckpointedStage(nn.Sequential):
