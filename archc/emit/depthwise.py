@@ -14,7 +14,7 @@ Where each wins was measured shape by shape (docs/performance.md, "Depthwise con
 came out of it is :func:`fast_backward`. Everything else, and every export path, runs the plain op.
 """
 
-from __future__ import annotations
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -22,44 +22,102 @@ import torch.nn.functional as F
 CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-def fast_backward(dims: int, stride: tuple[int, ...], dilation: tuple[int, ...], padding: tuple[int, ...],
-                  kernel: tuple[int, ...]) -> bool:
-    """Whether the rewritten backward wins for this conv. Only stride 1 and dilation 1: for stride 2 the input
-    gradient needs a zero-stuffed gradient (8x its size in 3D) and the weight gradient a dilated kernel, and
-    both measured slower than oneDNN's. Only 3D: in 1D and 2D oneDNN has real depthwise kernels and the
-    rewrite measured level or slower. ``padding`` must not exceed ``k - 1`` (the flipped conv pads ``k - 1 - p``)."""
-    return (dims == 3 and all(s == 1 for s in stride) and all(d == 1 for d in dilation)
-            and all(0 <= p <= k - 1 for p, k in zip(padding, kernel)))
+def fast_backward(x: torch.Tensor, stride: tuple[int, ...], dilation: tuple[int, ...]) -> bool:
+    """Whether the rewritten backward wins for a conv on ``x``, from the per-shape measurements in
+    docs/performance.md: 3D, stride 1, no dilation, the input in the ordinary (N, C, D, H, W) layout. There it
+    took 0.05x to 0.6x of oneDNN's time, for every depthwise conv of the EfficientNet family. Elsewhere it lost
+    somewhere: at stride 2 the phases' convs cost 1.1x to 2.5x oneDNN's backward on three of four shapes; in 2D
+    oneDNN has true depthwise kernels; in channels-last layout some shapes ran slower."""
+    return (x.ndim == 5 and all(s == 1 for s in stride) and all(d == 1 for d in dilation)
+            and x.is_contiguous())
 
 
 class DepthwiseConv(torch.autograd.Function):
-    """``convNd(x, weight, bias, stride=1, padding, groups=C)`` with the backward described in the module."""
+    """``convNd(x, weight, bias, stride, padding, groups=C)`` with the backward described in the module."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, ...]) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+                padding: tuple[int, ...]) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.padding = padding
-        ctx.has_bias = bias is not None
-        return CONV_FN[x.ndim - 2](x, weight, bias, 1, padding, 1, x.shape[1])
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return CONV_FN[x.ndim - 2](x, weight, bias, stride, padding, 1, x.shape[1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        conv, channels = CONV_FN[x.ndim - 2], x.shape[1]
-        spatial = tuple(range(2, x.ndim))
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            flipped_padding = tuple(k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding))
-            grad_x = conv(grad, weight.flip(spatial), None, 1, flipped_padding, 1, channels)
+            grad_x = input_grad(grad, weight, x.shape, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
-            batch = x.shape[0]
-            # (1, N*C, *S) correlated with (N*C, 1, *S_out): one (N*C, *k) weight gradient per sample and channel
-            per_sample = conv(x.reshape(1, batch * channels, *x.shape[2:]), grad.reshape(batch * channels, 1, *grad.shape[2:]),
-                              None, 1, ctx.padding, 1, batch * channels)
-            grad_w = per_sample.reshape(batch, *weight.shape).sum(0)
+            grad_w = weight_grad(grad, x, weight.shape, ctx.stride, ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, *spatial))
-        return grad_x, grad_w, grad_b, None
+            grad_b = grad.sum((0, *range(2, grad.ndim)))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _phases(kernel: tuple[int, ...], stride: tuple[int, ...]):
+    """The kernel offsets ``q`` (one per axis, ``0 <= q < s``) whose taps ``q, q + s, ...`` form one stride-1
+    sub-kernel: a stride-s conv is the sum of s^d stride-1 convs on the input's phases (polyphase)."""
+    return itertools.product(*(range(min(s, k)) for k, s in zip(kernel, stride)))
+
+
+def _conv_padded(x: torch.Tensor, kernel: torch.Tensor, pads: list[tuple[int, int]], groups: int) -> torch.Tensor:
+    """Stride-1 correlation of ``x`` padded by ``(before, after)`` per axis (negative: cropped) with ``kernel``."""
+    conv = CONV_FN[x.ndim - 2]
+    if all(before == after >= 0 for before, after in pads):
+        return conv(x, kernel, None, 1, tuple(before for before, _ in pads), 1, groups)
+    flat = [side for before_after in reversed(pads) for side in before_after]  # F.pad lists the last axis first
+    return conv(F.pad(x, flat), kernel, None, 1, 0, 1, groups)
+
+
+def input_grad(grad: torch.Tensor, weight: torch.Tensor, shape: torch.Size, stride, padding) -> torch.Tensor:
+    """dL/dx: for each phase, the stride-1 conv of the output gradient with the flipped sub-kernel, written to
+    the input positions ``i = q - p (mod s)`` it reaches. With stride 1 that is one conv, written nowhere."""
+    spatial = tuple(range(2, grad.ndim))
+    kernel, sizes, out_sizes = weight.shape[2:], shape[2:], grad.shape[2:]
+    # every input position lies in one phase; a phase without taps (a stride above the kernel) stays zero
+    grad_x = None if all(s == 1 for s in stride) else grad.new_zeros(shape)
+    for q in _phases(kernel, stride):
+        first = [(qi - p) % s for qi, p, s in zip(q, padding, stride)]  # first input position of the phase, per axis
+        taps = [len(range(qi, k, s)) for qi, k, s in zip(q, kernel, stride)]
+        count = [len(range(i, n, s)) for i, n, s in zip(first, sizes, stride)]
+        if 0 in count:
+            continue
+        # input position i = first + s*m takes output j0 + m - t with tap q + s*t, j0 = (first + p - q) / s
+        pads = []
+        for i, p, qi, s, t, c, n_out in zip(first, padding, q, stride, taps, count, out_sizes):
+            before = t - 1 - (i + p - qi) // s
+            pads.append((before, c + t - 1 - n_out - before))
+        sub = weight[(..., *(slice(qi, None, s) for qi, s in zip(q, stride)))].flip(spatial)
+        part = _conv_padded(grad, sub, pads, grad.shape[1])
+        if grad_x is None:
+            return part
+        grad_x[(..., *(slice(i, None, s) for i, s in zip(first, stride)))] = part
+    return grad_x
+
+
+def weight_grad(grad: torch.Tensor, x: torch.Tensor, shape: torch.Size, stride, padding) -> torch.Tensor:
+    """dL/dw: for each phase, the input's phase seen as one sample of N*C channels, correlated with the output
+    gradient as N*C kernels (``groups = N*C``), summed over the batch into the taps ``q, q + s, ...``."""
+    batch, channels = x.shape[:2]
+    kernel, out_sizes = shape[2:], grad.shape[2:]
+    kernels = grad.reshape(batch * channels, 1, *out_sizes)
+    grad_w = grad.new_zeros(shape) if any(s > 1 for s in stride) else None
+    for q in _phases(kernel, stride):
+        first = [(qi - p) % s for qi, p, s in zip(q, padding, stride)]
+        taps = [len(range(qi, k, s)) for qi, k, s in zip(q, kernel, stride)]
+        phase = x[(..., *(slice(i, None, s) for i, s in zip(first, stride)))]
+        # the phase's m-th value is padded-input position q + s*m; it needs n_out + taps - 1 of them
+        pads = []
+        for i, p, qi, s, t, n, n_out in zip(first, padding, q, stride, taps, phase.shape[2:], out_sizes):
+            before = (i - (qi - p)) // s
+            pads.append((before, n_out + t - 1 - n - before))
+        folded = phase.reshape(1, batch * channels, *phase.shape[2:])
+        part = _conv_padded(folded, kernels, pads, batch * channels).reshape(batch, channels, 1, *taps).sum(0)
+        if grad_w is None:
+            return part
+        grad_w[(..., *(slice(qi, None, s) for qi, s in zip(q, stride)))] = part
+    return grad_w
 
 
 def plain_only() -> bool:
@@ -75,18 +133,18 @@ def depthwise(cls: type) -> type:
     class DepthwiseConvNd(cls):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if torch.jit.is_scripting() or not self._fast(x):
-                return super().forward(x)
+                return self._conv_forward(x, self.weight, self.bias)  # cls.forward, as TorchScript reads it
             return self._fast_forward(x)
 
         @torch.jit.unused
         def _fast(self, x: torch.Tensor) -> bool:
             return (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and not plain_only()
                     and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                    and fast_backward(x.ndim - 2, self.stride, self.dilation, self.padding, self.kernel_size))
+                    and fast_backward(x, self.stride, self.dilation))
 
         @torch.jit.unused
         def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
-            return DepthwiseConv.apply(x, self.weight, self.bias, self.padding)
+            return DepthwiseConv.apply(x, self.weight, self.bias, self.stride, self.padding)
 
     DepthwiseConvNd.__name__ = DepthwiseConvNd.__qualname__ = f"Depthwise{cls.__name__}"
     return DepthwiseConvNd
