@@ -9,8 +9,11 @@ while its depthwise *forward* is tolerable. So the backward is rewritten as forw
 - weight gradient = a depthwise conv of the input, seen as one sample with ``N * C`` channels, by the output
   gradient as its kernel (``groups = N * C``), summed over the batch afterwards.
 
-Both are exact reformulations (the same products, summed in another order: equal to float32 rounding).
-Where each wins was measured shape by shape (docs/performance.md, "Depthwise convolutions"); the rule that
+With stride s both split by kernel phase (the taps ``q, q + s, ...`` on each axis): one stride-1 conv per phase,
+on the output gradient (written to the input positions the phase reaches) or on the input's phase.
+
+All are exact reformulations (the same products, summed in another order: equal to float32 rounding).
+Where they win was measured shape by shape (docs/performance.md, "Where the rewrite is used"); the rule that
 came out of it is :func:`fast_backward`. Everything else, and every export path, runs the plain op.
 """
 
