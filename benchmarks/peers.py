@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py              # every case (many minutes); writes docs/performance.md and .png
     python benchmarks/peers.py --quick      # a few small cases, well under a minute; prints only
+    python benchmarks/peers.py --match 3D --repeats 31   # the full run's 3D cases, more pairs; prints only
 
 The peers: MONAI, timm and efficientnet-pytorch in 2D; MONAI and timm_3d (``pip install timm-3d``, timm's
 models in 3D) in 3D. A peer that is not installed is skipped with a note on stderr.
@@ -380,12 +381,18 @@ def main() -> None:
         "is better). Rows go to stdout as each case finishes, progress to stderr.")
     parser.add_argument("--quick", action="store_true",
                         help="a few small cases (2D at 128², 3D at 32³, batch 1; building b0), well under a minute; print, write nothing")
+    parser.add_argument("--match", metavar="TEXT",
+                        help="only the full run's cases whose measurement contains TEXT (e.g. '3D b0 training'); print, write nothing")
+    parser.add_argument("--repeats", type=int, default=15, help="timed pairs per inference case (training: half); default 15")
     args = parser.parse_args()
     if args.quick:
         run(list(quick_cases()))
         return
+    if args.match:
+        run([case for case in [*speed_cases(args.repeats), *memory_cases()] if args.match in case[0]])
+        return
 
-    cases = [*speed_cases(15), *memory_cases()]
+    cases = [*speed_cases(args.repeats), *memory_cases()]
     total = len(cases) + 2  # and the two whole-process timings
     rows = run(cases)
     progress(total - 1, total, "archc validate, whole processes")
