@@ -2,10 +2,19 @@
 
     python benchmarks/peers.py              # every case (many minutes); writes docs/performance.md and .png
     python benchmarks/peers.py --quick      # a few small cases, well under a minute; prints only
+    python benchmarks/peers.py --match 3D --repeats 31   # the full run's 3D cases, more pairs; prints only
 
---quick runs three small cases (2D b0 inference at batch 1, 128²; 3D b0 inference at batch 1, 32³; building
-2D b0), each against MONAI, with three timed pairs each, and writes nothing: a check that the benchmark and
+The peers: MONAI, timm and efficientnet-pytorch in 2D; MONAI and timm_3d (``pip install timm-3d``, timm's
+models in 3D) in 3D. A peer that is not installed is skipped with a note on stderr.
+
+--quick runs a few small cases (2D b0 inference at batch 1, 128²; 3D b0 inference at batch 1, 32³, against
+each 3D peer; building 2D b0), with three timed pairs each, and writes nothing: a check that the benchmark and
 the peers work, not a measurement to publish.
+
+The scaling sweep (full run only) times a 3D b0 training step for archc and each 3D peer from 32³ to 128³
+and batch 1 to 8 (round-robin in this process, medians), measures each one's peak memory in a fresh process,
+and draws both against the memory-bound floor: the bytes every layer must read and write in a training step
+(counted with forward hooks) at the copy bandwidth measured on the machine.
 
 Each row is printed to stdout as soon as its case finishes; which case is running, and how many there are,
 goes to stderr (`2>/dev/null` keeps only the table).
@@ -54,14 +63,41 @@ def monai_b0(dims: int, in_channels: int, num_classes: int):
     return EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=dims, in_channels=in_channels, num_classes=num_classes)
 
 
-def peers_2d():
-    yield "MONAI", monai_b0(2, 3, 1000)
-    try:
-        from efficientnet_pytorch import EfficientNet
+def timm_b0(in_channels: int, num_classes: int):
+    import timm
 
-        yield "efficientnet-pytorch", EfficientNet.from_name("efficientnet-b0")
-    except ImportError:
-        pass
+    return timm.create_model("efficientnet_b0", in_chans=in_channels, num_classes=num_classes)
+
+
+def timm_3d_b0(in_channels: int, num_classes: int):
+    import timm_3d
+
+    return timm_3d.create_model("efficientnet_b0", in_chans=in_channels, num_classes=num_classes)
+
+
+def efficientnet_pytorch_b0():
+    from efficientnet_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-b0")
+
+
+# Each peer: (name, what to install, builder). The first 2D and the first 3D peer installed get every row.
+PEERS_2D = (("timm", "timm", lambda: timm_b0(3, 1000)), ("MONAI", "monai", lambda: monai_b0(2, 3, 1000)),
+            ("efficientnet-pytorch", "efficientnet-pytorch", efficientnet_pytorch_b0))
+PEERS_3D = (("timm_3d", "timm-3d", lambda: timm_3d_b0(1, 2)), ("MONAI", "monai", lambda: monai_b0(3, 1, 2)))
+
+
+def installed(peers) -> dict[str, Callable[[], torch.nn.Module]]:
+    """The peers whose package imports, by name (builders, not modules); a note on stderr for each missing one."""
+    found = {}
+    for name, package, make in peers:
+        try:
+            model = make()
+        except ImportError:
+            print(f"note: {name} is not installed (pip install {package}); its rows are skipped", file=sys.stderr)
+            continue
+        found[name] = lambda model=model: model
+    return found
 
 
 def train_step(model, x, y):
@@ -94,17 +130,13 @@ def ours(**args) -> torch.nn.Module:
 
 
 @functools.cache
-def installed_peers_2d() -> dict[str, torch.nn.Module]:
-    return dict(peers_2d())
-
-
-def peer_2d(name: str) -> torch.nn.Module:
-    return installed_peers_2d()[name]
+def peers_2d() -> dict[str, Callable[[], torch.nn.Module]]:
+    return installed(PEERS_2D)
 
 
 @functools.cache
-def monai_3d() -> torch.nn.Module:
-    return monai_b0(3, 1, 2)
+def peers_3d() -> dict[str, Callable[[], torch.nn.Module]]:
+    return installed(PEERS_3D)
 
 
 @functools.cache
@@ -130,25 +162,46 @@ def train(a, b, xy, repeats: int) -> Callable[[], float]:
 
 
 def speed_cases(repeats: int) -> Iterator[Case]:
-    """Every speed case of the full benchmark, in the order of the report."""
+    """Every speed case of the full benchmark, in the order of the report. The defaults against every peer;
+    the options (fused BN, channels-last) against the first peer installed (timm in 2D, timm_3d in 3D)."""
     x2 = lambda: data(8, 3, 224, 224, classes=1000)  # 2D b0, batch 8 at 224^2
-    for name in installed_peers_2d():
-        peer = functools.partial(peer_2d, name)
+    for index, (name, peer) in enumerate(peers_2d().items()):
         yield "2D b0 inference, batch 8, 224²", name, infer(ours, peer, lambda: x2()[0], repeats)
-        yield "2D b0 inference, fused BN", name, infer(functools.partial(ours, fuse=True), peer, lambda: x2()[0], repeats)
         yield "2D b0 training step", name, train(ours, peer, x2, repeats)
-        yield "2D b0 inference, channels-last", name, infer(functools.partial(ours, channels_last=True), peer, lambda: x2()[0], repeats)
-        yield "2D b0 training step, channels-last", name, train(functools.partial(ours, channels_last=True), peer, x2, repeats)
+        if index == 0:
+            yield "2D b0 inference, fused BN", name, infer(functools.partial(ours, fuse=True), peer, lambda: x2()[0], repeats)
+            yield "2D b0 inference, channels-last", name, infer(functools.partial(ours, channels_last=True), peer, lambda: x2()[0], repeats)
+            yield "2D b0 training step, channels-last", name, train(functools.partial(ours, channels_last=True), peer, x2, repeats)
     # 3D b0, 1 channel, 2 classes, batch 2 at 64^3.
     x3 = lambda: data(2, 1, 64, 64, 64, classes=2)
     b0_3d = functools.partial(ours, dims=3, in_channels=1, num_classes=2)
-    yield "3D b0 training step, batch 2, 64³", "MONAI", train(b0_3d, monai_3d, x3, repeats)
-    yield "3D b0 inference, batch 2, 64³", "MONAI", infer(b0_3d, monai_3d, lambda: x3()[0], repeats)
-    yield "3D b0 inference, fused BN", "MONAI", infer(functools.partial(b0_3d, fuse=True), monai_3d, lambda: x3()[0], repeats)
-    yield "3D b0 inference, channels-last", "MONAI", infer(functools.partial(b0_3d, channels_last=True), monai_3d, lambda: x3()[0], repeats)
-    yield ("3D b0 inference, channels-last, fused BN", "MONAI",
-           infer(functools.partial(b0_3d, fuse=True, channels_last=True), monai_3d, lambda: x3()[0], repeats))
-    yield "3D b0 training step, channels-last", "MONAI", train(functools.partial(b0_3d, channels_last=True), monai_3d, x3, repeats)
+    for index, (name, peer) in enumerate(peers_3d().items()):
+        yield "3D b0 training step, batch 2, 64³", name, train(b0_3d, peer, x3, repeats)
+        yield "3D b0 inference, batch 2, 64³", name, infer(b0_3d, peer, lambda: x3()[0], repeats)
+        if index == 0:
+            yield "3D b0 inference, fused BN", name, infer(functools.partial(b0_3d, fuse=True), peer, lambda: x3()[0], repeats)
+            yield "3D b0 inference, channels-last", name, infer(functools.partial(b0_3d, channels_last=True), peer, lambda: x3()[0], repeats)
+            yield ("3D b0 inference, channels-last, fused BN", name,
+                   infer(functools.partial(b0_3d, fuse=True, channels_last=True), peer, lambda: x3()[0], repeats))
+            yield "3D b0 training step, channels-last", name, train(functools.partial(b0_3d, channels_last=True), peer, x3, repeats)
+
+    # The depthwise convs' rewritten backward (archc.emit.depthwise) against the plain op, in the same model.
+    def plain_depthwise():
+        from archc.emit import depthwise
+
+        model, (x, y) = b0_3d().train(), x3()
+        fast = depthwise.fast_backward
+
+        def plain():
+            depthwise.fast_backward = lambda *args: False
+            try:
+                step()
+            finally:
+                depthwise.fast_backward = fast
+        step = train_step(model, x, y)
+        return ratio(step, plain, max(3, repeats // 2))
+
+    yield "3D b0 training step, depthwise backward rewritten", "archc, plain op", plain_depthwise
 
     # bfloat16 autocast against archc's own float32.
     def bf16():
@@ -178,7 +231,8 @@ def quick_cases(repeats: int = 3) -> Iterator[Case]:
     x2 = lambda: data(1, 3, 128, 128, classes=1000)[0]
     yield "2D b0 inference, batch 1, 128²", "MONAI", infer(ours, lambda: monai_b0(2, 3, 1000), x2, repeats)
     x3 = lambda: data(1, 1, 32, 32, 32, classes=2)[0]
-    yield "3D b0 inference, batch 1, 32³", "MONAI", infer(functools.partial(ours, dims=3, in_channels=1, num_classes=2), monai_3d, x3, repeats)
+    for name, peer in peers_3d().items():
+        yield "3D b0 inference, batch 1, 32³", name, infer(functools.partial(ours, dims=3, in_channels=1, num_classes=2), peer, x3, repeats)
 
     def build_ours():
         archc.load("efficientnet_b0")
@@ -187,11 +241,18 @@ def quick_cases(repeats: int = 3) -> Iterator[Case]:
 
 
 def memory_cases() -> Iterator[Case]:
-    yield "3D b0 training peak memory, 64³", "MONAI", lambda: memory("archc", 64)[0] / memory("monai", 64)[0]
+    for name in peers_3d():
+        yield "3D b0 training peak memory, 64³", name, lambda name=name: memory("archc", 64)[0] / memory(name, 64)[0]
     yield ("3D b0 training at 96³ with checkpointing: memory", "archc plain",
            lambda: memory("archc-checkpointing", 96)[0] / memory("archc", 96)[0])
-    yield ("3D b0 training at 96³ with checkpointing: step time", "archc plain",
-           lambda: memory("archc-checkpointing", 96)[1] / memory("archc", 96)[1])
+
+    def checkpointing_time():
+        x96 = data(2, 1, 96, 96, 96, classes=2)
+        plain = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0).train()
+        checkpointed = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, checkpointing=True).train()
+        return ratio(train_step(checkpointed, *x96), train_step(plain, *x96), 3)
+
+    yield "3D b0 training at 96³ with checkpointing: step time", "archc plain", checkpointing_time
 
 
 def progress(index: int, total: int, what: str) -> None:
@@ -209,21 +270,22 @@ def run(cases: list[Case]) -> list[tuple[str, str, float]]:
 
 
 MEMORY_CODE = """
-import sys, torch, archc
-variant, size = sys.argv[1], int(sys.argv[2])
-if variant == "monai":
-    from monai.networks.nets import EfficientNetBN
-    model = EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=3, in_channels=1, num_classes=2)
-else:
+import sys, time, torch, archc
+sys.path.insert(0, sys.argv[4])
+import peers
+variant, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if variant.startswith("archc"):
     model = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, checkpointing=variant == "archc-checkpointing")
-x, y = torch.randn(2, 1, size, size, size), torch.randint(0, 2, (2,))
+else:
+    model = dict((name, make) for name, _, make in peers.PEERS_3D)[variant]()
+x, y = torch.randn(batch, 1, size, size, size), torch.randint(0, 2, (batch,))
 optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
 def status(field):
     return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith(field)))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current resident set: measure the step alone
 before = status("VmRSS:")
-import time; start = time.perf_counter()
+start = time.perf_counter()
 torch.nn.functional.cross_entropy(model(x), y).backward()
 optimiser.step()
 print(status("VmHWM:") - before, time.perf_counter() - start)
@@ -231,12 +293,77 @@ print(status("VmHWM:") - before, time.perf_counter() - start)
 
 
 @functools.cache
-def memory(variant: str, size: int) -> tuple[int, float]:
-    """(peak resident-set growth in KiB, seconds) of one 3D b0 training step, batch 2, in a fresh process
-    (Linux: the peak is reset through /proc/self/clear_refs right before the step)."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_CODE, variant, str(size)], capture_output=True, text=True, check=True, cwd=ROOT)
+def memory(variant: str, size: int, batch: int = 2) -> tuple[int, float]:
+    """(peak resident-set growth in KiB, seconds) of one 3D b0 training step in a fresh process (Linux: the peak
+    is reset through /proc/self/clear_refs right before the step). ``variant``: archc, archc-checkpointing or a
+    3D peer's name."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_CODE, variant, str(size), str(batch), str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
     kib, seconds = out.stdout.split()
     return int(kib), float(seconds)
+
+
+# The scaling sweep: (size, batch) points, sparse: the size axis at batch 2, the batch axis at 64^3.
+SWEEP = ((32, 2), (64, 2), (96, 2), (128, 2), (64, 1), (64, 4), (64, 8))
+
+
+def bandwidth() -> float:
+    """Bytes per second this machine copies (read + write) between two 256 MiB float32 tensors: median of 5."""
+    a = torch.empty(2**26)
+    b = torch.empty_like(a)
+    a.normal_()
+    times = []
+    for _ in range(6):
+        start = time.perf_counter()
+        b.copy_(a)
+        times.append(time.perf_counter() - start)
+    return 2 * a.numel() * 4 / statistics.median(times[1:])
+
+
+def traffic_per_voxel() -> float:
+    """Bytes a 3D b0 training step must move per input voxel (per sample), at the least: every conv, norm and
+    activation reads its input and writes its output in forward, and in backward reads its output's gradient
+    and its saved input and writes its input's gradient. Counted with forward hooks at 32³ (the residual adds and
+    SE products, not modules, are left out: a floor); activations grow with the voxels, so it scales linearly."""
+    model = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0).eval()
+    moved = [0]
+
+    def hook(module, inputs, output):
+        if not list(module.children()) and not isinstance(module, (torch.nn.Identity, torch.nn.Dropout)):  # those move nothing
+            read, written = inputs[0].numel() * 4, output.numel() * 4
+            moved[0] += (read + written) + (written + 2 * read)  # forward; backward
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.randn(1, 1, 32, 32, 32))
+    for handle in handles:
+        handle.remove()
+    return moved[0] / 32**3
+
+
+def scaling(rounds: int = 3) -> dict:
+    """For each sweep point: the training-step seconds of archc and each 3D peer (round-robin in this process,
+    medians of ``rounds`` after a warm-up) and each one's peak memory (a fresh process each), and the floor."""
+    models = {"archc": lambda: archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0)}
+    models.update((name, make) for name, make in peers_3d().items())
+    per_voxel, speed = traffic_per_voxel(), bandwidth()
+    points = []
+    for index, (size, batch) in enumerate(SWEEP, start=1):
+        progress(index, len(SWEEP), f"scaling: 3D b0 training at {size}³, batch {batch}")
+        x, y = data(batch, 1, size, size, size, classes=2)
+        steps = {name: train_step(make().train(), x, y) for name, make in models.items()}
+        times = {name: [] for name in steps}
+        for round_ in range(rounds + 1):
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                if round_:  # the first round warms up
+                    times[name].append(time.perf_counter() - start)
+        point = {"size": size, "batch": batch, "floor_s": per_voxel * batch * size**3 / speed,
+                 "seconds": {name: statistics.median(t) for name, t in times.items()},
+                 "peak_kib": {name: memory(name, size, batch)[0] for name in steps}}
+        points.append(point)
+        print(json.dumps(point), flush=True)
+    return {"bandwidth_gb_s": speed / 1e9, "bytes_per_voxel": per_voxel, "points": points}
 
 
 def process_seconds(*argv: str, repeats: int = 5) -> float:
@@ -250,60 +377,98 @@ def process_seconds(*argv: str, repeats: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="archc's models against MONAI and efficientnet-pytorch, as archc/peer ratios (lower is better). "
-        "Rows go to stdout as each case finishes, progress to stderr.")
+        description="archc's models against timm, timm_3d, MONAI and efficientnet-pytorch, as archc/peer ratios (lower "
+        "is better). Rows go to stdout as each case finishes, progress to stderr.")
     parser.add_argument("--quick", action="store_true",
                         help="a few small cases (2D at 128², 3D at 32³, batch 1; building b0), well under a minute; print, write nothing")
+    parser.add_argument("--match", metavar="TEXT",
+                        help="only the full run's cases whose measurement contains TEXT (e.g. '3D b0 training'); print, write nothing")
+    parser.add_argument("--repeats", type=int, default=15, help="timed pairs per inference case (training: half); default 15")
     args = parser.parse_args()
     if args.quick:
         run(list(quick_cases()))
         return
+    if args.match:
+        run([case for case in [*speed_cases(args.repeats), *memory_cases()] if args.match in case[0]])
+        return
 
-    cases = [*speed_cases(15), *memory_cases()]
+    cases = [*speed_cases(args.repeats), *memory_cases()]
     total = len(cases) + 2  # and the two whole-process timings
     rows = run(cases)
     progress(total - 1, total, "archc validate, whole processes")
     validate_s = process_seconds("validate", "specs/efficientnet_b0.yaml")
     progress(total, total, "archc info --phi 10 --dims 3, whole processes")
     info_s = process_seconds("info", "specs/efficientnet_b0.yaml", "--phi", "10", "--dims", "3")
-    mem_64 = {v: memory(v, 64) for v in ("archc", "monai")}
-    mem_96 = {v: memory(v, 96) for v in ("archc", "archc-checkpointing")}
-
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
     print(f"archc validate: {validate_s:.3f} s, archc info phi 10 3D: {info_s:.3f} s (whole processes)", flush=True)
-    print(json.dumps({"mem_64_kib": mem_64, "mem_96_kib": mem_96}), flush=True)
-    write_report(rows, validate_s, info_s, machine, mem_64, mem_96)
+    sweep = scaling()
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+    write_report(rows, validate_s, info_s, machine, sweep)
 
 
-def write_report(rows, validate_s, info_s, machine, mem_64, mem_96) -> None:
+def against_faster_peer(rows, what: str) -> str:
+    """archc / the faster 3D peer for the row ``what``: the largest of its ratios (the faster peer, the larger)."""
+    found = [(value, peer) for row, peer, value in rows if row == what and not peer.startswith("archc")]
+    if not found:
+        return "no peer installed"
+    value, peer = max(found)
+    return f"{value:.2f} (the faster peer here: {peer})"
+
+
+def write_report(rows, validate_s, info_s, machine, sweep) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, (bars, times, peaks) = plt.subplots(3, 1, figsize=(9, 0.45 * len(rows) + 9.5),
+                                             gridspec_kw={"height_ratios": [0.45 * len(rows) + 1.2, 4, 4]})
     labels = [f"{what}\nvs {peer}" for what, peer, _ in rows]
     values = [value for _, _, value in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
-    colours = ["#3b8f5c" if v <= 1 else "#c0504d" for v in values]
-    ax.barh(range(len(rows)), values, color=colours)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("archc / peer (lower is better)")
-    ax.set_title(f"archc against peers ({machine})", fontsize=9)
+    bars.barh(range(len(rows)), values, color=["#3b8f5c" if v <= 1 else "#c0504d" for v in values])
+    bars.axvline(1.0, color="black", linewidth=0.8)
+    bars.set_yticks(range(len(rows)), labels, fontsize=7)
+    bars.invert_yaxis()
+    bars.set_xlabel("archc / peer (lower is better)")
+    bars.set_title(f"archc against peers ({machine})", fontsize=9)
+
+    points = sorted(sweep["points"], key=lambda p: p["batch"] * p["size"] ** 3)
+    voxels = [p["batch"] * p["size"] ** 3 for p in points]
+    ticks = [f"{p['size']}³×{p['batch']}" for p in points]
+    for name in points[0]["seconds"]:
+        times.plot(voxels, [p["seconds"][name] for p in points], marker="o", label=name)
+        peaks.plot(voxels, [p["peak_kib"][name] / 2**20 for p in points], marker="o", label=name)
+    times.plot(voxels, [p["floor_s"] for p in points], color="black", linestyle="--",
+               label=f"memory-bound floor ({sweep['bytes_per_voxel'] / 1e3:.0f} kB/voxel at {sweep['bandwidth_gb_s']:.1f} GB/s)")
+    for ax, ylabel in ((times, "training step (s)"), (peaks, "peak memory growth (GiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(voxels, ticks, fontsize=7, rotation=30)
+        ax.minorticks_off()
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    times.set_title("3D b0 training step: size³ × batch", fontsize=9)
     fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "performance.png", dpi=110)
+    fig.savefig(ROOT / "docs" / "performance.png", dpi=100)
 
     table = "\n".join(f"| {what} | {peer} | {value:.2f} |" for what, peer, value in rows)
+    sweep_rows = "\n".join(
+        f"| {p['size']}³ | {p['batch']} | " + " | ".join(f"{p['seconds'][n]:.2f} s, {p['peak_kib'][n] / 2**20:.2f} GiB" for n in p["seconds"])
+        + f" | {p['floor_s']:.3f} s |" for p in sweep["points"])
+    names = list(sweep["points"][0]["seconds"])
     text = (ROOT / "docs" / "performance.md").read_text()
     start, end = "<!-- results -->", "<!-- /results -->"
     body = (
         f"{start}\nMeasured on {machine} with `python benchmarks/peers.py`.\n\n"
+        f"3D b0 against the faster of the 3D peers (archc / peer): training step "
+        f"{against_faster_peer(rows, '3D b0 training step, batch 2, 64³')}; inference "
+        f"{against_faster_peer(rows, '3D b0 inference, batch 2, 64³')}.\n\n"
         f"| measurement | against | archc / peer |\n|---|---|---|\n{table}\n\n"
         f"Whole-process times: `archc validate` {validate_s:.3f} s; `archc info --phi 10 --dims 3` {info_s:.3f} s.\n\n"
-        f"Peak resident-set growth of one 3D training step (KiB): 64³ archc {mem_64['archc'][0]:,}, MONAI {mem_64['monai'][0]:,}; "
-        f"96³ archc {mem_96['archc'][0]:,}, with checkpointing {mem_96['archc-checkpointing'][0]:,}.\n\n"
-        f"![archc / peer ratios](performance.png)\n{end}"
+        f"How a 3D b0 training step grows (step time: median of 3, round-robin in one process; peak: resident-set "
+        f"growth of one step in a fresh process; floor: {sweep['bytes_per_voxel'] / 1e3:.0f} kB moved per voxel at the "
+        f"measured copy bandwidth, {sweep['bandwidth_gb_s']:.1f} GB/s):\n\n"
+        f"| size | batch | {' | '.join(names)} | floor |\n|---|---|{'---|' * len(names)}---|\n{sweep_rows}\n\n"
+        f"![archc / peer ratios, and how the training step grows](performance.png)\n{end}"
     )
     head, _, rest = text.partition(start)
     _, _, tail = rest.partition(end)

@@ -23,7 +23,7 @@ def test_3d_model_is_3d_throughout(b0_spec):
     model = archc.load(b0_spec, dims=3, in_channels=1, num_classes=2, seed=0)
     convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    assert convs and all(type(m) is nn.Conv3d for m in convs)
+    assert convs and all(isinstance(m, nn.Conv3d) for m in convs)
     assert norms and all(type(m) is nn.BatchNorm3d for m in norms)
     assert model.stages[2][0].conv_dw.kernel_size == (5, 5, 5)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import ir
 from ..errors import EmitError
+from .depthwise import depthwise
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -47,6 +48,9 @@ def _same_padding(cls: type) -> type:
 
 
 SAME_CONV = {dims: _same_padding(cls) for dims, cls in CONV.items()}
+# Depthwise convs (groups == in == out) get their own classes: same parameters and state_dict keys, a faster backward.
+DEPTHWISE_CONV = {dims: depthwise(cls) for dims, cls in CONV.items()}
+SAME_DEPTHWISE_CONV = {dims: _same_padding(cls) for dims, cls in DEPTHWISE_CONV.items()}
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -73,10 +77,13 @@ class Layers:
 
     def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
         kernel, stride = _axes(kernel, self.dims), _axes(stride, self.dims)
+        is_depthwise = groups > 1 and in_channels == out_channels == groups
         if self.padding == "same" and (any(k > 1 for k in kernel) or any(s > 1 for s in stride)):
-            return SAME_CONV[self.dims](in_channels, out_channels, kernel, stride=stride, groups=groups, bias=bias)
+            same = SAME_DEPTHWISE_CONV if is_depthwise else SAME_CONV
+            return same[self.dims](in_channels, out_channels, kernel, stride=stride, groups=groups, bias=bias)
         padding = tuple(k // 2 for k in kernel)
-        return CONV[self.dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+        plain = DEPTHWISE_CONV if is_depthwise else CONV
+        return plain[self.dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
 
     def norm(self, channels: int) -> nn.Module:
         cfg = self.norm_cfg
