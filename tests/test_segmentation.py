@@ -242,7 +242,8 @@ def test_2d_encoder_weights_inflate_into_a_3d_unet(tmp_path):
     # trained with, which the file keeps, is said again: the spec has TF's 1e-3).
     archc.save(model, tmp_path / "unet.safetensors")
     again = archc.load("efficientnet_b0", weights=tmp_path / "unet.safetensors", **args)
-    assert again.archc_notes == ("norm.eps: 1e-05 instead of the spec's 0.001, as archc's weights were trained",) and all(torch.equal(again.state_dict()[k], v) for k, v in state.items())
+    assert again.archc_notes == ("norm.eps: 1e-05 instead of the spec's 0.001, as archc's weights were trained",)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in state.items())
 
 
 def test_render_draws_the_u_with_its_skips(tmp_path):
