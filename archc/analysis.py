@@ -244,7 +244,8 @@ def analyze(plan: ir.Plan) -> Report:
     params, macs, kept = walk.conv(stem.unit, "stem", "stem")
     parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
     rows = [_row("stem", "conv", 1, stem, parts[0])]
-    taps = {}  # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips
+    # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips (the stem's: -1)
+    taps = {f: (walk.size, walk.rf, walk.jump) for f in plan.features if f.stage < 0}
     for stage in plan.stages:
         costs = [_block(walk, block) for block in stage.blocks]
         parts += costs

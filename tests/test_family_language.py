@@ -173,3 +173,14 @@ def test_tf_ported_weights_give_timms_outputs_with_same_padding(theirs, ours):
     x = torch.randn(2, 3, 67, 67, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(x), peer(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, args", [("mobilenetv3_small_100", dict(resolution=65)), ("mobilenetv4_conv_small", dict(dims=3, in_channels=1, resolution=33)),
+                                        ("mixnet_s", dict(dims=1, resolution=71))])
+def test_family_members_become_unets_of_any_size(name, args):
+    """A U-Net over family encoders, including those whose stem map is a level of its own (its skip comes from the stem)."""
+    model = archc.load(name, overrides={"decoder": {"type": "unet", "width": 8}}, num_classes=2, seed=0, **args).eval()
+    report = archc.analyze(model.plan)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        assert model(torch.randn(1, *report.input_shape)).shape == (1, 2, *report.input_shape[1:])
