@@ -88,6 +88,76 @@ def calibrate_norms(model, input_shape):
     return model.eval()
 
 
+def timm_parameter_count_equals(name: str, pinned: int):
+    """Assert archc's Plan of ``name`` has the parameters of timm's module of that name, and the pinned figure; return
+    both, timm's laid out on the meta device (no memory: efficientnet_l2 has 480M)."""
+    import timm
+    import torch
+
+    import archc
+
+    plan = archc.lower(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == pinned
+    return plan, peer
+
+
+def timm_peer(name: str, size: int):
+    """timm's real module ``name`` with seeded random weights and the batch-norm statistics of random size x size
+    images (:func:`calibrate_norms`): a peer whose outputs an import must reproduce."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return calibrate_norms(timm.create_model(name), (3, size, size))
+
+
+def assert_same_outputs(model, peer, size: int, batch: int = 2, seed: int = 1) -> None:
+    """``model`` computes what ``peer`` computes on random batch x 3 x size x size images (within 1e-4), and the peer's
+    outputs vary (a constant output would hide a wrong padding or norm)."""
+    import torch
+
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+def assert_inflation_keeps_2d(volume, peer, size: int, depth: int, batch: int = 2, seed: int = 1) -> None:
+    """The image repeated along depth: centre-inflated 3D weights give the 2D network's output (symmetric padding)."""
+    import torch
+
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        flat = peer(x)
+        torch.testing.assert_close(volume(x.unsqueeze(2).expand(batch, 3, depth, size, size)), flat, atol=1e-4, rtol=1e-4)
+
+
+def train_until(model, x, y, score, *, target: float, max_steps: int, batch: int) -> tuple[float, int]:
+    """AdamW (lr 3e-3, no weight decay) on the cross-entropy of random batches of ``(x, y)``; every 10 steps
+    ``score()`` (which may put the model in eval mode) is taken, until its best reaches ``target`` or ``max_steps``
+    pass. Returns the best score and the steps taken."""
+    import torch
+    import torch.nn.functional as F
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    best, steps = 0.0, 0
+    while steps < max_steps and best < target:
+        model.train()
+        chosen = torch.randperm(len(x))[:batch]
+        loss = F.cross_entropy(model(x[chosen]), y[chosen])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        steps += 1
+        if steps % 10 == 0:
+            best = max(best, score())
+    return best, steps
+
+
 class _Exploit:
     """Unpickling this runs a shell command that creates ``marker``: a file that must never be loaded."""
 

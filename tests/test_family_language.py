@@ -8,7 +8,7 @@ import json
 import pytest
 import timm
 import torch
-from conftest import FIXTURES, output_shapes
+from conftest import FIXTURES, assert_same_outputs, output_shapes, timm_peer
 from timm.models._efficientnet_builder import _scale_stage_depth
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -163,16 +163,10 @@ def test_feature_levels_are_timms(name):
 def test_tf_ported_weights_give_timms_outputs_with_same_padding(theirs, ours):
     """timm's tf_ models pad as TF does ("same", asymmetric at odd sizes, per part of a mixed conv) with eps 1e-3:
     weights_from="timm_tf" applies both, and at an odd input size the outputs are timm's."""
-    from conftest import calibrate_norms
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        peer = calibrate_norms(timm.create_model(theirs), (3, 67, 67))
+    peer = timm_peer(theirs, 67)
     model = archc.load(ours, weights=peer.state_dict(), weights_from="timm_tf", resolution=67).eval()
     assert model.plan.padding == "same" and model.plan.norm.eps == 1e-3
-    x = torch.randn(2, 3, 67, 67, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), peer(x), atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, 67)
 
 
 @pytest.mark.parametrize("name, args", [("mobilenetv3_small_100", dict(resolution=65)), ("mobilenetv4_conv_small", dict(dims=3, in_channels=1, resolution=33)),

@@ -3,9 +3,8 @@ modules, timm's weights give timm's outputs (mixed-kernel and split pointwise co
 lowers in 1D and 3D, and centre-inflated 3D models reproduce the 2D ones on volumes constant along depth."""
 
 import pytest
-import timm
 import torch
-from conftest import calibrate_norms, module_params
+from conftest import assert_inflation_keeps_2d, assert_same_outputs, module_params, timm_parameter_count_equals, timm_peer
 
 import archc
 
@@ -36,19 +35,14 @@ _PEERS: dict = {}
 def calibrated_peer(name: str):
     """timm's module with random weights and batch-norm statistics of random data (shared by the tests below)."""
     if name not in _PEERS:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            _PEERS[name] = calibrate_norms(timm.create_model(name), (3, 64, 64))
+        _PEERS[name] = timm_peer(name, 64)
     return _PEERS[name]
 
 
 @pytest.mark.parametrize("name", TIMM_PARAMS)
 def test_parameter_count_and_blocks_equal_timms(name):
     params, resolution = TIMM_PARAMS[name]
-    plan = archc.lower(name)
-    with torch.device("meta"):
-        peer = timm.create_model(name)
-    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == params
+    plan, peer = timm_parameter_count_equals(name, params)
     assert plan.name == name and plan.resolution == (resolution,) * 2 == peer.pretrained_cfg["input_size"][1:]
     assert [len(stage.blocks) for stage in plan.stages] == [len(stage) for stage in peer.blocks]
     assert plan.stem.out_channels == peer.conv_stem.out_channels and plan.head.conv.out_channels == peer.conv_head.out_channels
@@ -102,11 +96,7 @@ def test_timm_weights_give_timms_outputs(name):
     for timm_key, archc_key in KEYS.get(name, []):
         assert torch.equal(ours[archc_key], theirs[timm_key])
         assert timm_key not in SHAPES or tuple(theirs[timm_key].shape) == SHAPES[timm_key]
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = peer(x)
-        assert expected.std() > 1e-2
-        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, 64)
 
 
 @pytest.mark.parametrize("name", TIMM_PARAMS)
@@ -133,7 +123,4 @@ def test_builds_and_runs_in_3d(name):
 def test_centre_inflated_timm_weights_reproduce_2d_on_depth_constant_volumes(name):
     peer = calibrated_peer(name)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=(8, 64, 64)).eval()
-    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        flat = peer(x)
-        torch.testing.assert_close(volume(x.unsqueeze(2).expand(1, 3, 8, 64, 64)), flat, atol=1e-4, rtol=1e-4)
+    assert_inflation_keeps_2d(volume, peer, 64, depth=8, batch=1, seed=2)

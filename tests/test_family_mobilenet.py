@@ -2,9 +2,8 @@
 its outputs, every member builds in 1D and 3D, and timm's 2D weights inflate into the 3D networks."""
 
 import pytest
-import timm
 import torch
-from conftest import calibrate_norms
+from conftest import assert_inflation_keeps_2d, assert_same_outputs, timm_parameter_count_equals, timm_peer
 
 import archc
 from archc import ir
@@ -20,31 +19,18 @@ BASES = {"mobilenetv3_large_100": "mobilenetv3_large", "mobilenetv3_small_100": 
          "lcnet_100": "lcnet_100", "mobilenetv1_100": "mobilenetv1_100"}
 
 
-def _peer(name, size):
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return calibrate_norms(timm.create_model(name), (3, size, size))
-
-
 @pytest.mark.parametrize("name", TIMM_PARAMS)
 def test_parameter_count_equals_timms(name):
-    plan = archc.lower(name)
-    with torch.device("meta"):
-        peer = timm.create_model(name)
-    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == TIMM_PARAMS[name]
+    plan, peer = timm_parameter_count_equals(name, TIMM_PARAMS[name])
     assert plan.resolution == (224, 224) == peer.pretrained_cfg["input_size"][1:]
     assert plan.name == name
 
 
 @pytest.mark.parametrize("name", [*BASES, "mobilenetv3_large_075"])
 def test_timm_weights_give_timms_outputs(name):
-    peer = _peer(name, 64)
+    peer = timm_peer(name, 64)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        theirs = peer(x)
-        assert theirs.std() > 1e-2
-        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, 64)
 
 
 def test_mobilenetv3_is_built_as_timm_builds_it():
@@ -76,10 +62,6 @@ def test_a_member_of_each_spec_runs_in_3d(name):
 
 @pytest.mark.parametrize("name", BASES)
 def test_timm_weights_inflate_into_3d(name):
-    peer = _peer(name, 64)
+    peer = timm_peer(name, 64)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        flat = peer(x)
-        # the image repeated along depth: center inflation gives the 2D network's output (symmetric padding)
-        torch.testing.assert_close(volume(x.unsqueeze(2).expand(2, 3, 8, 64, 64)), flat, atol=1e-4, rtol=1e-4)
+    assert_inflation_keeps_2d(volume, peer, 64, depth=8)

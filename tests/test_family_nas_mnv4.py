@@ -3,9 +3,8 @@ timm's parameter counts, its weights give its outputs, every network builds in 1
 inflate into the 3D networks."""
 
 import pytest
-import timm
 import torch
-from conftest import calibrate_norms
+from conftest import assert_inflation_keeps_2d, assert_same_outputs, timm_parameter_count_equals, timm_peer
 
 import archc
 from archc import ir
@@ -20,32 +19,19 @@ TIMM_PARAMS = {
 NAMES = list(TIMM_PARAMS)
 
 
-def _peer(name, size):
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return calibrate_norms(timm.create_model(name), (3, size, size))
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_equals_timms(name):
-    plan = archc.lower(name)
-    with torch.device("meta"):
-        peer = timm.create_model(name)
     params, size = TIMM_PARAMS[name]
-    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == params
+    plan, peer = timm_parameter_count_equals(name, params)
     assert plan.resolution == (size, size) == peer.pretrained_cfg["input_size"][1:]
     assert plan.name == name
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_timm_weights_give_timms_outputs(name):
-    peer = _peer(name, 64)
+    peer = timm_peer(name, 64)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        theirs = peer(x)
-        assert theirs.std() > 1e-2
-        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, 64)
 
 
 def _convs(block):
@@ -104,10 +90,6 @@ def test_each_network_runs_in_3d(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_timm_weights_inflate_into_3d(name):
-    peer = _peer(name, 64)
+    peer = timm_peer(name, 64)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        flat = peer(x)
-        # the image repeated along depth: center inflation gives the 2D network's output (symmetric padding)
-        torch.testing.assert_close(volume(x.unsqueeze(2).expand(2, 3, 4, 64, 64)), flat, atol=1e-4, rtol=1e-4)
+    assert_inflation_keeps_2d(volume, peer, 64, depth=4)

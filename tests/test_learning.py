@@ -7,8 +7,7 @@ initialisation or their normalisation were wrong, this would not fit in a few do
 
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import TINY3D
+from conftest import TINY3D, train_until
 
 import archc
 
@@ -43,18 +42,8 @@ def test_tiny_3d_network_learns_spheres_vs_cubes():
     torch.manual_seed(0)
     x, y = spheres_and_cubes(64)
     model = archc.load(TINY3D, seed=0)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    best, steps = 0.0, 0
-    while steps < 200 and best < 0.95:  # bounded: it reaches 1.0 in about 50 steps
-        model.train()
-        batch = torch.randperm(64)[:16]
-        loss = F.cross_entropy(model(x[batch]), y[batch])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        steps += 1
-        if steps % 10 == 0:
-            best = max(best, accuracy(model, x, y))  # eval mode: running statistics must be right too
+    # bounded: it reaches 1.0 in about 50 steps; scored in eval mode: running statistics must be right too
+    best, steps = train_until(model, x, y, lambda: accuracy(model, x, y), target=0.95, max_steps=200, batch=16)
     assert best > 0.9, f"training accuracy {best:.2f} after {steps} steps"
     # It learned shapes, not only the 64 samples: on fresh volumes it is well above chance (0.5; one standard
     # deviation of chance accuracy at n = 64 is 0.0625, so 0.7 is over three). Training stops as soon as it fits.

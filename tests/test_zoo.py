@@ -5,7 +5,7 @@ import json
 import pytest
 import timm
 import torch
-from conftest import calibrate_norms, run_archc
+from conftest import assert_same_outputs, run_archc, timm_parameter_count_equals, timm_peer
 
 import archc
 
@@ -25,24 +25,15 @@ TIMM_PARAMS = {
 
 @pytest.mark.parametrize("name", TIMM_PARAMS)
 def test_parameter_count_equals_timms(name):
-    plan = archc.lower(name)
-    with torch.device("meta"):  # timm's own module, laid out without memory (efficientnet_l2 has 480M)
-        peer = timm.create_model(name)
-    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == TIMM_PARAMS[name]
+    plan, _ = timm_parameter_count_equals(name, TIMM_PARAMS[name])
     assert plan.name == name
 
 
 @pytest.mark.parametrize("name", ["efficientnet_b3", "mnasnet_100", "mobilenetv2_140", "efficientnet_lite0"])
 def test_timm_weights_give_timms_outputs(name):
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        peer = calibrate_norms(timm.create_model(name), (3, 72, 72))
+    peer = timm_peer(name, 72)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=72).eval()
-    x = torch.randn(2, 3, 72, 72, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        theirs = peer(x)
-        assert theirs.std() > 1e-2
-        torch.testing.assert_close(model(x), theirs, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, 72)
 
 
 def test_a_timm_name_builds_in_every_dimensionality():
