@@ -167,15 +167,16 @@ class _Walker:
         self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, conv.kernel, self.jump))
         self.jump = tuple(j * s for j, s in zip(self.jump, conv.stride))
         self.size = out
-        weights = sum(c_out * (c_in // groups) * math.prod(kernel) for c_in, c_out, kernel, groups in conv.parts)
         shape = (conv.out_channels, *out)
-        if conv.kernels:  # MixNet: one conv module per channel group (``conv_dw.0``, ``conv_dw.1``, ...), each its own layer
-            for i, (c_in, c_out, kernel, groups) in enumerate(conv.parts):
-                part = dataclasses.replace(conv, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups, kernels=())
-                w = c_out * (c_in // groups) * math.prod(kernel)
-                self._layer(f"{prefix}.{conv.conv}.{i}", "conv", _conv_kind(part), part, (c_out, *out), w + (c_out if conv.bias else 0), w * math.prod(out))
-        else:
-            self._layer(f"{prefix}.{conv.conv}", "conv", _conv_kind(conv), conv, shape, weights + (conv.out_channels if conv.bias else 0), weights * math.prod(out))
+        # One layer per conv module: the unit's own, or each part of a mixed conv (MixNet: ``conv_dw.0``, ``conv_dw.1``, ...)
+        modules = [(f"{prefix}.{conv.conv}", conv)] if not conv.kernels else [
+            (f"{prefix}.{conv.conv}.{i}", dataclasses.replace(conv, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups, kernels=()))
+            for i, (c_in, c_out, kernel, groups) in enumerate(conv.parts)]
+        weights = 0
+        for path, part in modules:
+            w = part.out_channels * (part.in_channels // part.groups) * math.prod(part.kernel)
+            weights += w
+            self._layer(path, "conv", _conv_kind(part), part, (part.out_channels, *out), w + (part.out_channels if part.bias else 0), w * math.prod(out))
         if conv.norm:
             self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
         if conv.act:
