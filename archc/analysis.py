@@ -377,7 +377,7 @@ def block_title(block: ir.Block) -> str:
     name = {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv", "uib": "UIB", "conv": "Conv", "ds": "DSConv", "dsa": "DSConv"}[block.type]
     if block.type in ("mbconv", "fused_mbconv", "uib"):
         name += f"{block.expand_ratio:g}"
-    mixed = next((unit.kernels for unit in block.convs if unit.kernels and unit.groups > 1), ())
+    mixed = block.mixed_kernels
     return name + (" k" + ",".join(kernel_size(k) for k in mixed) if mixed else "")
 
 

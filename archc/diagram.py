@@ -140,7 +140,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
 def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     cost = next(p for p in report.parts if p.path == block.path)
     lines = [
-        f"{block.path}  {block_title(block)}" + ("" if _mixed(block) else f" k{_axes(block.kernel)}")
+        f"{block.path}  {block_title(block)}" + ("" if block.mixed_kernels else f" k{_axes(block.kernel)}")  # a mixed block's title names its kernels
         + (f" s{_axes(block.stride)}" if any(s > 1 for s in block.stride) else ""),
         f"{block.in_channels}→{block.out_channels}   SE {block.se_channels or 'none'}",
         f"out {_shape(cost.shape)}   {cost.params:,} params",
@@ -288,13 +288,8 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
 
 def _stage_title(stage: ir.Stage) -> str:
     repeats = f" ×{len(stage.blocks)}" if len(stage.blocks) > 1 else ""
-    kernels = "/".join(dict.fromkeys(_axes(block.kernel) for block in stage.blocks if not _mixed(block)))
+    kernels = "/".join(dict.fromkeys(_axes(block.kernel) for block in stage.blocks if not block.mixed_kernels))
     return f"stage {stage.index}: {stage_title(stage)}{' k' + kernels if kernels else ''}{repeats}"
-
-
-def _mixed(block: ir.Block) -> bool:
-    """Whether the block's depthwise kernels are mixed (its title names them)."""
-    return any(unit.kernels and unit.groups > 1 for unit in block.convs)
 
 
 def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:

@@ -149,6 +149,11 @@ class Block:
     def convs(self) -> tuple[ConvUnit, ...]:
         return tuple(layer for layer in self.layers if isinstance(layer, ConvUnit))
 
+    @property
+    def mixed_kernels(self) -> tuple[Axes, ...]:
+        """The kernels of the block's mixed depthwise conv (MixNet), one per channel group; () without one."""
+        return next((unit.kernels for unit in self.convs if unit.kernels and unit.groups > 1), ())
+
 
 @dataclass(frozen=True)
 class FeatureLevel:
