@@ -172,7 +172,7 @@ class Network(nn.Module):
         self.feature_info = FeatureInfo(
             {"stage": f.stage, "module": "stem" if f.stage < 0 else f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
         )
-        self.efficient_head = False
+        self.pools_first = False
         self._taps = frozenset(f.stage for f in plan.features)
         if plan.decoder is not None:
             from .decoder import UNetDecoder  # here, not at the top: the decoder is built of this module's blocks
@@ -181,8 +181,8 @@ class Network(nn.Module):
         if plan.head is None:  # a features encoder or a U-Net: no classifier
             return
         head = plan.head
-        # conv: the head's conv in forward_features; efficient: in forward_head, after pooling; pool: none
-        self.efficient_head = head.type != "conv"
+        # conv: the head's conv in forward_features, before pooling; efficient: in forward_head, after it; pool: none
+        self.pools_first = head.type != "conv"
         self.head = ConvNormAct(layers, head.conv) if head.conv else nn.Identity()
         self.dropout = nn.Dropout(head.dropout)
         self.classifier = nn.Linear(head.out_channels, head.num_classes) if head.num_classes else nn.Identity()
@@ -198,7 +198,7 @@ class Network(nn.Module):
         the last stage's: its conv runs after the pooling, in ``forward_head``, as timm's MobileNetV3 does)."""
         x = x.contiguous(memory_format=self.memory_format)  # a no-op unless channels-last was asked for
         x = self.stages(self.stem(x))
-        return x if self.efficient_head else self.head(x)
+        return x if self.pools_first else self.head(x)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first."""
@@ -214,7 +214,7 @@ class Network(nn.Module):
         """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
         pooled features (N, num_features), after dropout as in timm (dropout does nothing in eval mode)."""
         self._needs_head("forward_head")
-        if self.efficient_head:
+        if self.pools_first:
             x = self.head(x.mean(self.spatial, keepdim=True)).flatten(1)  # (N, C, 1, ...) -> (N, C_head)
         else:
             x = x.mean(self.spatial)  # (N, C_head)
@@ -235,7 +235,7 @@ class Network(nn.Module):
         """Width of ``forward_features``' output (timm's ``num_features``): the head's, or with the efficient head the
         last stage's, which the head's conv reads after pooling."""
         head = self._head("num_features")
-        return head.in_channels if self.efficient_head else head.out_channels
+        return head.in_channels if self.pools_first else head.out_channels
 
     @property
     def head_hidden_size(self) -> int:
