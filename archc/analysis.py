@@ -6,7 +6,8 @@ Parameters are trainable tensors (norm running statistics are buffers). Everythi
 
 Activation memory is what a training step keeps for backward: every conv, norm and activation output,
 each SE product and residual sum (measured with ``torch.autograd.graph.saved_tensors_hooks``: PyTorch keeps
-an activation's output apart from its input even when the module is in-place).
+an activation's output apart from its input even when the module is in-place), except the output of a batch
+norm followed by an activation whose backward reads its input, which ``emit.fusion.NormAct`` recomputes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from dataclasses import dataclass
 from . import ir
 from .formatting import axes as format_axes
 from .formatting import shape as format_shape
+
+# The activations after which a batch norm's output is recomputed in backward, not kept (emit.fusion.INPUT_BACKWARD;
+# tests/test_fusion.py checks the two agree).
+RECOMPUTED_NORM_OUTPUT = frozenset({"silu", "hardswish", "mish", "gelu"})
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,8 @@ class _Walker:
         if conv.act:
             self._layer(f"{prefix}.{conv.act}", "act", conv.activation, conv, shape, 0, 0)
         params = weights + (conv.out_channels if conv.bias else 0) + (2 * conv.out_channels if conv.norm else 0)
-        kept = math.prod(shape) * (1 + bool(conv.norm) + bool(conv.act))  # conv output, norm output, activation output
+        recomputed = self.plan.norm.type == "batch" and conv.norm and conv.act and conv.activation in RECOMPUTED_NORM_OUTPUT
+        kept = math.prod(shape) * (1 + bool(conv.norm) + bool(conv.act) - bool(recomputed))  # conv, norm, activation outputs
         return params, weights * math.prod(out), kept
 
     def _layer(self, path: str, kind: str, detail: str, conv: ir.ConvUnit, shape, params: int, macs: int) -> None:

@@ -92,11 +92,12 @@ def test_decoder_defaults_are_monai_flexible_unets():
             theirs["encoder.network." + key] = value
     peer.load_state_dict(theirs)  # strict: every tensor of both sides is used
     peer.eval()
+    peer.encoder.network.set_fast_paths(False)  # the peer's encoder is archc's too: module by module on both sides
     x = torch.randn(2, 1, 64, 96)
     with torch.no_grad():
         expected = peer(x)
         assert expected.std() > 1e-2
-        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.set_fast_paths(False)(x), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", [UNET, UNET + ["decoder.fuse=add", "decoder.upsample=transpose"],
@@ -219,7 +220,9 @@ def test_checkpointing_gives_the_same_gradients():
         grads.append({k: p.grad for k, p in model.named_parameters()})
         kept.append(memory)
     assert all(torch.equal(grads[0][k], grads[1][k]) for k in grads[0])
-    assert kept[1] < kept[0] / 2
+    # what checkpointing keeps: each block's input, and all of the stem's and the upsampling's tensors (not checkpointed);
+    # plain training keeps about three tensors per conv unit (emit.fusion recomputes the norms' outputs)
+    assert kept[1] < 0.6 * kept[0]
 
 
 def test_2d_encoder_weights_inflate_into_a_3d_unet(tmp_path):

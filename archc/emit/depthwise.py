@@ -134,6 +134,8 @@ def depthwise(cls: type) -> type:
     its ``weight`` and ``bias`` (the state_dict) and its inference forward are ``cls``'s own."""
 
     class DepthwiseConvNd(cls):
+        fast_paths = True  # Network.set_fast_paths turns the rewrite off with the other fast paths
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if torch.jit.is_scripting() or not self._fast(x):
                 return self._conv_forward(x, self.weight, self.bias)  # cls.forward, as TorchScript reads it
@@ -141,7 +143,7 @@ def depthwise(cls: type) -> type:
 
         @torch.jit.unused
         def _fast(self, x: torch.Tensor) -> bool:
-            return (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and not plain_only()
+            return (self.fast_paths and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and not plain_only()
                     and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                     and fast_backward(x, self.stride, self.dilation))
 

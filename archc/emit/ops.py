@@ -36,12 +36,15 @@ def _same_padding(cls: type) -> type:
 
     class SameConv(cls):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(self.pad_input(x))
+
+        def pad_input(self, x: torch.Tensor) -> torch.Tensor:
             pads: list[int] = []
             for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
                 # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
                 total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
                 pads += [total // 2, total - total // 2]
-            return super().forward(F.pad(x, pads) if any(pads) else x)
+            return F.pad(x, pads) if any(pads) else x
 
     SameConv.__name__ = SameConv.__qualname__ = f"{cls.__name__}Same"
     return SameConv

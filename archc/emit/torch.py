@@ -19,6 +19,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import ir
 from ..errors import EmitError
+from .depthwise import plain_only
+from .fusion import conv_norm_act, inference_layout, one_by_one
 from .ops import GATE, NORMS, Layers
 
 # What timm's data pipeline normalises inputs with (``timm.data.IMAGENET_DEFAULT_MEAN`` / ``_STD``). A model
@@ -40,6 +42,12 @@ class ConvNormAct(nn.Sequential):
         modules[unit.act] = layers.act(unit.activation)
         super().__init__(modules)
         self.units = (unit,)  # as a Block's: BN folding reads them
+        self.fast_paths = True  # Network.set_fast_paths
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unit = self.units[0]
+        run = conv_norm_act if self.fast_paths else one_by_one
+        return run(x, self.conv, getattr(self, unit.norm) if unit.norm else None, getattr(self, unit.act))
 
 
 class MixedConv(nn.ModuleList):
@@ -113,7 +121,7 @@ class Block(nn.Module):
     def __init__(self, block: ir.Block, layers: Layers):
         super().__init__()
         self.units = block.layers  # the Plan's records: forward and BN folding follow them
-        steps = []
+        steps, calls = [], []
         for unit in block.layers:
             if isinstance(unit, ir.ConvUnit):
                 conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
@@ -126,22 +134,31 @@ class Block(nn.Module):
                 if unit.act:
                     self.add_module(unit.act, layers.act(unit.activation))
                     steps.append(unit.act)
+                calls.append((unit.conv, unit.norm, unit.act))
             elif isinstance(unit, ir.SqueezeExcite):
                 self.add_module(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))
                 steps.append(unit.name)
+                calls.append((unit.name,))
             elif isinstance(unit, ir.LayerScale):
                 self.add_module(unit.name, LayerScale(unit.channels, unit.init, layers.dims))
                 steps.append(unit.name)
+                calls.append((unit.name,))
             else:
                 raise TypeError(f"{block.path}: no module for the layer {unit!r}")
         self.steps = tuple(steps)  # module names in the order forward applies them
+        self.calls = tuple(calls)  # the same, a conv unit's (conv, norm, act) as one call: emit.fusion runs them
+        self.fast_paths = True  # Network.set_fast_paths
         self.has_residual = block.residual
         self.drop_path = DropPath(block.drop_path) if block.residual and block.drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        for name in self.steps:  # e.g. conv_pw, bn1, act1, conv_dw, bn2, act2, se, conv_pwl, bn3
-            x = getattr(self, name)(x)
+        run = conv_norm_act if self.fast_paths else one_by_one
+        for call in self.calls:  # e.g. (conv_pw, bn1, act1), (conv_dw, bn2, act2), (se,), (conv_pwl, bn3, None)
+            if len(call) == 1:
+                x = getattr(self, call[0])(x)
+            else:
+                x = run(x, *(getattr(self, name) if name else None for name in call))
         if self.has_residual:
             x = self.drop_path(x) + shortcut
         return x
@@ -162,6 +179,7 @@ class Network(nn.Module):
         self.features_only = plan.output == "features"
         self.fused = False
         self.memory_format = torch.contiguous_format  # set_channels_last() changes it
+        self.fast_paths = True  # set_fast_paths() changes it
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         self.stem = ConvNormAct(layers, plan.stem)
@@ -188,21 +206,40 @@ class Network(nn.Module):
         self.classifier = nn.Linear(head.out_channels, head.num_classes) if head.num_classes else nn.Identity()
 
     def set_channels_last(self) -> "Network":
-        """Weights and inputs in channels-last order (NHWC / NDHWC), which oneDNN's CPU convolutions prefer for
-        inference (benchmarks/peers.py: 3D inference 0.6x, 2D 0.7x the time; 3D training 1.7x, so not for that)."""
+        """Weights, inputs and outputs in channels-last order (NHWC / NDHWC) in training too (inference runs in
+        it anyway: see :meth:`layout`). 3D training is slower in it (benchmarks/peers.py)."""
         self.memory_format = {2: torch.channels_last, 3: torch.channels_last_3d}[self.plan.dims]
         return self.to(memory_format=self.memory_format)
+
+    def layout(self, x: torch.Tensor) -> torch.memory_format:
+        """The memory order the network computes ``x`` in: channels-last for inference (eval mode, autograd off),
+        where oneDNN's CPU convolutions are fastest with the norms folded in (``emit.fusion``); otherwise the
+        model's own (``set_channels_last``). Outputs are returned in the model's own order either way."""
+        if self.fast_paths and not self.training and not torch.is_grad_enabled() and not plain_only():
+            return inference_layout(x)
+        return self.memory_format
+
+    def set_fast_paths(self, enable: bool = True) -> "Network":
+        """Run conv units by ``emit.fusion``'s paths (the default: inference with the norms folded in and
+        channels-last, training with norm and activation as one Function), or with False module by module in the
+        model's own layout: the ops the reference implementations run, in their order, for comparing outputs
+        with theirs to the last bit. The fast paths equal it to float32 rounding, which a network whose
+        activations grow from stage to stage can amplify."""
+        for module in self.modules():
+            if hasattr(module, "fast_paths"):
+                module.fast_paths = bool(enable)
+        return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, *S) -> (N, num_features, *S/32): the last feature map, before pooling (with the efficient head,
         the last stage's: its conv runs after the pooling, in ``forward_head``, as timm's MobileNetV3 does)."""
-        x = x.contiguous(memory_format=self.memory_format)  # a no-op unless channels-last was asked for
-        x = self.stages(self.stem(x))
-        return x if self.pools_first else self.head(x)
+        x = self.stages(self.stem(x.to(memory_format=self.layout(x))))
+        x = x if self.pools_first else self.head(x)
+        return x.contiguous(memory_format=self.memory_format)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first."""
-        x = self.stem(x.contiguous(memory_format=self.memory_format))
+        x = self.stem(x.to(memory_format=self.layout(x)))
         maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
         for index, stage in enumerate(self.stages):
             x = stage(x)
@@ -223,10 +260,16 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
-            return self.forward_pyramid(x)
+            return [level.contiguous(memory_format=self.memory_format) for level in self.forward_pyramid(x)]
         if self.plan.decoder is not None:
-            return self.decoder(self.forward_pyramid(x), x.shape[2:])  # (N, num_classes, *S)
+            return self._own_layout(self.decoder(self.forward_pyramid(x), x.shape[2:]))  # (N, num_classes, *S)
         return self.forward_head(self.forward_features(x))
+
+    def _own_layout(self, output):
+        """A decoder's output (a map, or the list of maps of deep supervision) in the model's memory order."""
+        if isinstance(output, list):
+            return [y.contiguous(memory_format=self.memory_format) for y in output]
+        return output.contiguous(memory_format=self.memory_format)
 
     # timm's model API (timm.models.efficientnet.EfficientNet): training code written for timm takes this module.
 
