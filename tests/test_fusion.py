@@ -1,0 +1,198 @@
+"""The fast paths of a conv unit (archc.emit.fusion) against torch's own modules run one after the other:
+batch norm folded into the conv for inference, in channels-last layout; norm and activation as one Function in
+training. Outputs, gradients and running statistics equal to float32 rounding, for every kernel, stride and
+padding the family uses, in 1D, 2D and 3D; and wherever a fast path would be visible (hooks, other norms,
+mixed precision), the modules."""
+
+import copy
+
+import pytest
+import torch
+from conftest import TINY3D, calibrate_norms
+from torch import nn
+
+import archc
+from archc import analysis, ir
+from archc.emit import fusion
+from archc.emit.ops import ACTIVATION, Layers
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
+    """Within ``rel`` of the expected tensor's largest value (float32 rounding, summed in another order)."""
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= rel * expected.abs().max(), (actual - expected).abs().max()
+
+
+def _unit(dims: int, c_in: int, c_out: int, kernel, stride, padding: str, groups: int = 1, act: str = "silu", momentum=0.1):
+    """conv, batch norm and activation as the emitter makes them, the norm with non-trivial statistics and affine."""
+    layers = Layers(dims, ir.Norm("batch", 1e-3, momentum, 1), padding)
+    conv, norm, activation = layers.conv(c_in, c_out, kernel, stride, groups=groups), layers.norm(c_out), layers.act(act)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.3, generator=generator)
+        norm.weight.uniform_(0.5, 1.5, generator=generator)
+        norm.bias.normal_(0, 0.5, generator=generator)
+        norm.running_mean.normal_(0, 1, generator=generator)
+        norm.running_var.uniform_(0.5, 2.0, generator=generator)
+    return conv, norm, activation
+
+
+def _reference(x, conv, norm, act):
+    return act(norm(conv(x)))  # torch's modules, one after the other
+
+
+# Every kernel, stride and padding the EfficientNet family uses: 1x1 expansions, 3x3 to 7x7 depthwise convs,
+# anisotropic kernels of thin-slab volumes, TF "same" padding; dense and depthwise.
+CASES = [(1, 1, "symmetric", 1), (3, 1, "symmetric", 1), (3, 2, "symmetric", 16), (5, 2, "same", 16), (7, 1, "same", 16),
+         ((1, 3, 3), (1, 2, 2), "symmetric", 16), ((3, 5, 5), 1, "same", 1), (3, 2, "same", 1)]
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kernel, stride, padding, groups", CASES)
+def test_inference_folds_the_norm_into_the_conv(dims, kernel, stride, padding, groups):
+    kernel = kernel[-dims:] if isinstance(kernel, tuple) else kernel
+    stride = stride[-dims:] if isinstance(stride, tuple) else stride
+    conv, norm, act = _unit(dims, 16, 16, kernel, stride, padding, groups)
+    conv.eval(), norm.eval()
+    x = torch.randn(2, 16, *(11, 12, 9)[:dims])
+    with torch.no_grad():
+        expected = _reference(x, conv, norm, act)
+        _close(fusion.conv_norm_act(x, conv, norm, act), expected)
+        channels_last = x.to(memory_format=fusion.inference_layout(x))  # as Network runs inference
+        out = fusion.conv_norm_act(channels_last, conv, norm, act)
+        _close(out, expected)
+        assert dims == 1 or out.is_contiguous(memory_format=fusion.inference_layout(x))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("act", ["silu", "hardswish", "mish", "gelu", "relu"])
+@pytest.mark.parametrize("kernel, stride, padding, groups", [CASES[0], CASES[2], CASES[3], CASES[5]])
+def test_training_equals_the_modules(dims, act, kernel, stride, padding, groups):
+    """Outputs, every gradient, the running statistics and the batch count, as the modules give them."""
+    kernel = kernel[-dims:] if isinstance(kernel, tuple) else kernel
+    stride = stride[-dims:] if isinstance(stride, tuple) else stride
+    unit = _unit(dims, 16, 16, kernel, stride, padding, groups, act)
+    twin = copy.deepcopy(unit)
+    x = torch.randn(2, 16, *(11, 12, 9)[:dims], requires_grad=True)
+    results = []
+    for run, (conv, norm, activation) in ((fusion.conv_norm_act, unit), (_reference, twin)):
+        out = run(x, conv, norm, activation)
+        (grad_x,) = torch.autograd.grad(out.square().sum(), x, retain_graph=True)
+        out.square().sum().backward()
+        results.append((out, grad_x, conv.weight.grad, norm.weight.grad, norm.bias.grad, norm.running_mean, norm.running_var))
+        assert norm.num_batches_tracked == 1
+    for fused, plain in zip(*results):
+        _close(fused, plain)
+
+
+def test_a_cumulative_average_counts_batches_as_batch_norm_does():
+    unit = _unit(2, 8, 8, 3, 1, "symmetric", momentum=None)
+    twin = copy.deepcopy(unit)
+    for step in range(3):
+        x = (torch.randn(4, 8, 6, 6) * (step + 1)).requires_grad_()
+        fusion.conv_norm_act(x, *unit).sum().backward()
+        _reference(x, *twin).sum().backward()
+    _close(unit[1].running_mean, twin[1].running_mean)
+    _close(unit[1].running_var, twin[1].running_var)
+
+
+def test_training_keeps_one_tensor_fewer_per_unit():
+    """The norm's output (copied by the in-place SiLU) is not kept; everything else autograd keeps is."""
+    conv, norm, act = _unit(3, 8, 16, 3, 1, "symmetric")
+
+    def kept(run):
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        x = torch.randn(2, 8, 8, 8, 8, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = run(x, conv, norm, act)
+        return sum(storages.values()), out.numel() * 4
+
+    (plain, size), (fused, _) = kept(_reference), kept(fusion.conv_norm_act)
+    assert size <= plain - fused < size + 1024  # one tensor of the output's size, and the batch's mean and deviation
+
+
+def test_the_analysis_knows_which_norm_outputs_are_recomputed():
+    recomputed = {name for name, make in ACTIVATION.items() if type(make()) in fusion.INPUT_BACKWARD}
+    assert analysis.RECOMPUTED_NORM_OUTPUT == recomputed == {"silu", "hardswish", "mish", "gelu"}
+
+
+# A classifier in each dimensionality (hard swish: MobileNetV3; mixed kernels: MixNet, whose mixed convs are
+# not folded), a features encoder and a U-Net.
+NETWORKS = [("efficientnet_b0", dict(dims=2, resolution=48)), ("efficientnet_b0", dict(dims=3, in_channels=1, resolution=24)),
+            ("efficientnet_b0", dict(dims=1, resolution=96)), ("mobilenetv3_large_100", dict(resolution=48)),
+            ("mixnet_s", dict(resolution=48)), ("efficientnet_b0", dict(features_only=True, resolution=48)),
+            (str(TINY3D), dict(overrides=["decoder.type=unet"], resolution=(12, 16, 16)))]
+
+
+@pytest.mark.parametrize("name, kwargs", NETWORKS)
+def test_networks_infer_as_module_by_module(name, kwargs):
+    """Inference by default (folded, channels-last) equals the modules run one by one in the ordinary layout,
+    and the outputs come back in the ordinary layout. Within 1e-3: each unit's rounding (1e-5, above) grows through
+    a calibrated random network, whose activations grow from stage to stage."""
+    model = archc.load(name, seed=0, **kwargs)
+    calibrate_norms(model, (model.plan.in_channels, *model.plan.resolution))
+    model.eval()
+    x = torch.randn(2, model.plan.in_channels, *model.plan.resolution, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fast = model(x)
+        plain = copy.deepcopy(model).set_fast_paths(False)(x)
+    for a, b in zip(fast if isinstance(fast, list) else [fast], plain if isinstance(plain, list) else [plain]):
+        assert b.std() > 1e-2 and a.is_contiguous()
+        _close(a, b, rel=1e-3)
+
+
+def test_channels_last_models_answer_in_channels_last():
+    model = archc.load("efficientnet_b0", features_only=True, resolution=64, seed=0, channels_last=True).eval()
+    with torch.no_grad():
+        maps = model(torch.randn(1, 3, 64, 64))  # the last map 2x2: no layout is both
+    assert all(m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous() for m in maps)
+
+
+def test_hooks_see_their_modules_run():
+    """A hook on a norm (feature extraction, statistics) still sees it run: that unit takes the modules."""
+    model = archc.load("efficientnet_b0", resolution=32, seed=0).eval()
+    seen = []
+    model.stages[1][0].bn1.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    model.train()(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert seen == [(1, 96, 16, 16), (2, 96, 16, 16)]
+
+
+def test_other_norms_and_mixed_precision_take_the_modules(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fusion.NormAct, "forward", staticmethod(lambda ctx, *args: calls.append(1)))
+    group = archc.load("efficientnet_b0", resolution=32, seed=0, overrides={"norm.type": "group"}).train()
+    group(torch.randn(2, 3, 32, 32)).sum().backward()
+    batch = archc.load("efficientnet_b0", resolution=32, seed=0).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        batch(torch.randn(2, 3, 32, 32)).float().sum().backward()
+    assert calls == []
+
+
+def test_module_by_module_is_the_plain_modules(monkeypatch):
+    """``set_fast_paths(False)`` runs no fast path, in training or inference."""
+    calls = []
+    monkeypatch.setattr(fusion, "_inference", lambda *args: calls.append("fold"))
+    monkeypatch.setattr(fusion.NormAct, "forward", staticmethod(lambda ctx, *args: calls.append("norm_act")))
+    model = archc.load(TINY3D, seed=0).set_fast_paths(False)
+    model.train()(torch.randn(2, 1, 16, 16, 16)).sum().backward()
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 1, 16, 16, 16))
+    assert calls == [] and not any(m.fast_paths for m in model.modules() if hasattr(m, "fast_paths"))
+
+
+def test_a_norm_folded_for_deployment_is_no_norm():
+    model = archc.load("efficientnet_b0", resolution=32, seed=0)
+    calibrate_norms(model, (3, 32, 32))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = copy.deepcopy(model).eval().set_fast_paths(False)(x)
+        fused = archc.emit.torch.fuse_norms(model)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+        _close(fused(x), expected, rel=1e-3)  # as above: rounding grows through the calibrated network
