@@ -27,6 +27,7 @@ growth of a fresh process's peak resident set over one training step, each varia
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import platform
@@ -130,6 +131,12 @@ def ours(**args) -> torch.nn.Module:
 
 
 @functools.cache
+def modules(make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """A copy of ``make()`` that runs module by module: the ops a reference implementation runs, no fast path."""
+    return copy.deepcopy(make()).set_fast_paths(False)
+
+
+@functools.cache
 def peers_2d() -> dict[str, Callable[[], torch.nn.Module]]:
     return installed(PEERS_2D)
 
@@ -163,14 +170,15 @@ def train(a, b, xy, repeats: int) -> Callable[[], float]:
 
 def speed_cases(repeats: int) -> Iterator[Case]:
     """Every speed case of the full benchmark, in the order of the report. The defaults against every peer;
-    the options (fused BN, channels-last) against the first peer installed (timm in 2D, timm_3d in 3D)."""
+    module by module (``set_fast_paths(False)``: no fast path) and the channels-last option against the first
+    peer installed (timm in 2D, timm_3d in 3D)."""
     x2 = lambda: data(8, 3, 224, 224, classes=1000)  # 2D b0, batch 8 at 224^2
     for index, (name, peer) in enumerate(peers_2d().items()):
         yield "2D b0 inference, batch 8, 224²", name, infer(ours, peer, lambda: x2()[0], repeats)
         yield "2D b0 training step", name, train(ours, peer, x2, repeats)
         if index == 0:
-            yield "2D b0 inference, fused BN", name, infer(functools.partial(ours, fuse=True), peer, lambda: x2()[0], repeats)
-            yield "2D b0 inference, channels-last", name, infer(functools.partial(ours, channels_last=True), peer, lambda: x2()[0], repeats)
+            yield "2D b0 inference, module by module", name, infer(functools.partial(modules, ours), peer, lambda: x2()[0], repeats)
+            yield "2D b0 training step, module by module", name, train(functools.partial(modules, ours), peer, x2, repeats)
             yield "2D b0 training step, channels-last", name, train(functools.partial(ours, channels_last=True), peer, x2, repeats)
     # 3D b0, 1 channel, 2 classes, batch 2 at 64^3.
     x3 = lambda: data(2, 1, 64, 64, 64, classes=2)
@@ -179,10 +187,8 @@ def speed_cases(repeats: int) -> Iterator[Case]:
         yield "3D b0 training step, batch 2, 64³", name, train(b0_3d, peer, x3, repeats)
         yield "3D b0 inference, batch 2, 64³", name, infer(b0_3d, peer, lambda: x3()[0], repeats)
         if index == 0:
-            yield "3D b0 inference, fused BN", name, infer(functools.partial(b0_3d, fuse=True), peer, lambda: x3()[0], repeats)
-            yield "3D b0 inference, channels-last", name, infer(functools.partial(b0_3d, channels_last=True), peer, lambda: x3()[0], repeats)
-            yield ("3D b0 inference, channels-last, fused BN", name,
-                   infer(functools.partial(b0_3d, fuse=True, channels_last=True), peer, lambda: x3()[0], repeats))
+            yield "3D b0 inference, module by module", name, infer(functools.partial(modules, b0_3d), peer, lambda: x3()[0], repeats)
+            yield "3D b0 training step, module by module", name, train(functools.partial(modules, b0_3d), peer, x3, repeats)
             yield "3D b0 training step, channels-last", name, train(functools.partial(b0_3d, channels_last=True), peer, x3, repeats)
 
     # The depthwise convs' rewritten backward (archc.emit.depthwise) against the plain op, in the same model.
@@ -205,12 +211,12 @@ def speed_cases(repeats: int) -> Iterator[Case]:
 
     # bfloat16 autocast against archc's own float32.
     def bf16():
-        fused, x = b0_3d(fuse=True).eval(), x3()[0]
+        model, x = b0_3d().eval(), x3()[0]
 
         def run():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-                fused(x)
-        return ratio(run, inference(fused, x), repeats)
+                model(x)
+        return ratio(run, inference(model, x), repeats)
 
     yield "3D b0 inference, bf16 autocast (vs archc fp32)", "archc fp32", bf16
 
@@ -243,6 +249,8 @@ def quick_cases(repeats: int = 3) -> Iterator[Case]:
 def memory_cases() -> Iterator[Case]:
     for name in peers_3d():
         yield "3D b0 training peak memory, 64³", name, lambda name=name: memory("archc", 64)[0] / memory(name, 64)[0]
+    yield ("3D b0 training peak memory at 96³", "archc, module by module",
+           lambda: memory("archc", 96)[0] / memory("archc-modules", 96)[0])
     yield ("3D b0 training at 96³ with checkpointing: memory", "archc plain",
            lambda: memory("archc-checkpointing", 96)[0] / memory("archc", 96)[0])
 
@@ -276,6 +284,7 @@ import peers
 variant, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if variant.startswith("archc"):
     model = archc.load("efficientnet_b0", dims=3, in_channels=1, num_classes=2, seed=0, checkpointing=variant == "archc-checkpointing")
+    model.set_fast_paths(variant != "archc-modules")
 else:
     model = dict((name, make) for name, _, make in peers.PEERS_3D)[variant]()
 x, y = torch.randn(batch, 1, size, size, size), torch.randint(0, 2, (batch,))
@@ -295,8 +304,8 @@ print(status("VmHWM:") - before, time.perf_counter() - start)
 @functools.cache
 def memory(variant: str, size: int, batch: int = 2) -> tuple[int, float]:
     """(peak resident-set growth in KiB, seconds) of one 3D b0 training step in a fresh process (Linux: the peak
-    is reset through /proc/self/clear_refs right before the step). ``variant``: archc, archc-checkpointing or a
-    3D peer's name."""
+    is reset through /proc/self/clear_refs right before the step). ``variant``: archc, archc-checkpointing,
+    archc-modules (module by module) or a 3D peer's name."""
     out = subprocess.run([sys.executable, "-c", MEMORY_CODE, variant, str(size), str(batch), str(Path(__file__).parent)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     kib, seconds = out.stdout.split()

@@ -196,3 +196,13 @@ def test_a_norm_folded_for_deployment_is_no_norm():
         fused = archc.emit.torch.fuse_norms(model)
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
         _close(fused(x), expected, rel=1e-3)  # as above: rounding grows through the calibrated network
+
+
+def test_channels_last_inference_only_where_it_was_measured_to_win():
+    volume = torch.randn(1, 2, 4, 4, 4)
+    assert fusion.inference_layout(volume) == torch.channels_last_3d
+    assert fusion.inference_layout(torch.randn(1, 2, 4, 4)) == torch.channels_last
+    assert fusion.inference_layout(torch.randn(1, 2, 4)) == torch.contiguous_format
+    assert fusion.inference_layout(volume.double()) == torch.contiguous_format
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fusion.inference_layout(volume) == torch.contiguous_format

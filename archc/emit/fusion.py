@@ -39,8 +39,19 @@ CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def inference_layout(x: torch.Tensor) -> torch.memory_format:
-    """The layout inference runs in: channels-last for images and volumes, the ordinary one for 1D signals."""
+    """The layout inference runs in: channels-last for float32 images and volumes on the CPU, where it was measured
+    to win (benchmarks/peers.py); the ordinary one for 1D signals, and for other devices, other dtypes and
+    autocast, where it was not measured."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or _cpu_autocast():
+        return torch.contiguous_format
     return CHANNELS_LAST.get(x.ndim, torch.contiguous_format)
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch before 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled()
 
 
 def conv_norm_act(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None, act: nn.Module | None) -> torch.Tensor:
