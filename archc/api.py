@@ -163,12 +163,15 @@ def load(
     torchvision, timm, timm_tf); 2D weights go into a 3D model with ``inflate="center"`` or ``"mean"``; the
     stem's input channels and a classifier of another size are adapted. ``model.archc_notes`` says what was.
 
-    ``fuse`` folds batch norms into their convs for inference (the model comes back in eval mode);
-    ``checkpointing`` recomputes each block's activations in backward (the spec's ``checkpointing``).
+    Inference (eval mode, no autograd) already folds batch norms into their convs on each call and runs
+    channels-last on the CPU, and training recomputes each norm's output in backward instead of keeping it
+    (``model.set_fast_paths(False)`` runs the modules one by one instead; docs/performance.md).
+    ``fuse`` folds the batch norms into the convs once and for all (the model comes back in eval mode, for
+    deployment); ``checkpointing`` recomputes each block's activations in backward (the spec's ``checkpointing``).
     A model over ``max_params`` parameters is refused before anything is allocated (None: no limit).
     ``sync_bn`` turns batch norms into ``SyncBatchNorm`` for multi-GPU training (same state_dict keys).
-    ``channels_last`` keeps weights and activations in NHWC / NDHWC order: faster for inference on CPUs and
-    for 2D training, slower for 3D training (docs/performance.md).
+    ``channels_last`` keeps weights and activations in NHWC / NDHWC order in training too: faster for 2D
+    training, slower for 3D training (docs/performance.md).
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
