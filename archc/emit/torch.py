@@ -260,13 +260,13 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
-            return [level.contiguous(memory_format=self.memory_format) for level in self.forward_pyramid(x)]
+            return self._own_layout(self.forward_pyramid(x))
         if self.plan.decoder is not None:
             return self._own_layout(self.decoder(self.forward_pyramid(x), x.shape[2:]))  # (N, num_classes, *S)
         return self.forward_head(self.forward_features(x))
 
     def _own_layout(self, output):
-        """A decoder's output (a map, or the list of maps of deep supervision) in the model's memory order."""
+        """A map, or a list of maps (the feature levels, a decoder's deep supervision), in the model's memory order."""
         if isinstance(output, list):
             return [y.contiguous(memory_format=self.memory_format) for y in output]
         return output.contiguous(memory_format=self.memory_format)
