@@ -63,7 +63,11 @@ def _reference(world: int) -> dict:
 def test_ddp_averages_the_ranks_gradients(tmp_path):
     mp.spawn(_train, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    expected = _reference(2)
+    threads = torch.get_num_threads()
+    try:
+        expected = _reference(2)  # one thread, as each rank ran: the same sums in the same order
+    finally:
+        torch.set_num_threads(threads)  # the tests after this one run as before it
     start = dict(archc.load(TINY, resolution=16, seed=0).named_parameters())
     assert ranks[0].keys() == ranks[1].keys() == expected.keys()
     assert any(not torch.equal(expected[k], start[k].detach()) for k in start)  # training happened

@@ -59,9 +59,7 @@ def test_inference_folds_the_norm_into_the_conv(dims, kernel, stride, padding, g
         expected = _reference(x, conv, norm, act)
         _close(fusion.conv_norm_act(x, conv, norm, act), expected)
         channels_last = x.to(memory_format=fusion.inference_layout(x))  # as Network runs inference
-        out = fusion.conv_norm_act(channels_last, conv, norm, act)
-        _close(out, expected)
-        assert dims == 1 or out.is_contiguous(memory_format=fusion.inference_layout(x))
+        _close(fusion.conv_norm_act(channels_last, conv, norm, act), expected)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -187,15 +185,17 @@ def test_module_by_module_is_the_plain_modules(monkeypatch):
     assert calls == [] and not any(m.fast_paths for m in model.modules() if hasattr(m, "fast_paths"))
 
 
-def test_a_norm_folded_for_deployment_is_no_norm():
-    model = archc.load("efficientnet_b0", resolution=32, seed=0)
-    calibrate_norms(model, (3, 32, 32))
-    x = torch.randn(2, 3, 32, 32)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_norm_folded_for_deployment_is_no_norm(seed):
+    """A model whose norms ``fuse_norms`` replaced by identities runs its units as conv and activation."""
+    model = archc.load(TINY3D, dims=2, resolution=32, seed=0)
+    calibrate_norms(model, (1, 32, 32))
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = copy.deepcopy(model).eval().set_fast_paths(False)(x)
         fused = archc.emit.torch.fuse_norms(model)
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-        _close(fused(x), expected, rel=1e-3)  # as above: rounding grows through the calibrated network
+        _close(fused(x), expected, rel=1e-5)
 
 
 def test_channels_last_inference_only_where_it_was_measured_to_win():
