@@ -233,12 +233,16 @@ class Network(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, *S) -> (N, num_features, *S/32): the last feature map, before pooling (with the efficient head,
         the last stage's: its conv runs after the pooling, in ``forward_head``, as timm's MobileNetV3 does)."""
+        return self._own_layout(self._features(x))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_features``' map, in the layout it was computed in (pooling reads either)."""
         x = self.stages(self.stem(x.to(memory_format=self.layout(x))))
-        x = x if self.pools_first else self.head(x)
-        return x.contiguous(memory_format=self.memory_format)
+        return x if self.pools_first else self.head(x)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """One feature map per reduction level, finest first."""
+        """One feature map per reduction level, finest first, in the layout they were computed in (``forward``
+        returns them in the model's own)."""
         x = self.stem(x.to(memory_format=self.layout(x)))
         maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
         for index, stage in enumerate(self.stages):
@@ -263,7 +267,7 @@ class Network(nn.Module):
             return self._own_layout(self.forward_pyramid(x))
         if self.plan.decoder is not None:
             return self._own_layout(self.decoder(self.forward_pyramid(x), x.shape[2:]))  # (N, num_classes, *S)
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self._features(x))  # no copy into the model's layout before pooling
 
     def _own_layout(self, output):
         """A map, or a list of maps (the feature levels, a decoder's deep supervision), in the model's memory order."""
