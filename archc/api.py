@@ -60,8 +60,20 @@ def shipped_spec(name: str, overrides: Overrides | None = None) -> Spec:
     builtins = builtin_specs()
     if name in builtins:
         return load_spec(builtins[name], overrides)
+    from .weights import name_conventions
+
     path, preset = shipped_aliases()[name]
-    return load_spec(path, _merged(overrides, under={"name": name, **({"scaling.preset": preset} if preset else {})}))
+    under = {"name": name, **({"scaling.preset": preset} if preset else {}), **name_conventions(name)}
+    return load_spec(path, _merged(overrides, under=under))
+
+
+def _shipped_name(source) -> str | None:
+    """The shipped name ``source`` is read as by :func:`read` (None for a Spec, or a file found under that name)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    name = os.fspath(source)
+    shipped = name in builtin_specs() or name in shipped_aliases()
+    return name if shipped and not Path(name).is_file() else None
 
 
 def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:
@@ -147,7 +159,7 @@ def load(
     features_only: bool = False,
     weights=None,
     weights_from: str = "archc",
-    inflate: str | None = None,
+    inflate: str = "center",
     fuse: bool = False,
     checkpointing: bool | None = None,
     max_params: int | None = MAX_PARAMS,
@@ -160,8 +172,10 @@ def load(
     ``features_only`` the module returns one feature map per reduction level (``model.feature_info``).
 
     ``weights`` (a state_dict or a file) are imported from ``weights_from`` (archc, monai, efficientnet_pytorch,
-    torchvision, timm, timm_tf); 2D weights go into a 3D model with ``inflate="center"`` or ``"mean"``; the
-    stem's input channels and a classifier of another size are adapted. ``model.archc_notes`` says what was.
+    torchvision, timm, timm_tf); 2D weights go into a 3D model by ``inflate`` (``"center"``, the default, as
+    ``archc convert`` and ``archc inflate``; or ``"mean"``); the stem's input channels and a classifier of another
+    size are adapted. ``model.archc_notes`` says what was. A timm name of a TF port (``tf_efficientnet_b0``)
+    builds with TF's padding and eps, as timm's module of that name, whichever source its weights come from.
 
     Inference (eval mode, no autograd) already folds batch norms into their convs on each call and runs
     channels-last on the CPU, and training recomputes each norm's output in backward instead of keeping it
@@ -177,6 +191,7 @@ def load(
     """
     request = dict(locals())  # every argument, by name: the request as a record
     source = request.pop("source")
+    _check_weights_request(weights_from, inflate)
     if _is_checkpoint(source):
         changed = sorted(name for name, value in request.items() if name not in _FINISHING and value is not _LOAD_DEFAULTS[name]
                          and value != _LOAD_DEFAULTS[name])
@@ -190,6 +205,7 @@ def load(
     if weights is not None:
         written = read(source, overrides)
         weights, conventions, trained = _weights_and_conventions(weights, weights_from, {row.block for row in written.stages})
+        conventions = _with_name_conventions(conventions, _shipped_name(source), weights_from, overrides)
         overrides = _merged(overrides, under=conventions)
     if checkpointing is not None:
         overrides = _merged(overrides, over={"checkpointing": checkpointing})
@@ -408,10 +424,8 @@ def _restore_if_archc(path: str) -> "nn.Module | None":
 def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
     """The weights to import, the spec overrides their source was trained with (padding, norm eps), and for an
     archc checkpoint the Plan it was built from."""
-    from .weights import CONVENTIONS, conventions
+    from .weights import conventions
 
-    if weights_from not in CONVENTIONS:
-        raise CheckpointError(f"unknown weights source {weights_from!r}; expected one of {', '.join(CONVENTIONS)}")
     if weights_from == "archc" and _is_checkpoint(weights):
         saved = _restore_if_archc(os.fspath(weights))
         if saved is not None:
@@ -419,6 +433,38 @@ def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
             # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.
             return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}, saved.plan
     return weights, conventions(weights_from, block_types), None
+
+
+def _check_weights_request(weights_from: str, inflate: str) -> None:
+    """Refuse an unknown source or inflation whether or not weights are given: a typo is never ignored."""
+    from .weights import INFLATE_MODES, SOURCES
+
+    if weights_from not in SOURCES:
+        raise CheckpointError(f"unknown weights source {shown(weights_from)}; expected one of {', '.join(SOURCES)}")
+    if inflate not in INFLATE_MODES:
+        raise CheckpointError(f"unknown inflation {shown(inflate)}; expected one of {', '.join(INFLATE_MODES)}")
+
+
+def _with_name_conventions(conventions: dict, name: str | None, source: str, overrides: Overrides | None) -> dict:
+    """The conventions the weights are built with when the target's name carries its own (a timm tf_ name: TF's
+    padding and eps, as timm builds that name). timm's weights of such a name are the TF port (timm and timm_tf
+    share one key layout), so the name decides; another source trained otherwise is refused, naming the fix."""
+    from .weights import name_conventions
+
+    named = name_conventions(name) if name else {}
+    if not named:
+        return conventions
+    if source == "timm":
+        return {**conventions, **named}
+    given = {str(item).partition("=")[0].strip() for item in overrides} if overrides else set()  # the user's own choices stand
+    clashes = {path: value for path, value in conventions.items() if path in named and value != named[path] and path not in given}
+    if clashes:
+        theirs = " and ".join(f"{path} {value}" for path, value in clashes.items())
+        ours = " and ".join(f"{path} {named[path]}" for path in clashes)
+        raise CheckpointError(
+            f"{name} is timm's port of TF's weights, built with {ours}; {source} weights were trained with {theirs}: "
+            f"load {name.removeprefix('tf_')} for them (or set {', '.join(clashes)} with overrides)")
+    return {**conventions, **named}
 
 
 def _convention_notes(written: Spec, built: Spec, conventions: dict, source: str) -> tuple[str, ...]:

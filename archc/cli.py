@@ -395,7 +395,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("spec", help="spec file or shipped spec name")
     convert.add_argument("--weights", required=True, metavar="FILE", help="state_dict file (.safetensors, or .pth read with weights_only)")
     convert.add_argument("--from", dest="source", choices=SOURCES, default="archc", help="whose key layout the weights use (default archc)")
-    convert.add_argument("--inflate", choices=INFLATE_MODES, help="inflate 2D kernels into a 3D model")
+    convert.add_argument("--inflate", choices=INFLATE_MODES, default="center",
+                         help="how 2D kernels go into a 3D model: center, the 2D kernel in the middle slice (default); mean, repeated / k")
     _add_lowering_flags(convert)
     convert.add_argument("--seed", type=_seed, help="initialise anything re-initialised (a new classifier) reproducibly")
     convert.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.safetensors")

@@ -10,12 +10,14 @@ sides is used exactly once, and anything left over is reported by name.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import CheckpointError, concat_problems
+from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
@@ -45,6 +47,16 @@ def conventions(source: str, block_types: set[str]) -> dict:
     if source == "torchvision" and "fused_mbconv" in block_types:
         found["norm.eps"] = 1e-3
     return found
+
+
+# timm names its ports of TF's weights tf_<name> and builds every one with TF's conventions, whatever weights it is
+# given (timm efficientnet.py and mobilenetv3.py: each tf_ constructor sets bn_eps=BN_EPS_TF_DEFAULT, pad_type='same').
+TF_PORT_PREFIX = "tf_"
+
+
+def name_conventions(name: str) -> dict:
+    """The spec overrides a shipped name brings by itself: a timm tf_ name TF's padding and eps, as timm builds it."""
+    return dict(CONVENTIONS["timm_tf"]) if name.startswith(TF_PORT_PREFIX) else {}
 
 
 # archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
@@ -102,8 +114,34 @@ def read_state_dict(weights) -> dict:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError("expected a mapping of tensor names to tensors (a state_dict)")
+        raise CheckpointError("expected a mapping of tensor names to tensors (a state_dict)", file=_file(weights))
+    problems = [problem for key, value in state.items() for problem in _storage_problems(key, value)]
+    if problems:
+        raise CheckpointError(f"{len(problems)} tensors cannot be imported: " + concat_problems(problems, 4), file=_file(weights))
     return {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel / DDP prefixes
+
+
+def _file(weights) -> str | None:
+    return None if isinstance(weights, dict) else os.fspath(weights)
+
+
+def _storage_problems(key, value: torch.Tensor) -> list[str]:
+    """What makes an entry of a state_dict unusable whatever the model: a name that is not text, a tensor
+    without values (meta) or not stored as a dense array (sparse, nested)."""
+    import torch
+
+    if not isinstance(key, str):
+        return [f"the name {shown(key)} is not text"]
+    if value.device.type == "meta":
+        return [f"{tensor_name(key)} has no values (a meta tensor)"]
+    if value.layout != torch.strided:
+        return [f"{tensor_name(key)} is {str(value.layout).removeprefix('torch.')}, not a dense tensor"]
+    return []
+
+
+def tensor_name(key: str) -> str:
+    """A tensor's name from a file, as a message shows it: as it is when printable, else quoted with escapes."""
+    return key if key.isprintable() else shown(key, 200)
 
 
 def _check_unpacked_size(path: str) -> None:
@@ -180,6 +218,35 @@ def layout_hint(plan: ir.Plan, keys: list[str], peer_keys, source: str) -> str:
         return ("these look like timm or timm_tf weights (the same names; timm_tf for tf_efficientnet_* weights): "
                 "use --from timm or --from timm_tf (weights_from='timm' or 'timm_tf')")
     return f"these look like {' or '.join(found)} weights: use --from " + " or --from ".join(found)
+
+
+# Where each layout says which block a tensor belongs to: (stage, block in the stage), or for MONAI (stage,
+# global index), or for efficientnet-pytorch the global index alone.
+_BLOCK_KEYS = {
+    "archc": r"stages\.(\d+)\.(\d+)\.", "timm": r"blocks\.(\d+)\.(\d+)\.", "timm_tf": r"blocks\.(\d+)\.(\d+)\.",
+    "torchvision": r"features\.(\d+)\.(\d+)\.block\.", "monai": r"_blocks\.(\d+)\.(\d+)\.", "efficientnet_pytorch": r"_blocks\.(\d+)\.",
+}
+
+
+def block_summary(plan: ir.Plan, peer_keys, source: str) -> list[str]:
+    """What the key names tell about a misfit before any single key does: "16 blocks given, 26 expected" and,
+    where the layout numbers stages, each stage whose repeats differ ("stage 3 has 4 repeats in the weights,
+    5 in the spec"). Empty when the numbers of blocks agree."""
+    pattern = re.compile(_BLOCK_KEYS[source])
+    found = {tuple(int(n) for n in match.groups()) for key in peer_keys if (match := pattern.match(key))}
+    if len(found) == len(plan.blocks):
+        return []
+    summary = [f"{len(found)} blocks given, {len(plan.blocks)} expected"]
+    if source == "efficientnet_pytorch":  # the layout numbers blocks, not stages
+        return summary
+    first = 1 if source == "torchvision" else 0  # torchvision's features.0 is the stem
+    given = Counter(stage - first for stage, _ in found)
+    stages = []
+    for stage in sorted(set(given) | {s.index for s in plan.stages}):
+        want = len(plan.stages[stage].blocks) if 0 <= stage < len(plan.stages) else 0
+        if given[stage] != want:
+            stages.append(f"stage {stage} has {given[stage]} repeats in the weights, {want} in the spec")
+    return summary + stages[:4] + ([f"{len(stages) - 4} more stages differ"] if len(stages) > 4 else [])
 
 
 def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
@@ -274,39 +341,83 @@ def _layer_name(layer: ir.Layer) -> str:
     return layer.conv if isinstance(layer, ir.ConvUnit) else layer.name
 
 
-def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str | None = None) -> Imported:
+def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str = "center") -> Imported:
     """Map ``peer`` (a state_dict of ``source``) onto ``model``'s keys, adapting what can be adapted:
-    2D kernels inflated into 3D (``inflate``), the stem's input channels, a classifier of another size."""
+    2D kernels inflated into 3D (``inflate``: see :func:`inflate_kernel`), the stem's input channels, a classifier
+    of another size."""
     target = model.state_dict()
     fresh = _fresh_decoder(target, peer, source)
     names = peer_names(model.plan, [key for key in target if key not in fresh], source)
     peer, dropped = _without_head(peer, model.plan, source)
     wanted = set(names.values())
     missing = [f"{names[k]} {list(target[k].shape)}" for k in names if names[k] not in peer]
-    unexpected = [f"{k} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
+    unexpected = [f"{tensor_name(k)} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
         hint = layout_hint(model.plan, list(target), peer, source)
-        raise CheckpointError(f"{source} weights do not fit this model: " + concat_problems(problems) + (f". {hint}" if hint else ""))
+        summary = "; ".join([*block_summary(model.plan, peer, source), f"{len(missing)} tensors missing, {len(unexpected)} unexpected"])
+        raise CheckpointError(f"{source} weights do not fit this model ({summary}): " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
     state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): {_headless(model.plan)} has none"] if dropped else []), 0
     if fresh:
         notes.append(f"initialised the decoder ({len(fresh)} tensors) as a new model's: the weights have none")
+    bad = []  # tensors whose values cannot be weights: all of them are named in one error
     for key, value in target.items():
         if key in fresh:
             state[key] = value
             continue
-        tensor = peer[names[key]]
+        given = tensor = peer[names[key]]
+        if not _importable_dtype(given.dtype, value.dtype):
+            bad.append(f"{tensor_name(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
+            continue
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
-                tensor, inflated = _inflated(names[key], tensor, value, inflate), inflated + 1
+                tensor, inflated = inflate_kernel(tensor, value.shape[2], inflate), inflated + 1
             if tensor.shape != value.shape:
                 tensor, note = _adapt(key, names[key], tensor, value)
                 notes.append(note)
-        state[key] = tensor.to(value.dtype) if tensor is not value else value
+        if tensor is not value:  # imported, not re-initialised
+            bad += _value_problems(key, names[key], given)
+            state[key] = tensor.to(value.dtype)
+        else:
+            state[key] = value
+    if bad:
+        raise CheckpointError(f"{source} weights hold {len(bad)} tensors that cannot be weights: " + concat_problems(bad, 4))
     if inflated:  # one note for all of them
         notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
     return Imported(state, tuple(notes))
+
+
+# The dtypes trained weights are stored in, cast to the model's on import (float16 and bfloat16 exactly, float64
+# rounded to nearest). Integers, booleans and complex numbers are no weights of a float model, and the float8
+# formats hold quantised values whose scales live elsewhere, so casting any of them gives other numbers in silence.
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_DTYPE_RULE = {True: f"expected a floating dtype ({', '.join(WEIGHT_DTYPES)})", False: "expected an integer dtype"}
+
+
+def _importable_dtype(given: torch.dtype, wanted: torch.dtype) -> bool:
+    """Floating weights for a floating tensor; integers (not booleans) for an integer buffer (a norm's batch count)."""
+    import torch
+
+    if wanted.is_floating_point:
+        return str(given).removeprefix("torch.") in WEIGHT_DTYPES
+    return not (given.is_floating_point or given.is_complex or given == torch.bool)
+
+
+def _value_problems(key: str, peer_key: str, tensor: torch.Tensor) -> list[str]:
+    """Values no trained network holds: NaN or infinity in a weight (every output would be NaN), a negative
+    running variance (the norm takes its square root)."""
+    import torch
+
+    if not tensor.is_floating_point():
+        return []
+    problems = []
+    nonfinite = tensor.numel() - int(torch.isfinite(tensor).sum())
+    if nonfinite:
+        problems.append(f"{tensor_name(peer_key)} has {nonfinite:,} non-finite values (NaN or infinity)")
+    if key.endswith("running_var") and (negative := int((tensor < 0).sum())):
+        problems.append(f"{tensor_name(peer_key)} has {negative:,} negative values, and a running variance cannot be negative")
+    return problems
 
 
 def _headless(plan: ir.Plan) -> str:
@@ -326,21 +437,14 @@ def _is_2d_kernel_for_3d(key: str, tensor: torch.Tensor, like: torch.Tensor) -> 
     return tensor.ndim == like.ndim - 1 and like.ndim >= 3 and key.endswith("weight")
 
 
-def _inflated(peer_key: str, tensor: torch.Tensor, like: torch.Tensor, inflate: str | None) -> torch.Tensor:
-    if inflate is None:
-        raise CheckpointError(
-            f"{peer_key} is {tensor.ndim - 2}D and the model is {like.ndim - 2}D: pass inflate='center' or 'mean' to inflate it"
-        )
-    return inflate_kernel(tensor, like.shape[2], inflate)
-
-
 def _adapt(key: str, peer_key: str, tensor: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, str]:
     """The stem's input channels or a classifier of another size, and the note saying so."""
-    if key == "stem.conv.weight" and tensor.shape[0] == like.shape[0] and tensor.shape[2:] == like.shape[2:]:
+    if key == "stem.conv.weight" and tensor.ndim == like.ndim and tensor.shape[0] == like.shape[0] and tensor.shape[2:] == like.shape[2:] \
+            and tensor.shape[1] > 0:  # a stem with no input channels has nothing to adapt from
         return adapt_input_channels(tensor, like.shape[1]), f"adapted the stem from {tensor.shape[1]} to {like.shape[1]} input channels"
     if key.startswith("classifier.") and tensor.ndim == like.ndim:
         return like, f"re-initialised {key} for {like.shape[0]} classes (the weights have {tensor.shape[0]})"
-    raise CheckpointError(f"{peer_key} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
+    raise CheckpointError(f"{tensor_name(peer_key)} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
 
 
 def inflate_kernel(weight: torch.Tensor, depth: int, mode: str) -> torch.Tensor:
