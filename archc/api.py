@@ -227,7 +227,11 @@ def load(
     if weights is not None:
         from .weights import import_weights, read_state_dict
 
-        imported = import_weights(read_state_dict(weights), model, weights_from, inflate)
+        try:
+            imported = import_weights(read_state_dict(weights), model, weights_from, inflate)
+        except CheckpointError as exc:  # name the file the tensors came from
+            exc.file = exc.file or (os.fspath(weights_path) if weights_path is not None else None)
+            raise
         model.load_state_dict(imported.state_dict)
         model.archc_notes = _convention_notes(written, spec, conventions, weights_from) + imported.notes
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))

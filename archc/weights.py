@@ -117,7 +117,7 @@ def read_state_dict(weights) -> dict:
         raise CheckpointError("expected a mapping of tensor names to tensors (a state_dict)", file=_file(weights))
     problems = [problem for key, value in state.items() for problem in _storage_problems(key, value)]
     if problems:
-        raise CheckpointError(f"{len(problems)} tensors cannot be imported: " + concat_problems(problems, 4), file=_file(weights))
+        raise CheckpointError("not a state_dict archc can import: " + concat_problems(problems, 4), file=_file(weights))
     return {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel / DDP prefixes
 
 
@@ -237,7 +237,7 @@ def block_summary(plan: ir.Plan, peer_keys, source: str) -> list[str]:
     if len(found) == len(plan.blocks):
         return []
     summary = [f"{len(found)} blocks given, {len(plan.blocks)} expected"]
-    if source == "efficientnet_pytorch":  # the layout numbers blocks, not stages
+    if source == "efficientnet_pytorch" or not found:  # the layout numbers blocks, not stages; or none has a block
         return summary
     first = 1 if source == "torchvision" else 0  # torchvision's features.0 is the stem
     given = Counter(stage - first for stage, _ in found)
@@ -382,7 +382,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         else:
             state[key] = value
     if bad:
-        raise CheckpointError(f"{source} weights hold {len(bad)} tensors that cannot be weights: " + concat_problems(bad, 4))
+        raise CheckpointError(f"{source} weights cannot be imported: " + concat_problems(bad, 4))
     if inflated:  # one note for all of them
         notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
     return Imported(state, tuple(notes))

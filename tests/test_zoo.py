@@ -8,6 +8,7 @@ import torch
 from conftest import assert_same_outputs, run_archc, timm_parameter_count_equals, timm_peer
 
 import archc
+from archc.api import shipped_aliases
 
 # reference-numbers.md: timm 1.0.31, 2D, 3 input channels, 1000 classes (B1-B7 from the B0-B7 table, where
 # torchvision, timm and MONAI agree).
@@ -42,7 +43,28 @@ def test_a_timm_name_builds_in_every_dimensionality():
     assert result.stdout.startswith("mobilenetv2_140: 3D, preset 1.4 (width 1.400, depth 1.000), input 1x32x32x32")
     listed = {entry["preset"]: entry["aliases"] for entry in json.loads(run_archc("list", "--json").stdout)
               if entry["name"] == "efficientnet_b0"}
-    assert listed["b3"] == ["efficientnet_b3"] and listed["l2"] == ["efficientnet_l2"]
+    assert listed["b3"] == ["efficientnet_b3", "tf_efficientnet_b3"] and listed["l2"] == ["efficientnet_l2", "tf_efficientnet_l2"]
+
+
+TF_PORTS = sorted(name for name in shipped_aliases() if name.startswith("tf_"))
+
+
+def test_every_tf_port_timm_has_for_a_shipped_network_is_a_name():
+    """timm's tf_<name> models whose <name> archc ships (the rest: EfficientNet-CC, V2-B0..B3 and the minimal MobileNetV3s)."""
+    known = set(archc.builtin_specs()) | set(shipped_aliases())
+    assert TF_PORTS == [name for name in timm.list_models("tf_*") if name.removeprefix("tf_") in known]
+    assert len(TF_PORTS) == 29
+
+
+@pytest.mark.parametrize("name", TF_PORTS)
+def test_a_tf_name_builds_what_timm_builds(name):
+    """With no weights too: TF "same" padding (timm's Conv2dSame) and batch-norm eps 1e-3, with timm's parameters."""
+    plan = archc.lower(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    assert plan.name == name and plan.padding == "same" and type(peer.conv_stem).__name__ == "Conv2dSame"
+    assert {plan.norm.eps} == {m.eps for m in peer.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters())
 
 
 # timm's default_cfg input sizes of the Lite family (timm 1.0.31, reference-numbers.md).
