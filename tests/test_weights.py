@@ -286,7 +286,8 @@ def test_cli_convert_and_inflate(tmp_path, monai_state):
     assert model.plan.dims == 3 and model.plan.in_channels == 1 and model.plan.padding == "same"
     assert torch.equal(model.head.conv.weight[..., 0, 0, 0], monai_state["_conv_head.weight"][..., 0, 0])
     bad = run_archc("convert", "efficientnet_b0", "--weights", tmp_path / "monai_b0.pth", "--from", "torchvision", "-o", tmp_path / "x.safetensors")
-    assert bad.returncode == 1 and "torchvision weights do not fit this model: missing features.0.0.weight" in bad.stderr
+    assert bad.returncode == 1 and bad.stderr.startswith(f"archc: error: {tmp_path / 'monai_b0.pth'}: torchvision weights do not fit this model "
+                                                         "(0 blocks given, 16 expected; 360 tensors missing, 360 unexpected): missing features.0.0.weight")
     assert "these look like monai weights: use --from monai (weights_from='monai')" in bad.stderr
     assert not (tmp_path / "x.safetensors").exists()
 
