@@ -468,7 +468,8 @@ def _with_name_conventions(conventions: dict, name: str | None, source: str, ove
         raise CheckpointError(
             f"{name} is timm's port of TF's weights, built with {ours}; {source} weights were trained with {theirs}: "
             f"load {name.removeprefix('tf_')} for them (or set {', '.join(clashes)} with overrides)")
-    return {**conventions, **named}
+    # Where the user chose a value, the source's stays what the weights were trained with (for the notes).
+    return {**named, **{path: value for path, value in conventions.items() if path not in named or path in given}}
 
 
 def _convention_notes(written: Spec, built: Spec, conventions: dict, source: str) -> tuple[str, ...]:

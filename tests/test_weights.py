@@ -106,6 +106,16 @@ def test_a_tf_name_refuses_weights_trained_with_other_conventions():
                                "trained with padding symmetric: load efficientnetv2_s for them (or set padding with overrides)")
 
 
+@pytest.mark.slow
+def test_a_tf_name_takes_other_weights_when_the_user_sets_their_conventions():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(torchvision.models.efficientnet_v2_s(), (3, 72, 72))
+    chosen = archc.load("tf_efficientnetv2_s", weights=peer.state_dict(), weights_from="torchvision", overrides=["padding=symmetric"], resolution=72)
+    assert chosen.archc_notes == ()  # the user's padding is the weights' own: torchvision's network, said by no note
+    assert_same_outputs(chosen.eval(), peer, 72)
+
+
 @pytest.fixture(scope="module")
 def monai_state():
     with torch.random.fork_rng():
