@@ -16,6 +16,7 @@ from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecE
 from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
+from .yaml_source import read_yaml
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,11 +61,16 @@ def shipped_spec(name: str, overrides: Overrides | None = None) -> Spec:
     builtins = builtin_specs()
     if name in builtins:
         return load_spec(builtins[name], overrides)
+    return load_spec(shipped_aliases()[name][0], _merged(overrides, under=_alias_overrides(name)))
+
+
+def _alias_overrides(name: str) -> dict:
+    """What another name of a shipped spec sets over the file: the name, the preset it names, and the conventions
+    the name brings (a timm tf_ name: TF's padding and eps)."""
     from .weights import name_conventions
 
-    path, preset = shipped_aliases()[name]
-    under = {"name": name, **({"scaling.preset": preset} if preset else {}), **name_conventions(name)}
-    return load_spec(path, _merged(overrides, under=under))
+    preset = shipped_aliases()[name][1]
+    return {"name": name, **({"scaling.preset": preset} if preset else {}), **name_conventions(name)}
 
 
 def _shipped_name(source) -> str | None:
@@ -234,6 +240,9 @@ def load(
             raise
         model.load_state_dict(imported.state_dict)
         model.archc_notes = _convention_notes(written, spec, conventions, weights_from) + imported.notes
+    shipped = _shipped_name(source)
+    if shipped in shipped_aliases():  # the file holds the spec's text: what the name adds over it is saved with the overrides
+        overrides = _merged(overrides, under=_alias_overrides(shipped))
     saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))
     model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
     return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
@@ -507,4 +516,16 @@ def _assignments(overrides: Overrides) -> list[str]:
     """Overrides as ``PATH=VALUE`` texts, the CLI's form, whichever form they came in."""
     if not isinstance(overrides, dict):
         return list(overrides)
-    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in overrides.items()]
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else _text_value(value)}" for key, value in overrides.items()]
+
+
+def _text_value(value) -> object:
+    """A string as YAML text that reads back as the same string: one YAML would read as something else (a preset
+    named "0.75", the text "true") is quoted."""
+    if not isinstance(value, str):
+        return value
+    try:
+        same = read_yaml(value, "<override>")[0] == value
+    except ArchcError:
+        same = False
+    return value if same else json.dumps(value)

@@ -34,6 +34,20 @@ def test_round_trip_restores_exactly(saved):
     assert archc.load(str(path.with_name("again.safetensors"))).plan == model.plan
 
 
+@pytest.mark.parametrize("name, overrides", [("efficientnet_b1", None), ("tf_efficientnet_b0", None), ("tf_efficientnet_b1", {"norm.momentum": 0.2}),
+                                             ("tf_mobilenetv3_large_075", ["norm.momentum=0.2"])])
+def test_a_model_loaded_by_another_name_reloads_as_it_was(name, overrides, tmp_path):
+    """What a name adds over its spec file (its preset, a tf_ name's padding and eps) is saved with the file: B1 used to
+    reload as B0 (refused), a tf_ B0 with the file's symmetric padding (silently other outputs)."""
+    model = archc.load(name, seed=0, resolution=33, overrides=overrides).eval()
+    archc.save(model, tmp_path / "m.safetensors")
+    restored = archc.load(str(tmp_path / "m.safetensors")).eval()
+    assert restored.plan == model.plan and restored.plan.name == name
+    x = torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        assert torch.equal(restored(x), model(x))
+
+
 def test_changed_byte_is_refused(saved, tmp_path):
     _, path = saved
     blob = bytearray(path.read_bytes())
