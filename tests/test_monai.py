@@ -97,7 +97,7 @@ def test_encoder_parameters_equal_the_analysis(name, dims, in_channels):
 
 def test_the_encoder_returns_archc_features_in_order():
     model = unet("archc_mobilenet_v2", dims=2)
-    assert [f["reduction"] for f in model.encoder.feature_info] == [(2, 2), (4, 4), (8, 8), (16, 16), (32, 32)]
+    assert [f["reduction_per_axis"] for f in model.encoder.feature_info] == [(2, 2), (4, 4), (8, 8), (16, 16), (32, 32)]
     with torch.no_grad():
         maps = model.encoder(torch.randn(1, 1, 64, 64))
     assert [tuple(m.shape) for m in maps] == [(1, c, 64 // r, 64 // r) for c, r in zip((16, 24, 32, 96, 320), (2, 4, 8, 16, 32))]

@@ -405,8 +405,8 @@ class Network(nn.Module):
         extra_blocks: bool = False,
     ) -> list[int]:
         """timm 1.0's ``prune_intermediate_layers``: drop the stages past the deepest level of ``indices`` (counted
-        as :meth:`forward_intermediates` counts them) and, with ``prune_head`` or ``prune_norm`` or when stages go,
-        the head and classifier. Returns the indices as absolute ones, for ``forward_intermediates(x, indices=...)``.
+        as :meth:`forward_intermediates` counts them) and, when stages go or with ``prune_head`` (or ``prune_norm``
+        where the head's conv is part of ``forward_features``), the head and classifier. Returns the indices as absolute ones, for ``forward_intermediates(x, indices=...)``.
 
         What remains is a ``features_only`` encoder of the levels kept, and ``self.plan`` says so: ``forward``
         returns their maps (timm's pruned model returns the last map unpooled), ``feature_info`` lists them with
@@ -416,7 +416,10 @@ class Network(nn.Module):
         ends = self._tap_ends(extra_blocks)
         take, deepest = take_indices(len(ends), indices, "prune_intermediate_layers")
         kept = ends[deepest]  # stages kept
-        if kept == len(self.stages) and (self.plan.head is None or not (prune_head or prune_norm)):
+        # prune_norm: what follows the last stage in forward_features, the head's conv (with the efficient head,
+        # which runs after pooling, nothing: timm's MobileNetV3 keeps its head then too)
+        head_goes = self.plan.head is not None and (prune_head or (prune_norm and not self.pools_first))
+        if kept == len(self.stages) and not head_goes:
             return take  # timm too leaves the model as it is
         for name in ("head", "dropout", "classifier"):
             if hasattr(self, name):
