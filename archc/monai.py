@@ -88,7 +88,8 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
 
     @property
     def feature_info(self) -> list[dict]:
-        """The returned maps, as ``model.feature_info`` describes them (stage, module, channels, reduction)."""
+        """The returned maps, as ``model.feature_info`` describes them (timm's ``num_chs``, ``reduction``, ``module``,
+        ``index``, the network's level; archc's ``stage``, ``channels``, ``reduction_per_axis``)."""
         return [self.network.feature_info[i] for i in self.levels]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
