@@ -188,6 +188,7 @@ class Network(nn.Module):
               for stage in plan.stages)
         )
         self.feature_info = FeatureInfo.of(plan.features)
+        self.in_chans = plan.in_channels  # timm's name for the input's channels
         self.pools_first = False
         self._taps = frozenset(f.stage for f in plan.features)
         if plan.decoder is not None:
@@ -290,11 +291,6 @@ class Network(nn.Module):
     @property
     def num_classes(self) -> int:
         return self._head("num_classes").num_classes
-
-    @property
-    def in_chans(self) -> int:
-        """The input's channels (timm's name for them)."""
-        return self.plan.in_channels
 
     def get_classifier(self) -> nn.Module:
         self._needs_head("get_classifier")
