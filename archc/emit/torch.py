@@ -402,7 +402,8 @@ class Network(nn.Module):
     ) -> list[int]:
         """timm 1.0's ``prune_intermediate_layers``: drop the stages past the deepest level of ``indices`` (counted
         as :meth:`forward_intermediates` counts them) and, when stages go or with ``prune_head`` (or ``prune_norm``
-        where the head's conv is part of ``forward_features``), the head and classifier. Returns the indices as absolute ones, for ``forward_intermediates(x, indices=...)``.
+        where the head's conv is part of ``forward_features``), the head and classifier. Returns the indices as
+        absolute ones, for ``forward_intermediates(x, indices=...)``.
 
         What remains is a ``features_only`` encoder of the levels kept, and ``self.plan`` says so: ``forward``
         returns their maps (timm's pruned model returns the last map unpooled), ``feature_info`` lists them with
