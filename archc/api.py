@@ -303,6 +303,9 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     source = getattr(model, "archc_source", None)
     if getattr(model, "fused", False):
         raise EmitError("a fused model is for inference only; save the model before fusing (load(..., fuse=True) fuses on load)", file=path)
+    if getattr(model, "pruned", False):
+        raise EmitError("a model cut down by prune_intermediate_layers is no longer what its spec builds; save the model "
+                        "before pruning, or its state_dict", file=path)
     if not isinstance(source, BuildSource):
         raise EmitError("this module was not compiled by archc.load, so its spec is unknown and it cannot be saved", file=path)
     # A file that load() would refuse is not written: the module must still be what its spec builds.

@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from .errors import EmitError, described
+from .errors import ArchcError, EmitError, described
 from .extras import require
 from .files import write_atomic
 from .formatting import shape as format_shape
@@ -100,6 +100,8 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opse
                 torch.export.save(program, buffer)
             else:
                 _onnx(model, example, buffer, path, opset)
+    except ArchcError:  # archc's own (a ValueError too) already say what is wrong
+        raise
     except (RuntimeError, ValueError) as exc:  # torch's and the exporters' errors (theirs subclass RuntimeError)
         raise EmitError(f"cannot export at input {size}: {described(exc)}", file=path) from exc
     finally:

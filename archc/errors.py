@@ -7,8 +7,11 @@ The string form is the message a user sees, in the compiler style
 from __future__ import annotations
 
 
-class ArchcError(Exception):
-    """Base of every error archc raises on purpose. The CLI prints it without a traceback."""
+class ArchcError(ValueError):
+    """Base of every error archc raises on purpose. The CLI prints it without a traceback.
+
+    A ``ValueError``: every one says that a value given to archc (an argument, a spec, a file's contents) is not
+    one it accepts, and code written for torch, timm or MONAI catches bad arguments as ``ValueError``."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: str | None = None):
         super().__init__(message)

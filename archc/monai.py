@@ -38,9 +38,11 @@ from monai.networks.blocks import BaseEncoder  # noqa: E402
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE  # noqa: E402
 
 from . import ir  # noqa: E402
-from .api import builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
-from .errors import CheckpointError, EmitError  # noqa: E402
+from .analysis import analyze  # noqa: E402
+from .api import MAX_PARAMS, MAX_SEED, builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
+from .errors import CheckpointError, EmitError, LoweringError, shown  # noqa: E402
 from .spec import Spec  # noqa: E402
+from .weights import INFLATE_MODES, SOURCES  # noqa: E402
 
 PREFIX = "archc_"  # backbone name of a shipped network: archc_efficientnet_b0
 MAX_OUTPUTS = 5  # FlexibleUNet refuses an encoder with more feature maps
@@ -86,7 +88,8 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
 
     @property
     def feature_info(self) -> list[dict]:
-        """The returned maps, as ``model.feature_info`` describes them (stage, module, channels, reduction)."""
+        """The returned maps, as ``model.feature_info`` describes them (timm's ``num_chs``, ``reduction``, ``module``,
+        ``index``, the network's level; archc's ``stage``, ``channels``, ``reduction_per_axis``)."""
         return [self.network.feature_info[i] for i in self.levels]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -149,6 +152,7 @@ def register(spec: Spec | str | os.PathLike, name: str | None = None, **load_arg
     if unknown:
         raise EmitError(f"{', '.join(unknown)}: not an argument of archc.load (expected one of {', '.join(LOAD_ARGS)})")
     load_args = dict(load_args)
+    _check_load_args(load_args)
     spec = read(spec, load_args.pop("overrides", None))
     name = PREFIX + spec.name if name is None else name
     if not isinstance(name, str) or not name.strip():
@@ -161,8 +165,49 @@ def register(spec: Spec | str | os.PathLike, name: str | None = None, **load_arg
     scaling = {arg: load_args[arg] for arg in ("phi", "preset", "resolution") if load_args.get(arg) is not None}
     plan = lower(spec, features_only=True, **scaling)
     levels = returned_levels(plan, name)
+    _check_size(spec, scaling, load_args.get("max_params", MAX_PARAMS), name)
     _add(name, Backbone(spec, load_args, tuple(plan.features[i].channels for i in levels), shipped=False))
     return name
+
+
+def _check_load_args(args: dict) -> None:
+    """Refuse, when the name is registered, what archc.load would refuse (or silently ignore) only once FlexibleUNet
+    builds the encoder: a mistake shows where it was made. The spec's own arguments (phi, preset, resolution,
+    overrides) are checked by compiling it."""
+    seed = args.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
+    limit = args.get("max_params", MAX_PARAMS)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise LoweringError(f"max_params must be a positive integer (or None: no limit), got {shown(limit)}")
+    source = args.get("weights_from", "archc")
+    if source not in SOURCES:
+        raise CheckpointError(f"unknown weights source {shown(source)} (weights_from); expected one of {', '.join(SOURCES)}")
+    inflate = args.get("inflate")
+    if inflate is not None and inflate not in INFLATE_MODES:
+        raise CheckpointError(f"inflate={shown(inflate)}: 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))} (or None)")
+    weights = args.get("weights")
+    if weights is not None and not isinstance(weights, dict):
+        if not isinstance(weights, (str, os.PathLike)):
+            raise CheckpointError(f"weights must be a state_dict or a file's path, got {shown(weights)}")
+        if not os.path.isfile(weights):
+            raise CheckpointError("no such file (weights)", file=os.fspath(weights))
+    for flag in ("fuse", "sync_bn", "channels_last"):
+        if not isinstance(args.get(flag, False), bool):
+            raise EmitError(f"{flag} must be True or False, got {shown(args[flag])}")
+    if args.get("checkpointing") is not None and not isinstance(args["checkpointing"], bool):
+        raise EmitError(f"checkpointing must be True, False or None (the spec's), got {shown(args['checkpointing'])}")
+
+
+def _check_size(spec: Spec, scaling: dict, limit: int | None, name: str) -> None:
+    """``max_params`` is a guard: refuse it now if even the smallest encoder FlexibleUNet can build from the name
+    (2D, one input channel) is over it. Larger builds (3D, more channels) are checked by archc.load when built."""
+    if limit is None:
+        return
+    params = analyze(lower(spec, features_only=True, dims=2, in_channels=1, **scaling)).params
+    if params > limit:
+        raise LoweringError(f"{name}: its encoder has {params:,} parameters even in 2D with one input channel, over "
+                            f"max_params={limit:,}; raise max_params (or None: no limit)", file=spec.source.file)
 
 
 def _add(name: str, entry: Backbone) -> None:

@@ -224,3 +224,20 @@ def test_export_of_a_saved_model_refuses_flags_that_cannot_apply(tmp_path, capsy
     assert info.value.code == 2
     assert "--phi, --resolution, --seed, --set cannot apply to a saved model" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.safetensors"]
+
+
+def test_an_archc_error_while_exporting_is_reported_as_it_was(tmp_path, monkeypatch):
+    """archc's errors are ValueErrors; the export's wrapping of torch's ValueErrors ("cannot export at input ...")
+    leaves them as they were raised, so the message names what archc found, once."""
+    from archc.errors import LoweringError
+
+    model = archc.load(TINY, seed=0)
+
+    def refuse(x):
+        raise LoweringError("the input has 2 channels, the model takes 1")
+
+    monkeypatch.setattr(model, "forward", refuse)
+    with pytest.raises(LoweringError) as raised:
+        archc.export(model, tmp_path / "model.pt")
+    assert str(raised.value) == "the input has 2 channels, the model takes 1"
+    assert not (tmp_path / "model.pt").exists()

@@ -173,9 +173,9 @@ def test_features_only(dims, size):
     maps = model(torch.randn(2, 3, *(size,) * dims))
     info = model.feature_info
     assert [f["stage"] for f in info] == [0, 1, 2, 4, 6]
-    assert [f["reduction"] for f in info] == [(r,) * dims for r in (2, 4, 8, 16, 32)]
+    assert [f["reduction_per_axis"] for f in info] == [(r,) * dims for r in (2, 4, 8, 16, 32)]
     assert [m.shape for m in maps] == [
-        (2, f["channels"], *(size // f["reduction"][0],) * dims) for f in info
+        (2, f["channels"], *(size // f["reduction"],) * dims) for f in info
     ]
     assert not hasattr(model, "classifier")
     # The Plan says it is an encoder, so its analysis counts what the module holds (not the classifier's 5.3M).

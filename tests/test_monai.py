@@ -97,7 +97,7 @@ def test_encoder_parameters_equal_the_analysis(name, dims, in_channels):
 
 def test_the_encoder_returns_archc_features_in_order():
     model = unet("archc_mobilenet_v2", dims=2)
-    assert [f["reduction"] for f in model.encoder.feature_info] == [(2, 2), (4, 4), (8, 8), (16, 16), (32, 32)]
+    assert [f["reduction_per_axis"] for f in model.encoder.feature_info] == [(2, 2), (4, 4), (8, 8), (16, 16), (32, 32)]
     with torch.no_grad():
         maps = model.encoder(torch.randn(1, 1, 64, 64))
     assert [tuple(m.shape) for m in maps] == [(1, c, 64 // r, 64 // r) for c, r in zip((16, 24, 32, 96, 320), (2, 4, 8, 16, 32))]
@@ -180,3 +180,34 @@ def test_register_with_weights_gives_the_encoder_those_weights():
     built = unet(name, dims=2).encoder.network.state_dict()
     assert built.keys() == weights.keys()
     assert all(torch.equal(built[k], v) for k, v in weights.items())
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ({"seed": -1}, "LoweringError", "seed must be an integer from 0 to 18446744073709551615, got -1"),
+    ({"seed": True}, "LoweringError", "seed must be an integer from 0 to 18446744073709551615, got True"),
+    ({"max_params": 0}, "LoweringError", "max_params must be a positive integer (or None: no limit), got 0"),
+    ({"max_params": "5M"}, "LoweringError", "max_params must be a positive integer (or None: no limit), got '5M'"),
+    ({"max_params": 1}, "LoweringError", "archc_test_guarded: its encoder has 3,594,812 parameters even in 2D with one input channel, "
+                                         "over max_params=1; raise max_params (or None: no limit)"),
+    ({"weights_from": "bogus"}, "CheckpointError", "unknown weights source 'bogus' (weights_from); expected one of "),
+    ({"inflate": "sideways"}, "CheckpointError", "inflate='sideways': 2D kernels go into 3D by 'center' or 'mean' (or None)"),
+    ({"weights": 3}, "CheckpointError", "weights must be a state_dict or a file's path, got 3"),
+    ({"weights": "missing.safetensors"}, "CheckpointError", "missing.safetensors: no such file (weights)"),
+    ({"fuse": "yes"}, "EmitError", "fuse must be True or False, got 'yes'"),
+    ({"checkpointing": 1}, "EmitError", "checkpointing must be True, False or None (the spec's), got 1"),
+])
+def test_register_refuses_bad_load_arguments_when_registering(args, error, message):
+    """What archc.load would refuse only when FlexibleUNet builds the encoder, or ignore (weights_from without weights,
+    inflate in 2D), is refused by register() itself, as a ValueError (MONAI's own argument errors are ValueErrors)."""
+    with pytest.raises(ValueError) as raised:
+        archc.monai.register("efficientnet_b0", name="archc_test_guarded", **args)
+    assert type(raised.value).__name__ == error and message in str(raised.value)
+    assert "archc_test_guarded" not in FLEXUNET_BACKBONE.register_dict
+
+
+def test_max_params_guards_the_encoder_flexible_unet_builds():
+    """A limit the 2D encoder meets is kept, and archc.load applies it to what FlexibleUNet builds (3D is larger)."""
+    name = archc.monai.register("efficientnet_b0", name="archc_test_limited", max_params=4_000_000, seed=0, weights_from="timm", inflate="center")
+    assert sum(p.numel() for p in unet(name, dims=2).encoder.parameters()) == 3_594_812
+    with pytest.raises(ArchcError, match="over the limit of 4,000,000"):
+        unet(name, dims=3)

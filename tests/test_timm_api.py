@@ -4,11 +4,15 @@ Every helper below is written against timm's conventions and run on ``timm.creat
 test fails if archc drifts from what timm's own models do.
 """
 
+import copy
+
 import pytest
 import torch
+from conftest import timm_peer
 from torch import nn
 
 import archc
+import archc.errors
 from archc.errors import EmitError
 
 timm = pytest.importorskip("timm")
@@ -130,16 +134,33 @@ def test_feature_info_as_timm():
         {k: d[k] for k in ("num_chs", "reduction", "index")} for d in theirs.get_dicts()
     ]
     assert ours.get_dicts(keys=["num_chs"], idx=0) == theirs.get_dicts(keys=["num_chs"], idx=0) == {"num_chs": 16}
-    # still the sequence of archc's dicts it was
-    assert len(ours) == 5 and ours[0] == {"stage": 0, "module": "stages.0", "channels": 16, "reduction": (2, 2)}
+    # each entry carries timm's keys and archc's own (archc's stage is timm's minus one: timm counts the stem as 0)
+    assert len(ours) == 5 and ours[0] == {"num_chs": 16, "reduction": 2, "module": "stages.0", "index": 0,
+                                          "stage": 0, "channels": 16, "reduction_per_axis": (2, 2)}
     assert [f["channels"] for f in ours] == ours.channels()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenetv3_large_100", "mixnet_s", "efficientnetv2_s"])
+def test_timms_feature_info_class_wraps_the_classifiers_feature_info(name):
+    """timm's own FeatureInfo (what timm's features wrappers and test_models.py build) takes the list as timm's
+    models' ``feature_info``, and reads from it what timm's model of that name gives."""
+    ours = timm.models.FeatureInfo(archc.load(name, resolution=64).feature_info, (0, 1, 2, 3, 4))
+    with torch.device("meta"):
+        theirs = timm.models.FeatureInfo(timm.create_model(name).feature_info, (0, 1, 2, 3, 4))
+    assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
+    assert ours.get_dicts(keys=["num_chs", "reduction", "index"]) == theirs.get_dicts(keys=["num_chs", "reduction", "index"])
+    assert [d["stage"] + 1 for d in ours.get_dicts()] == [d["stage"] for d in theirs.get_dicts()]  # the stem is timm's 0
 
 
 def test_feature_info_of_anisotropic_levels():
     """A per-axis reduction that differs between axes stays a tuple; an isotropic one is timm's int."""
     info = archc.load("efficientnet3d_b0", features_only=True, resolution=(16, 64, 64)).feature_info
     assert info.reduction() == [(1, 2, 2), (1, 4, 4), (2, 8, 8), (4, 16, 16), (8, 32, 32)]
-    assert archc.load("efficientnet_b0", dims=3, resolution=32, features_only=True).feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert info.get("reduction_per_axis", 0) == (1, 2, 2)
+    with pytest.raises(TypeError):  # no single number is true of every axis: timm's class refuses, it does not guess
+        timm.models.FeatureInfo(info, (0, 1))
+    volume = archc.load("efficientnet_b0", dims=3, resolution=32, features_only=True).feature_info
+    assert volume.reduction() == [2, 4, 8, 16, 32] and volume.get("reduction_per_axis") == [(r,) * 3 for r in (2, 4, 8, 16, 32)]
 
 
 def test_features_encoder_has_no_head():
@@ -176,3 +197,171 @@ def test_data_config_of_other_inputs():
     assert volume.pretrained_cfg["input_size"] == (4, 32, 32, 32) and len(volume.pretrained_cfg["mean"]) == 4
     model.reset_classifier(7)
     assert model.pretrained_cfg["num_classes"] == 7
+
+
+# forward_intermediates and prune_intermediate_layers: timm 1.0's (timm.models.efficientnet.EfficientNet), compared
+# with timm's real module of the same name holding the same weights, module by module.
+
+INTERMEDIATE_CALLS = [
+    {},  # every level and forward_features' output
+    {"indices": 2},  # the last two levels
+    {"indices": [0, -1]},
+    {"indices": (3, 1)},  # returned in the order they are computed, as timm's
+    {"indices": [2], "stop_early": True, "intermediates_only": True},
+    {"extra_blocks": True},  # the stem's map and every stage's
+    {"indices": [1, 4], "extra_blocks": True, "stop_early": True, "intermediates_only": True},
+    {"norm": True, "output_fmt": "NCHW"},
+]
+
+# archc's name, timm's, the weights' source (a tf_ model pads as TF does: weights_from="timm_tf")
+# (B0 runs in the quick suite; the others, several seconds each, with the slow tests)
+TIMM_NAMES = [("efficientnet_b0", "efficientnet_b0", "timm"),
+              pytest.param("mobilenetv3_large_100", "mobilenetv3_large_100", "timm", marks=pytest.mark.slow),
+              pytest.param("mixnet_s", "mixnet_s", "timm", marks=pytest.mark.slow),
+              pytest.param("efficientnetv2_s", "tf_efficientnetv2_s", "timm_tf", marks=pytest.mark.slow)]
+
+
+_PAIRS = {}
+
+
+def same_weights(ours: str, theirs: str, source: str, size: int = 64):
+    """timm's module ``theirs`` (seeded, calibrated: conftest.timm_peer) and archc's ``ours`` with its weights, module
+    by module: fresh copies of a pair made once per module (pruning changes them)."""
+    if theirs not in _PAIRS:
+        peer = timm_peer(theirs, size)
+        _PAIRS[theirs] = archc.load(ours, weights=peer.state_dict(), weights_from=source, resolution=size).eval().set_fast_paths(False), peer
+    return tuple(copy.deepcopy(module) for module in _PAIRS[theirs])
+
+
+def assert_same_intermediates(ours, theirs):
+    if isinstance(theirs, tuple):
+        assert isinstance(ours, tuple) and len(ours) == 2
+        torch.testing.assert_close(ours[0], theirs[0], atol=1e-4, rtol=1e-4)
+        ours, theirs = ours[1], theirs[1]
+    assert isinstance(ours, list) and len(ours) == len(theirs)
+    for mine, peers in zip(ours, theirs):
+        assert mine.shape == peers.shape and peers.std() > 1e-2
+        torch.testing.assert_close(mine, peers, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ours, theirs, source", TIMM_NAMES)
+def test_forward_intermediates_equal_timms(ours, theirs, source):
+    model, peer = same_weights(ours, theirs, source)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for call in INTERMEDIATE_CALLS:
+            assert_same_intermediates(model.forward_intermediates(x, **call), peer.forward_intermediates(x, **call))
+        final, maps = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x))  # timm's test_models.py checks this of every model
+        assert [m.shape[1] for m in maps] == model.feature_info.channels()
+
+
+@pytest.mark.parametrize("ours, theirs, source", TIMM_NAMES[:3])
+@pytest.mark.parametrize("call", [{}, {"indices": [0, 2]}, {"indices": 3, "prune_head": False}, {"indices": [-1], "prune_head": False},
+                                  {"indices": [-1], "prune_head": False, "prune_norm": True}, {"indices": [2, 4], "extra_blocks": True}])
+def test_prune_intermediate_layers_as_timm(ours, theirs, source, call, tmp_path):
+    model, peer = same_weights(ours, theirs, source)
+    taken = model.prune_intermediate_layers(**call)
+    assert taken == peer.prune_intermediate_layers(**call)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in peer.parameters())  # the same layers went
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        wanted = {"indices": taken, "intermediates_only": True, "extra_blocks": call.get("extra_blocks", False)}
+        assert_same_intermediates(model.forward_intermediates(x, **wanted), peer.forward_intermediates(x, **wanted))
+    # the Plan follows the module: a features encoder of the levels kept, counted as it now is
+    assert archc.analyze(model.plan).params == sum(p.numel() for p in model.parameters())
+    if model.plan.head is None:
+        assert len(model.feature_info) == len(model.plan.features) and [m.shape[1] for m in model(x)] == model.feature_info.channels()
+        with pytest.raises(EmitError, match="prune_intermediate_layers"):
+            archc.save(model, tmp_path / "pruned.safetensors")
+        assert not (tmp_path / "pruned.safetensors").exists()
+
+
+def test_timms_feature_getter_wraps_an_archc_classifier():
+    """timm's FeatureGetterNet (what create_model(..., features_only=True, feature_cls="getter") builds around a model)
+    prunes an archc classifier with prune_intermediate_layers and reads it with forward_intermediates."""
+    from timm.models._features import FeatureGetterNet
+
+    model, peer = same_weights("efficientnet_b0", "efficientnet_b0", "timm")
+    ours, theirs = FeatureGetterNet(model, out_indices=(1, 2, 4)), FeatureGetterNet(peer, out_indices=(1, 2, 4))
+    assert ours.feature_info.channels() == theirs.feature_info.channels() == [24, 40, 320]
+    assert ours.feature_info.reduction() == theirs.feature_info.reduction() == [4, 8, 32]
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert_same_intermediates(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_forward_intermediates_in_1d_and_3d(dims):
+    """Indices count feature levels in every dims; each map is what the features encoder returns for that level."""
+    size = 32
+    model = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
+    encoder = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0, features_only=True).eval()
+    x = torch.randn(1, 3, *(size,) * dims)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x, indices=[1, -1])
+        levels = encoder(x)
+        assert torch.equal(final, model.forward_features(x))
+        assert [m.shape for m in maps] == [(1, 24, *(size // 4,) * dims), (1, 320, *(1,) * dims)]
+        assert torch.equal(maps[0], levels[1]) and torch.equal(maps[1], levels[4])
+        assert all(torch.equal(a, b) for a, b in zip(encoder.forward_intermediates(x, intermediates_only=True), levels))
+
+
+@pytest.mark.parametrize("call, message", [
+    ({"indices": 6}, "forward_intermediates: indices=6 asks for the last 6 maps; this network has 5 (1 to 5)"),
+    ({"indices": 0}, "forward_intermediates: indices=0 asks for the last 0 maps; this network has 5 (1 to 5)"),
+    ({"indices": [0, 5]}, "forward_intermediates: index 5 is out of range; this network has 5 maps (0 to 4, or -5 to -1)"),
+    ({"indices": [-6]}, "forward_intermediates: index -6 is out of range; this network has 5 maps (0 to 4, or -5 to -1)"),
+    ({"indices": [8], "extra_blocks": True}, "forward_intermediates: index 8 is out of range; this network has 8 maps (0 to 7, or -8 to -1)"),
+    ({"indices": []}, "forward_intermediates: indices must be None, a positive int (the last n maps) or a non-empty list of ints, got []"),
+    ({"indices": "1"}, "forward_intermediates: indices must be None, a positive int (the last n maps) or a non-empty list of ints, got '1'"),
+    ({"output_fmt": "NHWC"}, "forward_intermediates: output_fmt='NHWC'; archc returns channels first, timm's 'NCHW' (in 1D and 3D too)"),
+])
+def test_forward_intermediates_refuses_bad_indices_with_a_value_error(call, message):
+    model = archc.load("efficientnet_b0", resolution=32, seed=0)
+    with pytest.raises(ValueError) as raised:  # timm's callers catch bad arguments as ValueError
+        model.forward_intermediates(torch.randn(1, 3, 32, 32), **call)
+    assert isinstance(raised.value, EmitError) and str(raised.value) == message
+
+
+def test_a_unet_has_no_intermediates_to_prune():
+    model = archc.load("efficientnet_b0", resolution=32, overrides={"decoder.type": "unet"}, seed=0)
+    for method in (model.forward_intermediates, model.prune_intermediate_layers):
+        with pytest.raises(EmitError, match="U-Net"):
+            method(torch.randn(1, 3, 32, 32)) if method == model.forward_intermediates else method()
+
+
+@pytest.mark.parametrize("in_chans", [1, 3, 4])
+def test_in_chans_as_timm(in_chans):
+    with torch.device("meta"):
+        peer = timm.create_model("efficientnet_b0", in_chans=in_chans)
+    model = archc.load("efficientnet_b0", in_channels=in_chans, resolution=32)
+    assert model.in_chans == peer.in_chans == in_chans == model.stem.conv.in_channels
+    assert archc.load("efficientnet_b0", dims=3, in_channels=in_chans, resolution=16, features_only=True).in_chans == in_chans
+
+
+def test_load_inside_the_meta_device_allocates_nothing():
+    """As timm.create_model and torch's own modules: under ``with torch.device("meta")`` the module is laid out on
+    the meta device (shapes only), seeded or not, so a 66M-parameter B7 costs no memory and no init."""
+    with torch.device("meta"):
+        peer = timm.create_model("efficientnet_b7")
+        model = archc.load("efficientnet_b7", seed=0)
+        encoder = archc.load("efficientnet_b0", dims=3, features_only=True)
+    for module in (peer, model, encoder):
+        assert {t.device.type for t in (*module.parameters(), *module.buffers())} == {"meta"}
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in peer.parameters()) == 66_347_960
+    # outside it, the CPU as before, with archc's seeded init
+    assert torch.equal(archc.load("efficientnet_b0", resolution=32, seed=0).stem.conv.weight,
+                       archc.load("efficientnet_b0", resolution=32, seed=0).stem.conv.weight)
+
+
+def test_archc_errors_are_value_errors():
+    """Bad arguments raise ValueError, as MONAI's and timm's tests (and code written for them) expect."""
+    with pytest.raises(ValueError, match="seed"):
+        archc.load("efficientnet_b0", seed=-1)
+    with pytest.raises(ValueError, match="num_classes"):
+        archc_b0().reset_classifier(-1)
+    with pytest.raises(ValueError, match="phi"):
+        archc.lower("efficientnet_b0", phi=float("nan"))
+    assert all(issubclass(error, ValueError) for error in (archc.errors.ArchcError, archc.errors.SpecError, archc.errors.ScalingError,
+                                                           archc.errors.LoweringError, EmitError, archc.errors.CheckpointError))

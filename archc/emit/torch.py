@@ -187,9 +187,8 @@ class Network(nn.Module):
             *(CheckpointedStage(*(Block(block, layers) for block in stage.blocks), checkpointing=plan.checkpointing)
               for stage in plan.stages)
         )
-        self.feature_info = FeatureInfo(
-            {"stage": f.stage, "module": "stem" if f.stage < 0 else f"stages.{f.stage}", "channels": f.channels, "reduction": f.reduction} for f in plan.features
-        )
+        self.feature_info = FeatureInfo.of(plan.features)
+        self.in_chans = plan.in_channels  # timm's name for the input's channels
         self.pools_first = False
         self._taps = frozenset(f.stage for f in plan.features)
         if plan.decoder is not None:
@@ -355,6 +354,93 @@ class Network(nn.Module):
         """timm's older name for :attr:`pretrained_cfg`."""
         return self.pretrained_cfg
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        extra_blocks: bool = False,
+    ):
+        """timm 1.0's ``forward_intermediates`` (``timm.models.efficientnet.EfficientNet``): the maps of the feature
+        levels ``indices`` selects and, unless ``intermediates_only``, ``forward_features``' output, as
+        ``(final, [maps])``. ``indices``: None for every level, an int n for the last n, a list for those (negative
+        from the end), counted as ``feature_info`` counts them, in 1D, 2D and 3D alike; with ``extra_blocks`` they
+        count the stem's map (0) and every stage's (1, 2, ...) instead. ``stop_early`` runs no stage past the
+        deepest map asked for (the head then does not run either). ``norm`` is accepted as timm's and does nothing:
+        no norm follows the last stage. ``output_fmt`` is timm's name for channels first, "NCHW", whatever ``dims``;
+        the maps are in the model's own memory order, as ``forward``'s."""
+        self._no_decoder("forward_intermediates")
+        if output_fmt != "NCHW":
+            raise EmitError(f"forward_intermediates: output_fmt={output_fmt!r}; archc returns channels first, timm's 'NCHW' (in 1D and 3D too)")
+        ends = self._tap_ends(extra_blocks)
+        take, deepest = take_indices(len(ends), indices, "forward_intermediates")
+        wanted = {ends[i] for i in take}  # taps by stages run before them: 0 is the stem's map
+        x = self.stem(x.to(memory_format=self.layout(x)))
+        maps = [x] if 0 in wanted else []
+        ran = 0
+        for stage in self.stages[: ends[deepest]] if stop_early else self.stages:
+            x = stage(x)
+            ran += 1
+            if ran in wanted:
+                maps.append(x)
+        maps = self._own_layout(maps)
+        if intermediates_only:
+            return maps
+        if ran == len(self.stages) and self.plan.head is not None and not self.pools_first:
+            x = self.head(x)  # the head's conv belongs to forward_features (with the efficient head, to forward_head)
+        return self._own_layout(x), maps
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+        extra_blocks: bool = False,
+    ) -> list[int]:
+        """timm 1.0's ``prune_intermediate_layers``: drop the stages past the deepest level of ``indices`` (counted
+        as :meth:`forward_intermediates` counts them) and, when stages go or with ``prune_head`` (or ``prune_norm``
+        where the head's conv is part of ``forward_features``), the head and classifier. Returns the indices as
+        absolute ones, for ``forward_intermediates(x, indices=...)``.
+
+        What remains is a ``features_only`` encoder of the levels kept, and ``self.plan`` says so: ``forward``
+        returns their maps (timm's pruned model returns the last map unpooled), ``feature_info`` lists them with
+        their indices unchanged, and ``analyze(model.plan)`` counts what is left. Pruning is for inference and
+        fine-tuning in place: ``archc.save`` refuses a pruned model, whose spec no longer describes it."""
+        self._no_decoder("prune_intermediate_layers")
+        ends = self._tap_ends(extra_blocks)
+        take, deepest = take_indices(len(ends), indices, "prune_intermediate_layers")
+        kept = ends[deepest]  # stages kept
+        # prune_norm: what follows the last stage in forward_features, the head's conv (with the efficient head,
+        # which runs after pooling, nothing: timm's MobileNetV3 keeps its head then too)
+        head_goes = self.plan.head is not None and (prune_head or (prune_norm and not self.pools_first))
+        if kept == len(self.stages) and not head_goes:
+            return take  # timm too leaves the model as it is
+        for name in ("head", "dropout", "classifier"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.stages = self.stages[:kept]
+        features = tuple(f for f in self.plan.features if f.stage < kept)
+        self.plan = dataclasses.replace(self.plan, stages=self.plan.stages[:kept], head=None, features=features)
+        self.features_only, self.pools_first, self.pruned = True, False, True
+        self._taps = frozenset(f.stage for f in features)
+        self.feature_info = FeatureInfo.of(features)
+        return take
+
+    def _tap_ends(self, extra_blocks: bool) -> list[int]:
+        """For each index of forward_intermediates, the number of stages run before its map: ``feature_info``'s
+        levels (the stem's map, archc's stage -1, is 0), or with ``extra_blocks`` the stem and every stage."""
+        if extra_blocks:
+            return list(range(len(self.stages) + 1))
+        return [f.stage + 1 for f in self.plan.features]
+
+    def _no_decoder(self, name: str) -> None:
+        if self.plan.decoder is not None:
+            raise EmitError(f"{name}: a U-Net (a spec with a decoder) has no single feature path to tap; "
+                            "forward_pyramid(x) gives its encoder's maps")
+
     def _head(self, name: str) -> ir.Head:
         if self.plan.head is None:  # an AttributeError, so hasattr() says a features encoder has no such thing
             raise AttributeError(f"{self._headless()} has no {name}")
@@ -390,15 +476,35 @@ class CheckpointedStage(nn.Sequential):
 
 
 class FeatureInfo(list):
-    """The feature levels of a ``features_only`` network: a list of archc's dicts (``stage``, ``module``,
-    ``channels``, ``reduction`` per axis), with the accessors of timm's ``timm.models._features.FeatureInfo``
-    so code written for timm's encoders reads it. As timm's, every accessor takes ``idx``: None for every
-    level, an int for one, a list for those.
+    """The feature levels of a network (``plan.features``) as a list of dicts that carry timm's keys and archc's:
 
-    ``reduction()`` is timm's int where every axis is reduced alike; where the axes differ (an anisotropic
-    3D network, e.g. (1, 2, 2)) it is the per-axis tuple, since no single number is true of all axes.
-    ``get_dicts()`` gives timm's dicts: ``num_chs``, ``reduction`` (as above), ``module``, ``index``, ``stage``.
+    - timm's (``timm.models._features.FeatureInfo`` wraps the list): ``num_chs``, ``reduction`` (one int: input
+      size over map size), ``module`` (where the level ends: ``stages.4``, or ``stem``) and ``index``;
+    - archc's: ``stage`` (the level's last stage, -1 for the stem's map; timm's ``stage`` counts the stem as 0, so
+      archc's is one less), ``channels`` (= ``num_chs``) and ``reduction_per_axis`` (a tuple, one per spatial axis).
+
+    Where the axes are reduced unevenly (an anisotropic 3D network, e.g. (1, 2, 2)) no single number is true of
+    all of them, so ``reduction`` is the per-axis tuple there: code that needs timm's int fails at once (timm's
+    ``FeatureInfo`` refuses to compare it) rather than computing wrong sizes.
+
+    The list has timm's accessors too, each taking ``idx`` as timm's do: None for every level, an int for one,
+    a list for those.
     """
+
+    @classmethod
+    def of(cls, levels: tuple[ir.FeatureLevel, ...]) -> "FeatureInfo":
+        return cls(
+            {
+                "num_chs": level.channels,
+                "reduction": level.reduction[0] if len(set(level.reduction)) == 1 else level.reduction,
+                "module": "stem" if level.stage < 0 else f"stages.{level.stage}",
+                "index": index,
+                "stage": level.stage,
+                "channels": level.channels,
+                "reduction_per_axis": level.reduction,
+            }
+            for index, level in enumerate(levels)
+        )
 
     @property
     def out_indices(self) -> tuple[int, ...]:
@@ -406,15 +512,15 @@ class FeatureInfo(list):
         return tuple(range(len(self)))
 
     def get(self, key: str, idx: int | list[int] | None = None):
-        """timm's key (``num_chs``, ``reduction``, ``module``, ``index``, ``stage``) at ``idx``."""
+        """The value of ``key`` at ``idx``."""
         dicts = self.get_dicts(idx=idx)
         return dicts[key] if isinstance(dicts, dict) else [d[key] for d in dicts]
 
     def get_dicts(self, keys: list[str] | None = None, idx: int | list[int] | None = None):
         indices = self.out_indices if idx is None else idx
         if isinstance(indices, int):
-            return self._timm_dict(indices, keys)
-        return [self._timm_dict(i, keys) for i in indices]
+            return self[indices] if keys is None else {key: self[indices][key] for key in keys}
+        return [self[i] if keys is None else {key: self[i][key] for key in keys} for i in indices]
 
     def channels(self, idx: int | list[int] | None = None):
         return self.get("num_chs", idx)
@@ -425,17 +531,25 @@ class FeatureInfo(list):
     def module_name(self, idx: int | list[int] | None = None):
         return self.get("module", idx)
 
-    def _timm_dict(self, index: int, keys: list[str] | None) -> dict:
-        level = self[index]
-        reduction = level["reduction"]
-        info = {
-            "stage": level["stage"],
-            "reduction": reduction[0] if len(set(reduction)) == 1 else reduction,
-            "module": level["module"],
-            "num_chs": level["channels"],
-            "index": index % len(self),
-        }
-        return info if keys is None else {key: info[key] for key in keys}
+
+def take_indices(count: int, indices, caller: str) -> tuple[list[int], int]:
+    """timm's ``feature_take_indices`` (timm.models._features): ``indices`` as absolute indices among ``count``
+    (None: all; an int n: the last n; a list: those, negative from the end) and the largest. Out of range is an
+    ``EmitError`` here (timm's is an ``AssertionError``)."""
+    if indices is None:
+        indices = count
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= count:
+            raise EmitError(f"{caller}: indices={indices} asks for the last {indices} maps; this network has {count} (1 to {count})")
+        take = list(range(count - indices, count))
+    elif isinstance(indices, (list, tuple)) and indices and all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        take = [count + i if i < 0 else i for i in indices]
+        bad = [i for i, t in zip(indices, take) if not 0 <= t < count]
+        if bad:
+            raise EmitError(f"{caller}: index {bad[0]} is out of range; this network has {count} maps (0 to {count - 1}, or -{count} to -1)")
+    else:
+        raise EmitError(f"{caller}: indices must be None, a positive int (the last n maps) or a non-empty list of ints, got {indices!r}")
+    return take, max(take)
 
 
 @contextlib.contextmanager
@@ -499,15 +613,20 @@ def build(
     plan: ir.Plan,
     *,
     seed: int | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> Network:
-    """Emit the module for ``plan``, initialised as TF EfficientNet and timm do.
+    """Emit the module for ``plan``, initialised as TF EfficientNet and timm do, on ``device`` (None: torch's
+    default device, as torch's own modules are: the CPU, or e.g. the meta device inside ``with torch.device("meta")``).
 
     The module is laid out on the meta device and materialised once, so weights are written a single time
     (not by torch's default init and then again by ours). With ``seed``, weights are bit-identical across
-    runs and processes; without it, torch's global generator is used.
+    runs and processes; without it, torch's global generator is used. On the meta device nothing is allocated
+    and there are no values to initialise.
     """
+    device = torch.get_default_device() if device is None else torch.device(device)
     model = instantiate(plan)
+    if device.type == "meta":
+        return model
     model.to_empty(device=device)
     generator = None
     if seed is not None:
