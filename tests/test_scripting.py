@@ -170,9 +170,25 @@ def check_backward_fx(model, batch_size, num_classes=None):
     assert not torch.isnan(outputs).any(), "Output included NaNs"
 
 
-@pytest.mark.parametrize("name", list(TINY))
-def test_small_models_script_and_trace(name):
-    scripted, x = check_scripted(load(name), batch_size=2, target=TARGET_JIT_SIZE)
+@pytest.mark.parametrize("name", [name if name == "tiny2d_same_mixed" else pytest.param(name, marks=pytest.mark.slow) for name in TINY])
+def test_small_models_script_and_trace(name, tmp_path):
+    """timm's three checks; and the scripted model saved is a file TorchScript runs without archc (nothing in it
+    calls back into Python) at any size (the "same" padding and the decoder's crops follow each input's size)."""
+    model = load(name)
+    scripted, x = check_scripted(model, batch_size=2, target=TARGET_JIT_SIZE)
+    torch.jit.save(scripted, tmp_path / "model.pt")
+    restored = torch.jit.load(tmp_path / "model.pt")
+    x = torch.randn(2, *x.shape[1:-1], x.shape[-1] + 5)  # another size, odd
+    with torch.no_grad():
+        assert torch.equal(flat(restored(x)), flat(model.set_fast_paths(False)(x)))
+    # in training (batch statistics, stochastic depth; a U-Net's deep-supervision outputs) as well
+    scripted.train(), model.train()
+    outputs = []
+    for module in (scripted, model):
+        torch.manual_seed(0)  # the same stochastic-depth masks
+        outputs.append(module(x))
+    assert type(outputs[0]) is type(outputs[1]) and torch.equal(flat(outputs[0]), flat(outputs[1]))
+
     check_forward_fx(load(name), batch_size=2)
     check_backward_fx(load(name), batch_size=2)
 
@@ -212,19 +228,6 @@ def test_model_forward_fx_torchscript(name):
     assert torch.equal(outputs, reference)
 
 
-def test_scripted_model_saves_loads_and_runs_any_size(tmp_path):
-    """A scripted model is a file TorchScript runs without archc: nothing in it calls back into Python, and the
-    "same" padding is computed from each input's size."""
-    model = load("tiny2d_same_mixed").eval()
-    torch.jit.save(torch.jit.script(model), tmp_path / "model.pt")
-    restored = torch.jit.load(tmp_path / "model.pt")
-    model.set_fast_paths(False)
-    for size in [(32, 32), (37, 29)]:
-        x = torch.randn(2, 1, *size)
-        with torch.no_grad():
-            assert torch.equal(restored(x), model(x))
-
-
 def test_create_feature_extractor_returns_each_stage():
     """torchvision's create_feature_extractor on an archc classifier: each stage's output, as the module computes it."""
     model = load("tiny2d_same_mixed").eval()
@@ -242,6 +245,7 @@ def test_create_feature_extractor_returns_each_stage():
     assert all(torch.equal(extracted[key], seen[key]) for key in seen)
 
 
+@pytest.mark.slow
 def test_fx_quantization_prepares_the_module_path():
     """FX graph mode quantization traces the model; the prepared graph (observers in, batch norms folded into their
     convs by prepare_fx) computes what the model computes."""
