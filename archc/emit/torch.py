@@ -2,6 +2,9 @@
 
 Submodule names are roles (``conv_pw``, ``conv_dw``, ``se``, ``conv_pwl`` as in timm) because they are
 state_dict keys that checkpoints depend on: rename one and every saved model breaks.
+
+Annotations here are evaluated (no ``from __future__ import annotations``): torch.fx copies the traced forward's
+annotations into the code it generates, and TorchScript, scripting that code, cannot resolve them as strings.
 """
 
 import contextlib
