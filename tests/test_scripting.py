@@ -49,6 +49,8 @@ TINY = {
     "tiny2d_same_mixed": {"overrides": {"dims": 2, "padding": "same", "stages[1].mixed_kernels": [3, 5], "stages[1].kernel": None, "stages[2].se": 0.25}},
     "tiny3d_unet_add": {"overrides": {"decoder.type": "unet", "decoder.fuse": "add", "decoder.deep_supervision": 1}},
     "tiny3d_features": {"features_only": True},
+    "tiny1d_layer_norm": {"dims": 1, "overrides": {"norm.type": "layer", "activation": "gelu"}},  # 1D; ChannelLayerNorm
+    "tiny3d_group_norm": {"overrides": {"norm.type": "group", "norm.groups": 4, "activation": "hardswish"}},
 }
 
 
@@ -226,6 +228,18 @@ def test_model_forward_fx_torchscript(name):
 
     assert outputs.shape[0] == 1
     assert torch.equal(flat(outputs), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(archc.api.builtin_specs()))
+def test_every_shipped_network_scripts_and_traces(name):
+    """Both equal the eager module path exactly, at a small size (3D: 32^3)."""
+    model = archc.load(name, seed=0, resolution=32 if "3d" in name else 64).eval()
+    x = torch.randn(1, model.plan.in_channels, *model.plan.resolution)
+    reference, _ = eager_outputs(model, x)
+    with torch.no_grad():
+        assert torch.equal(flat(torch.jit.script(model)(x)), reference)
+        assert torch.equal(flat(torch.fx.symbolic_trace(model)(x)), reference)
 
 
 def test_create_feature_extractor_returns_each_stage():

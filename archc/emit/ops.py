@@ -70,8 +70,8 @@ SAME_DEPTHWISE_CONV = {dims: _same_padding(cls) for dims, cls in DEPTHWISE_CONV.
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels at each position (ConvNeXt's LayerNorm2d), for any number of axes."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # nn.LayerNorm's forward, without super() for TorchScript
+        return F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps).movedim(-1, 1)
 
 
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
