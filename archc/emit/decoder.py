@@ -46,18 +46,17 @@ class Upsample(nn.Module):
 
 
 class DecoderLevel(nn.Module):
-    def __init__(self, level: ir.DecoderLevel, fuse: str, layers: Layers, checkpointing: bool):
+    def __init__(self, level: ir.DecoderLevel, layers: Layers, checkpointing: bool):
         super().__init__()
         self.up = Upsample(level.up, layers)
         self.lateral = Block(level.lateral, layers) if level.lateral else None
         self.blocks = CheckpointedStage(*(Block(block, layers) for block in level.blocks), checkpointing=checkpointing)
         self.aux = Block(level.aux, layers) if level.aux else None
-        self.concat = fuse == "concat"
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: list[int]) -> torch.Tensor:
         x = _crop(self.up(x), size)  # (N, C_up, *size): size is the skip's, or the input's at the last level
-        if skip is not None:
-            x = torch.cat([skip, x], dim=1) if self.concat else self.lateral(skip) + x  # MONAI's order: skip first
+        if skip is not None:  # fuse "concat": [skip, x] (MONAI's order: skip first); "add": lateral(skip) + x
+            x = torch.cat([skip, x], dim=1) if self.lateral is None else self.lateral(skip) + x
         return self.blocks(x)  # (N, C_out, *size)
 
 
@@ -68,22 +67,27 @@ class UNetDecoder(nn.Module):
     def __init__(self, plan: ir.Plan, layers: Layers):
         super().__init__()
         decoder = plan.decoder
-        self.levels = nn.ModuleList(DecoderLevel(level, decoder.fuse, layers, plan.checkpointing) for level in decoder.levels)
+        self.levels = nn.ModuleList(DecoderLevel(level, layers, plan.checkpointing) for level in decoder.levels)
         self.skips = tuple(None if level.skip is None else plan.features.index(level.skip) for level in decoder.levels)
         self.head = Block(decoder.head, layers)
 
-    def forward(self, maps: list[torch.Tensor], size) -> torch.Tensor | list[torch.Tensor]:
+    def forward(self, maps: list[torch.Tensor], size: list[int]) -> torch.Tensor | list[torch.Tensor]:
         x = maps[-1]  # the bottleneck: the deepest level
-        aux = []
+        aux: list[torch.Tensor] = []
         for level, index in zip(self.levels, self.skips):
             skip = None if index is None else maps[index]
             x = level(x, skip, size if skip is None else skip.shape[2:])
             if level.aux is not None and self.training:
-                aux.append(F.interpolate(level.aux(x), size=tuple(size), mode="nearest"))
+                aux.insert(0, F.interpolate(level.aux(x), size=size, mode="nearest"))  # finest first
         out = self.head(_crop(x, size))  # (N, num_classes, *size)
-        return [out, *reversed(aux)] if aux else out
+        if aux:
+            return [out] + aux
+        return out
 
 
-def _crop(x: torch.Tensor, size) -> torch.Tensor:
+@torch.fx.wrap  # one node of a torch.fx graph: the sizes are known when the graph runs
+def _crop(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     """The first ``size`` positions of each spatial axis: what the encoder's rounding up added lies past the end."""
-    return x[(..., *(slice(0, n) for n in size))]
+    for axis, n in enumerate(size):
+        x = x.narrow(2 + axis, 0, n)
+    return x

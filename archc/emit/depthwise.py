@@ -124,9 +124,12 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, shape: torch.Size, stride, 
 
 
 def plain_only() -> bool:
-    """While a model is traced or exported, the plain op: TorchScript, ONNX and torch.export know it and not
-    this Function. (torch.compile traces the Function and its backward like any other code.)"""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    """While a model is traced or exported, the plain op: TorchScript, torch.fx, ONNX and torch.export know it
+    and not this Function; torch.fx's symbolic tracing could not even run it (its tensors are placeholders, with
+    no values to branch on). TorchScript's compiler skips the fast paths by ``torch.jit.is_scripting()`` where
+    they are written. (torch.compile traces the Function and its backward like any other code.)"""
+    return (torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_exporting()
+            or torch.onnx.is_in_onnx_export())
 
 
 def depthwise(cls: type) -> type:
@@ -143,7 +146,7 @@ def depthwise(cls: type) -> type:
 
         @torch.jit.unused
         def _fast(self, x: torch.Tensor) -> bool:
-            return (self.fast_paths and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and not plain_only()
+            return (self.fast_paths and torch.is_grad_enabled() and not plain_only() and (x.requires_grad or self.weight.requires_grad)
                     and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                     and fast_backward(x, self.stride, self.dilation))
 

@@ -30,21 +30,32 @@ ACTIVATION = {
 GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 
 
+@torch.fx.wrap  # one node of a torch.fx graph, computed from each input's size when the graph runs
+def pad_same(x: torch.Tensor, kernel: list[int], stride: list[int], dilation: list[int]) -> torch.Tensor:
+    """``x`` padded as TF's "same" padding pads it for this conv: per axis, in total
+    ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)``, the extra pixel after."""
+    pads: list[int] = []
+    for axis in range(len(kernel) - 1, -1, -1):  # F.pad lists the last axis first
+        n, k, s, d = x.shape[2 + axis], kernel[axis], stride[axis], dilation[axis]
+        # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
+        total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
 def _same_padding(cls: type) -> type:
-    """``cls`` with TF's "same" padding, computed from each input's size (not fixed to one image size):
-    total ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)`` per axis, the extra pixel after."""
+    """``cls`` with TF's "same" padding (:func:`pad_same`), computed from each input's size (not fixed to one
+    image size)."""
 
     class SameConv(cls):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return super().forward(self.pad_input(x))
+            x = self.pad_input(x)
+            if torch.jit.is_scripting():  # TorchScript compiles no super(): the conv itself, as cls.forward runs it
+                return self._conv_forward(x, self.weight, self.bias)
+            return super().forward(x)
 
         def pad_input(self, x: torch.Tensor) -> torch.Tensor:
-            pads: list[int] = []
-            for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
-                # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
-                total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
-                pads += [total // 2, total - total // 2]
-            return F.pad(x, pads) if any(pads) else x
+            return pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
 
     SameConv.__name__ = SameConv.__qualname__ = f"{cls.__name__}Same"
     return SameConv
@@ -59,8 +70,8 @@ SAME_DEPTHWISE_CONV = {dims: _same_padding(cls) for dims, cls in DEPTHWISE_CONV.
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels at each position (ConvNeXt's LayerNorm2d), for any number of axes."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # nn.LayerNorm's forward, without super() for TorchScript
+        return F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps).movedim(-1, 1)
 
 
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -2,9 +2,10 @@
 
 Submodule names are roles (``conv_pw``, ``conv_dw``, ``se``, ``conv_pwl`` as in timm) because they are
 state_dict keys that checkpoints depend on: rename one and every saved model breaks.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated (no ``from __future__ import annotations``): torch.fx copies the traced forward's
+annotations into the code it generates, and TorchScript, scripting that code, cannot resolve them as strings.
+"""
 
 import contextlib
 import copy
@@ -45,6 +46,10 @@ class ConvNormAct(nn.Sequential):
         self.fast_paths = True  # Network.set_fast_paths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript compiles the modules one by one (the fast paths are Python)
+            for module in self:
+                x = module(x)
+            return x
         unit = self.units[0]
         run = conv_norm_act if self.fast_paths else one_by_one
         return run(x, self.conv, getattr(self, unit.norm) if unit.norm else None, getattr(self, unit.act))
@@ -60,8 +65,8 @@ class MixedConv(nn.ModuleList):
         self.splits = [c_in for c_in, _, _, _ in unit.parts]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(x, self.splits, dim=1)
-        return torch.cat([conv(part) for conv, part in zip(self, parts)], dim=1)
+        parts = torch.split(x, self.splits, dim=1)  # indexed, not zipped: torch.fx cannot iterate a traced value
+        return torch.cat([conv(parts[i]) for i, conv in enumerate(self)], dim=1)
 
 
 class LayerScale(nn.Module):
@@ -106,7 +111,7 @@ class DropPath(nn.Module):
         if not self.training or self.rate == 0.0:
             return x
         keep = 1.0 - self.rate
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(keep)  # (N, 1, ...)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:
@@ -153,12 +158,17 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        run = conv_norm_act if self.fast_paths else one_by_one
-        for call in self.calls:  # e.g. (conv_pw, bn1, act1), (conv_dw, bn2, act2), (se,), (conv_pwl, bn3, None)
-            if len(call) == 1:
-                x = getattr(self, call[0])(x)
-            else:
-                x = run(x, *(getattr(self, name) if name else None for name in call))
+        if torch.jit.is_scripting():  # TorchScript: the modules one by one, in the order they were added (``steps``)
+            for name, module in self.named_children():
+                if name != "drop_path":
+                    x = module(x)
+        else:
+            run = conv_norm_act if self.fast_paths else one_by_one
+            for call in self.calls:  # e.g. (conv_pw, bn1, act1), (conv_dw, bn2, act2), (se,), (conv_pwl, bn3, None)
+                if len(call) == 1:
+                    x = getattr(self, call[0])(x)
+                else:
+                    x = run(x, *(getattr(self, name) if name else None for name in call))
         if self.has_residual:
             x = self.drop_path(x) + shortcut
         return x
@@ -172,6 +182,8 @@ class Network(nn.Module):
     (``plan.decoder``) has none either: those maps go through ``decoder`` (:mod:`archc.emit.decoder`), which
     returns (N, num_classes, *S) at the input's size.
     """
+
+    __constants__ = ["features_only"]  # TorchScript compiles only the branch of forward that the model takes
 
     def __init__(self, plan: ir.Plan):
         super().__init__()
@@ -190,7 +202,7 @@ class Network(nn.Module):
         self.feature_info = FeatureInfo.of(plan.features)
         self.in_chans = plan.in_channels  # timm's name for the input's channels
         self.pools_first = False
-        self._taps = frozenset(f.stage for f in plan.features)
+        self._taps = tuple(f.stage for f in plan.features)
         if plan.decoder is not None:
             from .decoder import UNetDecoder  # here, not at the top: the decoder is built of this module's blocks
 
@@ -236,13 +248,13 @@ class Network(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """``forward_features``' map, in the layout it was computed in (pooling reads either)."""
-        x = self.stages(self.stem(x.to(memory_format=self.layout(x))))
+        x = self.stages(self.stem(self._in_layout(x)))
         return x if self.pools_first else self.head(x)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first, in the layout they were computed in (``forward``
         returns them in the model's own)."""
-        x = self.stem(x.to(memory_format=self.layout(x)))
+        x = self.stem(self._in_layout(x))
         maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
         for index, stage in enumerate(self.stages):
             x = stage(x)
@@ -253,7 +265,8 @@ class Network(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
         pooled features (N, num_features), after dropout as in timm (dropout does nothing in eval mode)."""
-        self._needs_head("forward_head")
+        if not torch.jit.is_scripting():  # TorchScript compiles only a classifier's forward_head
+            self._needs_head("forward_head")
         if self.pools_first:
             x = self.head(x.mean(self.spatial, keepdim=True)).flatten(1)  # (N, C, 1, ...) -> (N, C_head)
         else:
@@ -262,11 +275,30 @@ class Network(nn.Module):
         return x if pre_logits else self.classifier(x)  # (N, num_classes)
 
     def forward(self, x: torch.Tensor):
+        if torch.jit.is_scripting():
+            return self._forward_scripted(x)
         if self.features_only:
             return self._own_layout(self.forward_pyramid(x))
         if self.plan.decoder is not None:
             return self._own_layout(self.decoder(self.forward_pyramid(x), x.shape[2:]))  # (N, num_classes, *S)
         return self.forward_head(self._features(x))  # no copy into the model's layout before pooling
+
+    def _forward_scripted(self, x: torch.Tensor):
+        """``forward`` as TorchScript compiles it (``torch.jit.script``): the fast paths and the memory layouts are
+        Python (a memory format cannot be a TorchScript attribute), so the scripted model runs module by module in
+        the input's layout. Only the branch of this model's kind is compiled: ``features_only`` is Final, and
+        ``hasattr`` is decided as the model is compiled."""
+        if self.features_only:
+            return self.forward_pyramid(x)
+        if hasattr(self, "decoder"):
+            return self.decoder(self.forward_pyramid(x), x.shape[2:])
+        return self.forward_head(self._features(x))
+
+    def _in_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the layout the network computes it in (:meth:`layout`); in TorchScript as it comes."""
+        if torch.jit.is_scripting():
+            return x
+        return x.to(memory_format=self.layout(x))
 
     def _own_layout(self, output):
         """A map, or a list of maps (the feature levels, a decoder's deep supervision), in the model's memory order."""
@@ -454,6 +486,10 @@ class Network(nn.Module):
         return "a U-Net (a spec with a decoder)" if self.plan.decoder is not None else "a features encoder (features_only)"
 
 
+# TorchScript compiles a module's properties with its forward; the timm API's are Python (dicts, the Plan).
+Network.__jit_unused_properties__ = [name for name, value in vars(Network).items() if isinstance(value, property)]
+
+
 class CheckpointedStage(nn.Sequential):
     """A stage whose blocks, while ``checkpointing`` is on, recompute their activations in backward instead of
     keeping them (activation checkpointing): memory of one block's internals at a time, for one more forward
@@ -465,14 +501,22 @@ class CheckpointedStage(nn.Sequential):
         self.checkpointing = checkpointing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript compiles no checkpointing (its recomputation is Python): the blocks as they are
+            for block in self:
+                x = block(x)
+            return x
         for block in self:
             if self.checkpointing and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(
-                    block, x, use_reentrant=False, context_fn=lambda block=block: (contextlib.nullcontext(), _norms_untouched(block))
-                )
+                x = self._checkpointed(block, x)
             else:
                 x = block(x)
         return x
+
+    @staticmethod
+    def _checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return torch.utils.checkpoint.checkpoint(
+            block, x, use_reentrant=False, context_fn=lambda: (contextlib.nullcontext(), _norms_untouched(block))
+        )
 
 
 class FeatureInfo(list):
