@@ -5,6 +5,7 @@ padding the family uses, in 1D, 2D and 3D; and wherever a fast path would be vis
 mixed precision), the modules."""
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -411,3 +412,49 @@ def test_global_backward_hooks_fire_as_module_by_module():
     fast = _hook_calls(model, x, register)
     model.set_fast_paths(False).zero_grad()
     _same_calls(fast, _hook_calls(model, x, register))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_an_empty_batch_gives_what_module_by_module_gives(dims):
+    """N = 0 in training (NormAct, the depthwise rewrite), in evaluation with autograd on and for inference."""
+    model = archc.load(TINY3D, dims=dims, seed=0)
+    plain = copy.deepcopy(model).set_fast_paths(False)
+    x = torch.randn(0, 1, *(16,) * dims, requires_grad=True)
+    for net in (model, plain):
+        net.train()(x).sum().backward()
+        with torch.no_grad():
+            assert net.eval()(x).shape == (0, 2)
+        assert net(x).shape == (0, 2)
+    for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name  # running statistics and batch counts
+    for (name, a), b in zip(model.named_parameters(), plain.parameters()):
+        assert torch.equal(a.grad, b.grad), name
+
+
+@pytest.mark.parametrize("name, kwargs", [(str(TINY3D), dict(dims=1, overrides=["padding=same"])), (str(TINY3D), dict(dims=2, overrides=["padding=same"])),
+                                          (str(TINY3D), dict(resolution=16, overrides=["padding=same"])), ("mixnet_s", dict(dims=1, resolution=32)),
+                                          (str(TINY3D), dict(overrides=["decoder.type=unet"], resolution=(12, 16, 16)))])
+def test_a_pickled_model_computes_what_it_did(name, kwargs, tmp_path):
+    """pickle (``mp.spawn`` arguments), ``torch.save`` of the whole module and deepcopy: the same classes, state and
+    outputs, in inference and in a training step, on the fast paths. TF "same" padding and depthwise convs are
+    classes of their own; mixed kernels and the U-Net's decoder are modules of their own."""
+    model = archc.load(name, seed=0, **kwargs)
+    x = torch.randn(2, model.plan.in_channels, *model.plan.resolution, generator=torch.Generator().manual_seed(0))
+    torch.save(model, tmp_path / "model.pt")
+    copies = [pickle.loads(pickle.dumps(model)), torch.load(tmp_path / "model.pt", weights_only=False), copy.deepcopy(model)]
+    expected = _inference_and_a_step(model, x)
+    for copied in copies:
+        assert [type(m) for m in copied.modules()] == [type(m) for m in model.modules()] and copied.plan == model.plan
+        for a, b in zip(_inference_and_a_step(copied, x), expected, strict=True):
+            assert torch.equal(a, b)
+
+
+def _inference_and_a_step(model, x) -> list:
+    """The output in inference, then in training (drop path seeded) with every gradient and the state after it."""
+    with torch.no_grad():
+        outputs = [model.eval()(x)]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        out = model.train()(x)
+    out.square().mean().backward()
+    return outputs + [out, *(p.grad for p in model.parameters()), *model.state_dict().values()]

@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import ir
 from ..errors import EmitError
-from .depthwise import depthwise
+from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -30,30 +30,51 @@ ACTIVATION = {
 GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 
 
-def _same_padding(cls: type) -> type:
-    """``cls`` with TF's "same" padding, computed from each input's size (not fixed to one image size):
-    total ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)`` per axis, the extra pixel after."""
+class SamePadding:
+    """Mixed in before an ``nn.ConvNd``: TF's "same" padding, computed from each input's size (not fixed to one image
+    size): total ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)`` per axis, the extra pixel after. The classes
+    are defined at module level (not made by a function) so that models pickle."""
 
-    class SameConv(cls):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return super().forward(self.pad_input(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.pad_input(x))
 
-        def pad_input(self, x: torch.Tensor) -> torch.Tensor:
-            pads: list[int] = []
-            for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
-                # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
-                total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
-                pads += [total // 2, total - total // 2]
-            return F.pad(x, pads) if any(pads) else x
-
-    SameConv.__name__ = SameConv.__qualname__ = f"{cls.__name__}Same"
-    return SameConv
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for n, k, s, d in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)):
+            # ceil(n / s) written without a negative floor division, which ONNX export lowers as truncation
+            total = max(((n + s - 1) // s - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads) if any(pads) else x
 
 
-SAME_CONV = {dims: _same_padding(cls) for dims, cls in CONV.items()}
+class Conv1dSame(SamePadding, nn.Conv1d):
+    pass
+
+
+class Conv2dSame(SamePadding, nn.Conv2d):
+    pass
+
+
+class Conv3dSame(SamePadding, nn.Conv3d):
+    pass
+
+
+class DepthwiseConv1dSame(SamePadding, DepthwiseConv1d):
+    pass
+
+
+class DepthwiseConv2dSame(SamePadding, DepthwiseConv2d):
+    pass
+
+
+class DepthwiseConv3dSame(SamePadding, DepthwiseConv3d):
+    pass
+
+
+SAME_CONV = {1: Conv1dSame, 2: Conv2dSame, 3: Conv3dSame}
 # Depthwise convs (groups == in == out) get their own classes: same parameters and state_dict keys, a faster backward.
-DEPTHWISE_CONV = {dims: depthwise(cls) for dims, cls in CONV.items()}
-SAME_DEPTHWISE_CONV = {dims: _same_padding(cls) for dims, cls in DEPTHWISE_CONV.items()}
+DEPTHWISE_CONV = {1: DepthwiseConv1d, 2: DepthwiseConv2d, 3: DepthwiseConv3d}
+SAME_DEPTHWISE_CONV = {1: DepthwiseConv1dSame, 2: DepthwiseConv2dSame, 3: DepthwiseConv3dSame}
 
 
 class ChannelLayerNorm(nn.LayerNorm):
