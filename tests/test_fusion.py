@@ -130,19 +130,21 @@ NETWORKS = [("efficientnet_b0", dict(dims=2, resolution=48)), ("efficientnet_b0"
 
 @pytest.mark.parametrize("name, kwargs", NETWORKS)
 def test_networks_infer_as_module_by_module(name, kwargs):
-    """Inference by default (folded, channels-last) equals the modules run one by one in the ordinary layout,
-    and the outputs come back in the ordinary layout. Within 1e-3: each unit's rounding (1e-5, above) grows through
-    a calibrated random network, whose activations grow from stage to stage."""
+    """Inference by default (folded, channels-last) computes what the modules run one by one in the ordinary layout
+    compute, and the outputs come back in the ordinary layout. Each unit's float32 rounding (1e-5, above) grows
+    through a calibrated random network, whose activations grow from stage to stage, by up to 1e-3 of the largest
+    output for the modules themselves (1D and 3D B0, measured against float64): so the fast paths' output is held
+    to the modules' own distance from the float64 result, not to a fixed figure that some calibrations exceed on
+    either path (the fast paths agree with the modules to 1e-12 in float64)."""
     model = archc.load(name, seed=0, **kwargs)
     calibrate_norms(model, (model.plan.in_channels, *model.plan.resolution))
-    model.eval()
     x = torch.randn(2, model.plan.in_channels, *model.plan.resolution, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        fast = model(x)
-        plain = copy.deepcopy(model).set_fast_paths(False)(x)
-    for a, b in zip(fast if isinstance(fast, list) else [fast], plain if isinstance(plain, list) else [plain]):
+        fast, plain = model(x), copy.deepcopy(model).set_fast_paths(False)(x)
+        exact = copy.deepcopy(model).double().set_fast_paths(False)(x.double())
+    for a, b, reference in zip(*(y if isinstance(y, list) else [y] for y in (fast, plain, exact)), strict=True):
         assert b.std() > 1e-2 and a.is_contiguous()
-        _close(a, b, rel=1e-3)
+        assert (a.double() - reference).abs().max() <= 4 * (b.double() - reference).abs().max() + 1e-5 * reference.abs().max()
 
 
 def test_channels_last_models_answer_in_channels_last():
