@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .. import ir
 from ..errors import EmitError
 from .depthwise import plain_only
-from .fusion import CHANNELS_LAST, conv_norm_act, inference_layout, one_by_one
+from .fusion import conv_norm_act, inference_layout, one_by_one
 from .ops import GATE, NORMS, Layers
 
 # What timm's data pipeline normalises inputs with (``timm.data.IMAGENET_DEFAULT_MEAN`` / ``_STD``). A model
@@ -208,7 +208,7 @@ class Network(nn.Module):
     def set_channels_last(self) -> "Network":
         """Weights, inputs and outputs in channels-last order (NHWC / NDHWC) in training too (inference runs in
         it anyway: see :meth:`layout`). 3D training is slower in it (benchmarks/peers.py). 1D models have no such order."""
-        if 2 + self.plan.dims not in CHANNELS_LAST:
+        if self.plan.dims == 1:
             raise EmitError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
         self.channels_last = True
         return self.to(memory_format=self.memory_format)
@@ -216,7 +216,9 @@ class Network(nn.Module):
     @property
     def memory_format(self) -> torch.memory_format:
         """The model's own memory order: the ordinary one, or channels-last after :meth:`set_channels_last`."""
-        return CHANNELS_LAST[2 + self.plan.dims] if self.channels_last else torch.contiguous_format
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if len(self.spatial) == 2 else torch.channels_last_3d
 
     def layout(self, x: torch.Tensor) -> torch.memory_format:
         """The memory order the network computes ``x`` in: channels-last for inference (eval mode, autograd off),
@@ -260,8 +262,9 @@ class Network(nn.Module):
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` checked against the input the network takes, (N, C_in, *S) with the stem's C_in, in the layout the
-        network computes it in: every entry point goes through here. (A traced input, an FX proxy, is not checked.)"""
-        if isinstance(x, torch.Tensor) and (x.ndim != 2 + self.plan.dims or x.shape[1] != self.stem.conv.in_channels):
+        network computes it in: every entry point goes through here. Not while traced: TorchScript's tracer would
+        record the check as tensor arithmetic, and an FX proxy is not a tensor."""
+        if isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and (x.ndim != 2 + self.plan.dims or x.shape[1] != self.stem.conv.in_channels):
             axes = ("L",) if self.plan.dims == 1 else ("D", "H", "W")[-self.plan.dims:]
             raise EmitError(f"expected input of shape (N, C, {', '.join(axes)}) with C={self.stem.conv.in_channels}, got {tuple(x.shape)}")
         return x.to(memory_format=self.layout(x))
