@@ -132,3 +132,32 @@ def test_every_closed_set_has_exactly_its_emitter_table():
             plan = archc.lower("efficientnet_b0", {"norm.type": norm, "norm.groups": 8}, dims=dims, resolution=32)
             assert module_params(plan) == archc.analyze(plan).params
 
+
+
+@pytest.mark.parametrize("dims, kwargs", [(1, {}), (2, {"features_only": True}), (3, {"overrides": ["decoder.type=unet"]})])
+def test_an_input_of_the_wrong_rank_or_channels_is_an_archc_error(dims, kwargs):
+    """Every entry point (forward, forward_features, forward_pyramid; a classifier, a features encoder, a U-Net), in
+    training and in inference, names the input it expected, before any layer sees it."""
+    from archc.errors import EmitError
+
+    model = archc.load("efficientnet_b0", dims=dims, in_channels=1, resolution=32, seed=0, **kwargs)
+    axes = {1: "L", 2: "H, W", 3: "D, H, W"}[dims]
+    wrong = [torch.randn(2, 1, *(32,) * (dims + 1)), torch.randn(2, 3, *(32,) * dims)]
+    if dims > 1:
+        wrong.append(torch.randn(2, 1, *(32,) * (dims - 1)))
+    for entry in ("forward", "forward_features", "forward_pyramid"):
+        for x in wrong:
+            for mode, grad in (("train", True), ("eval", False)):
+                with torch.set_grad_enabled(grad), pytest.raises(EmitError) as error:
+                    getattr(model.train(mode == "train"), entry)(x)
+                assert str(error.value) == f"expected input of shape (N, C, {axes}) with C=1, got {tuple(x.shape)}"
+
+
+def test_channels_last_on_a_1d_model_is_an_archc_error():
+    from archc.errors import EmitError
+
+    model = archc.load("efficientnet_b0", dims=1, resolution=32, seed=0)
+    with pytest.raises(EmitError, match="^channels_last is a memory order of 2D and 3D tensors; a 1D model has none$"):
+        model.set_channels_last()
+    assert model.memory_format == torch.contiguous_format
+    assert archc.load("efficientnet_b0", dims=3, resolution=32, seed=0).set_channels_last().memory_format == torch.channels_last_3d

@@ -12,15 +12,18 @@ while its depthwise *forward* is tolerable. So the backward is rewritten as forw
 With stride s both split by kernel phase (the taps ``q, q + s, ...`` on each axis): one stride-1 conv per phase,
 on the output gradient (written to the input positions the phase reaches) or on the input's phase.
 
-All are exact reformulations (the same products, summed in another order: equal to float32 rounding).
+All are exact reformulations (the same products, summed in another order: equal to float32 rounding). They are
+torch ops that autograd differentiates, so second-order gradients (``create_graph``) through the rewrite are exact.
 Where they win was measured shape by shape (docs/performance.md, "Where the rewrite is used"); the rule that
-came out of it is :func:`fast_backward`. Everything else, and every export path, runs the plain op.
+came out of it is :func:`fast_backward`. Everything else, every export path, torch.func's transforms and a conv
+with hooks (:func:`plain_only`, :func:`hooked`) run the plain op.
 """
 
 import itertools
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -30,9 +33,10 @@ def fast_backward(x: torch.Tensor, stride: tuple[int, ...], dilation: tuple[int,
     docs/performance.md: 3D, stride 1, no dilation, the input in the ordinary (N, C, D, H, W) layout. There it
     took 0.05x to 0.6x of oneDNN's time, for every depthwise conv of the EfficientNet family. Elsewhere it lost
     somewhere: at stride 2 the phases' convs cost 1.1x to 2.5x oneDNN's backward on three of four shapes; in 2D
-    oneDNN has true depthwise kernels; in channels-last layout some shapes ran slower."""
+    oneDNN has true depthwise kernels; in channels-last layout some shapes ran slower. An empty batch has nothing
+    to win (and the weight gradient's conv would have ``N * C = 0`` groups)."""
     return (x.ndim == 5 and all(s == 1 for s in stride) and all(d == 1 for d in dilation)
-            and x.is_contiguous())
+            and x.is_contiguous() and x.numel() > 0)
 
 
 class DepthwiseConv(torch.autograd.Function):
@@ -127,32 +131,53 @@ def plain_only() -> bool:
     """While a model is traced or exported, the plain op: TorchScript, torch.fx, ONNX and torch.export know it
     and not this Function; torch.fx's symbolic tracing could not even run it (its tensors are placeholders, with
     no values to branch on). TorchScript's compiler skips the fast paths by ``torch.jit.is_scripting()`` where
-    they are written. (torch.compile traces the Function and its backward like any other code.)"""
+    they are written. (torch.compile traces the Function and its backward like any other code.) Likewise under
+    torch.func's transforms (grad, vmap, jvp, jacrev, ...) and forward-mode AD: they have rules for torch's ops,
+    and a Function would need its own (``setup_context``, a vmap rule, a ``jvp``)."""
     return (torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_exporting()
-            or torch.onnx.is_in_onnx_export())
+            or torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0)
 
 
-def depthwise(cls: type) -> type:
-    """``cls`` (an ``nn.ConvNd``) whose training forward takes the rewritten backward where it wins. The module,
-    its ``weight`` and ``bias`` (the state_dict) and its inference forward are ``cls``'s own."""
+def hooked(*modules: nn.Module | None) -> bool:
+    """Whether a hook would see a fast path's difference: one on any of ``modules`` (forward or backward, before or
+    after, the legacy backward kind too) or a global one. A fast path runs none of a norm's or activation's hooks,
+    and the legacy backward hook is given the inputs of a module's last autograd node, which a Function changes."""
+    own = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules if m is not None)
+    g = nn.modules.module
+    return own or bool(g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks or g._global_backward_pre_hooks)
 
-    class DepthwiseConvNd(cls):
-        fast_paths = True  # Network.set_fast_paths turns the rewrite off with the other fast paths
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if torch.jit.is_scripting() or not self._fast(x):
-                return self._conv_forward(x, self.weight, self.bias)  # cls.forward, as TorchScript reads it
-            return self._fast_forward(x)
+class Depthwise:
+    """Mixed in before an ``nn.ConvNd`` (groups == in == out channels): its training forward takes the rewritten
+    backward where it wins. The module, its ``weight`` and ``bias`` (the state_dict) and its inference forward are
+    the ConvNd's own. The classes are defined here, at module level, so that models pickle."""
 
-        @torch.jit.unused
-        def _fast(self, x: torch.Tensor) -> bool:
-            return (self.fast_paths and torch.is_grad_enabled() and not plain_only() and (x.requires_grad or self.weight.requires_grad)
-                    and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                    and fast_backward(x, self.stride, self.dilation))
+    fast_paths = True  # Network.set_fast_paths turns the rewrite off with the other fast paths
 
-        @torch.jit.unused
-        def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
-            return DepthwiseConv.apply(x, self.weight, self.bias, self.stride, self.padding)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or not self._fast(x):
+            return self._conv_forward(x, self.weight, self.bias)  # ConvNd.forward, as TorchScript reads it
+        return self._fast_forward(x)
 
-    DepthwiseConvNd.__name__ = DepthwiseConvNd.__qualname__ = f"Depthwise{cls.__name__}"
-    return DepthwiseConvNd
+    @torch.jit.unused
+    def _fast(self, x: torch.Tensor) -> bool:
+        # plain_only first: under torch.fx ``x`` is a placeholder whose requires_grad cannot be read
+        return (self.fast_paths and torch.is_grad_enabled() and not plain_only() and (x.requires_grad or self.weight.requires_grad) and not hooked(self)
+                and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+                and fast_backward(x, self.stride, self.dilation))
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return DepthwiseConv.apply(x, self.weight, self.bias, self.stride, self.padding)
+
+
+class DepthwiseConv1d(Depthwise, nn.Conv1d):
+    pass
+
+
+class DepthwiseConv2d(Depthwise, nn.Conv2d):
+    pass
+
+
+class DepthwiseConv3d(Depthwise, nn.Conv3d):
+    pass

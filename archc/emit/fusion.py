@@ -10,20 +10,28 @@ what the three modules compute with fewer passes over memory; everywhere else th
   as the activation runs in place) and the activation's output, which the next conv keeps anyway: one tensor and
   one copy fewer per unit, for one elementwise pass in backward. Only for activations whose backward needs their
   input (SiLU, hard swish, Mish, GELU); ReLU's backward reads its output, which autograd keeps without a copy.
+  Second-order gradients (``create_graph``: gradient penalties, MAML, Hessian-vector products) are the modules'
+  own: forward cannot know whether the later backward builds a graph, so backward decides. Building one (autograd
+  on in backward), it recomputes norm and activation with torch's ops and differentiates them with autograd
+  (:meth:`NormAct.differentiable_backward`); the fast backward is not differentiable (aten's activation backwards
+  have no derivative, and the batch's mean and deviation it reads count as constants).
 
 Both compute the same as the modules to float32 rounding (tests/test_fusion.py). Neither is taken where the
-difference could be seen or where it does not apply: hooks on the conv, norm or activation (they would not run), a
-norm other than torch's BatchNorm1d/2d/3d (SyncBatchNorm, group, instance and layer norms), for inference a mixed conv
-(each part would need its own slice of the norm), another dtype in the conv's output than in the norm's weights
-(autocast), and while a model is traced or exported (:func:`.depthwise.plain_only`).
+difference could be seen or where it does not apply: hooks of any kind on the conv, norm or activation or global
+ones (forward or backward: a fused module's would not run), a norm other than torch's BatchNorm1d/2d/3d
+(SyncBatchNorm, group, instance and layer norms), for inference a mixed conv (each part would need its own slice of
+the norm), another dtype in the conv's output than in the norm's weights (autocast), an empty batch in training, and
+while a model is traced or exported or runs under torch.func's transforms (``grad``, ``vmap``, ``jvp``, ...) or
+forward-mode AD, which know torch's ops and not a Function (:func:`.depthwise.plain_only`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .depthwise import plain_only
+from .depthwise import hooked, plain_only
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -64,7 +72,7 @@ def conv_norm_act(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None, act:
             return _apply(act, _inference(x, conv, norm))
         if norm is not None and norm.training and type(act) in INPUT_BACKWARD:
             y = conv(x)
-            if y.requires_grad and y.dtype == norm.weight.dtype:
+            if y.requires_grad and y.dtype == norm.weight.dtype and y.numel():  # native_batch_norm refuses an empty batch
                 return NormAct.apply(y, norm.weight, norm.bias, *_statistics(norm), norm.eps, act)
             return act(norm(y))
     return one_by_one(x, conv, norm, act)
@@ -80,11 +88,10 @@ def _apply(module: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
 
 
 def _unobserved(conv: nn.Module, norm: nn.Module | None, act: nn.Module | None) -> bool:
-    """No hooks on the unit's modules, none global, and the norm (if any) is a plain, affine batch norm."""
+    """No hooks of any kind on the unit's modules, none global, and the norm (if any) is a plain, affine batch norm."""
     if norm is not None and not (type(norm) in BATCH_NORMS and norm.affine):
         return False
-    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in (conv, norm, act) if m is not None)
-    return not hooked and not nn.modules.module._global_forward_hooks and not nn.modules.module._global_forward_pre_hooks
+    return not hooked(conv, norm, act)
 
 
 def _inference(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
@@ -132,6 +139,8 @@ class NormAct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph: a graph of this gradient is being built
+            return NormAct.differentiable_backward(ctx, grad)
         y, weight, bias, mean, invstd = ctx.saved_tensors
         shape = (1, -1) + (1,) * (y.ndim - 2)
         scale = weight * invstd
@@ -142,3 +151,15 @@ class NormAct(torch.autograd.Function):
             grad_z, y, weight, None, None, mean, invstd, True, ctx.eps, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
         return grad_y, grad_weight, grad_bias, None, None, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, grad):
+        """The gradient as autograd computes it for the modules, with its own graph (second-order gradients):
+        the norm and activation recomputed from the kept ``y`` (the batch's statistics again, the running ones
+        untouched) and differentiated with ``create_graph``. The fast backward above is not differentiable: aten's
+        activation backwards have no derivative, and the kept mean and deviation would count as constants."""
+        y, weight, bias, _, _ = ctx.saved_tensors
+        needed = [t for t, needs in zip((y, weight, bias), ctx.needs_input_grad[:3]) if needs]
+        with torch.enable_grad():
+            out = ctx.act.forward(F.batch_norm(y, None, None, weight, bias, True, 0.0, ctx.eps))  # forward: no hooks
+        grads = iter(torch.autograd.grad(out, needed, grad, create_graph=True))
+        return tuple(next(grads) if needs else None for needs in ctx.needs_input_grad[:3]) + (None,) * 5

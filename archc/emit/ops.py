@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import ir
 from ..errors import EmitError
-from .depthwise import depthwise
+from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -43,28 +43,49 @@ def pad_same(x: torch.Tensor, kernel: list[int], stride: list[int], dilation: li
     return F.pad(x, pads) if any(pads) else x
 
 
-def _same_padding(cls: type) -> type:
-    """``cls`` with TF's "same" padding (:func:`pad_same`), computed from each input's size (not fixed to one
-    image size)."""
+class SamePadding:
+    """Mixed in before an ``nn.ConvNd``: TF's "same" padding (:func:`pad_same`), computed from each input's size
+    (not fixed to one image size). The classes are defined at module level (not made by a function) so that
+    models pickle."""
 
-    class SameConv(cls):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.pad_input(x)
-            if torch.jit.is_scripting():  # TorchScript compiles no super(): the conv itself, as cls.forward runs it
-                return self._conv_forward(x, self.weight, self.bias)
-            return super().forward(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pad_input(x)
+        if torch.jit.is_scripting():  # TorchScript compiles no super(): the conv itself, as the ConvNd's forward runs it
+            return self._conv_forward(x, self.weight, self.bias)
+        return super().forward(x)
 
-        def pad_input(self, x: torch.Tensor) -> torch.Tensor:
-            return pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
-
-    SameConv.__name__ = SameConv.__qualname__ = f"{cls.__name__}Same"
-    return SameConv
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
 
 
-SAME_CONV = {dims: _same_padding(cls) for dims, cls in CONV.items()}
+class Conv1dSame(SamePadding, nn.Conv1d):
+    pass
+
+
+class Conv2dSame(SamePadding, nn.Conv2d):
+    pass
+
+
+class Conv3dSame(SamePadding, nn.Conv3d):
+    pass
+
+
+class DepthwiseConv1dSame(SamePadding, DepthwiseConv1d):
+    pass
+
+
+class DepthwiseConv2dSame(SamePadding, DepthwiseConv2d):
+    pass
+
+
+class DepthwiseConv3dSame(SamePadding, DepthwiseConv3d):
+    pass
+
+
+SAME_CONV = {1: Conv1dSame, 2: Conv2dSame, 3: Conv3dSame}
 # Depthwise convs (groups == in == out) get their own classes: same parameters and state_dict keys, a faster backward.
-DEPTHWISE_CONV = {dims: depthwise(cls) for dims, cls in CONV.items()}
-SAME_DEPTHWISE_CONV = {dims: _same_padding(cls) for dims, cls in DEPTHWISE_CONV.items()}
+DEPTHWISE_CONV = {1: DepthwiseConv1d, 2: DepthwiseConv2d, 3: DepthwiseConv3d}
+SAME_DEPTHWISE_CONV = {1: DepthwiseConv1dSame, 2: DepthwiseConv2dSame, 3: DepthwiseConv3dSame}
 
 
 class ChannelLayerNorm(nn.LayerNorm):

@@ -190,7 +190,7 @@ class Network(nn.Module):
         self.plan = plan
         self.features_only = plan.output == "features"
         self.fused = False
-        self.memory_format = torch.contiguous_format  # set_channels_last() changes it
+        self.channels_last = False  # set_channels_last() changes it (a flag: torch.save cannot pickle a memory_format)
         self.fast_paths = True  # set_fast_paths() changes it
         layers = Layers.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
@@ -218,9 +218,18 @@ class Network(nn.Module):
 
     def set_channels_last(self) -> "Network":
         """Weights, inputs and outputs in channels-last order (NHWC / NDHWC) in training too (inference runs in
-        it anyway: see :meth:`layout`). 3D training is slower in it (benchmarks/peers.py)."""
-        self.memory_format = {2: torch.channels_last, 3: torch.channels_last_3d}[self.plan.dims]
+        it anyway: see :meth:`layout`). 3D training is slower in it (benchmarks/peers.py). 1D models have no such order."""
+        if self.plan.dims == 1:
+            raise EmitError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+        self.channels_last = True
         return self.to(memory_format=self.memory_format)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The model's own memory order: the ordinary one, or channels-last after :meth:`set_channels_last`."""
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if len(self.spatial) == 2 else torch.channels_last_3d
 
     def layout(self, x: torch.Tensor) -> torch.memory_format:
         """The memory order the network computes ``x`` in: channels-last for inference (eval mode, autograd off),
@@ -248,19 +257,35 @@ class Network(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """``forward_features``' map, in the layout it was computed in (pooling reads either)."""
-        x = self.stages(self.stem(self._in_layout(x)))
+        x = self.stages(self.stem(self._input(x)))
         return x if self.pools_first else self.head(x)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first, in the layout they were computed in (``forward``
         returns them in the model's own)."""
-        x = self.stem(self._in_layout(x))
+        x = self.stem(self._input(x))
         maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
         for index, stage in enumerate(self.stages):
             x = stage(x)
             if index in self._taps:
                 maps.append(x)
         return maps
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked against the input the network takes, (N, C_in, *S) with the stem's C_in, in the layout the
+        network computes it in (:meth:`layout`): every entry point goes through here. In TorchScript as it comes."""
+        if torch.jit.is_scripting():
+            return x
+        self._check_input(x)
+        return x.to(memory_format=self.layout(x))
+
+    @torch.jit.unused
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Not while traced: TorchScript's tracer would record the check as tensor arithmetic, and an FX proxy is not
+        a tensor."""
+        if isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and (x.ndim != 2 + self.plan.dims or x.shape[1] != self.stem.conv.in_channels):
+            axes = ("L",) if self.plan.dims == 1 else ("D", "H", "W")[-self.plan.dims:]
+            raise EmitError(f"expected input of shape (N, C, {', '.join(axes)}) with C={self.stem.conv.in_channels}, got {tuple(x.shape)}")
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
@@ -293,12 +318,6 @@ class Network(nn.Module):
         if hasattr(self, "decoder"):
             return self.decoder(self.forward_pyramid(x), x.shape[2:])
         return self.forward_head(self._features(x))
-
-    def _in_layout(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the layout the network computes it in (:meth:`layout`); in TorchScript as it comes."""
-        if torch.jit.is_scripting():
-            return x
-        return x.to(memory_format=self.layout(x))
 
     def _own_layout(self, output):
         """A map, or a list of maps (the feature levels, a decoder's deep supervision), in the model's memory order."""
@@ -410,7 +429,7 @@ class Network(nn.Module):
         ends = self._tap_ends(extra_blocks)
         take, deepest = take_indices(len(ends), indices, "forward_intermediates")
         wanted = {ends[i] for i in take}  # taps by stages run before them: 0 is the stem's map
-        x = self.stem(x.to(memory_format=self.layout(x)))
+        x = self.stem(self._input(x))
         maps = [x] if 0 in wanted else []
         ran = 0
         for stage in self.stages[: ends[deepest]] if stop_early else self.stages:
