@@ -67,7 +67,9 @@ def _as_tuple(value):
 
 
 def _se_ratio(value):
-    return 0.0 if value in ("none", False) else value
+    # null, like "none", false and 0, is no SE: a row's se written as null (YAML's ~, Python's None in an override)
+    # reads as "no squeeze-and-excitation", never as "the network's". Leaving the key out gives the network's.
+    return 0.0 if value is None or value in ("none", False) else value
 
 
 def _doc(text: str) -> Field:
@@ -142,7 +144,7 @@ class Head(Model):
         "the classifier reads the last stage (MobileNetV1)"
     )] = "conv"
     norm: Annotated[Optional[bool], Strict(), _doc(
-        "a norm after the head's conv; default: yes for conv, no for efficient (MobileNetV3: a bias instead; "
+        "a norm after the head's conv; null or left out: yes for conv, no for efficient (MobileNetV3: a bias instead; "
         "MobileNetV4 has one)"
     )] = None
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the head's 1x1 conv")] = 1280
@@ -169,7 +171,7 @@ class SE(Model):
         "as channels are (MobileNetV3, LCNet: timm rd_round_fn=round_channels)"
     )] = "floor"
     gate: Annotated[Gate, _doc("the gating function")] = "sigmoid"
-    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; default: the block's")] = None
+    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; null or left out: the block's")] = None
 
 
 def _unambiguous_kernel(value):
@@ -216,18 +218,21 @@ class Stage(Model):
     stride: Annotated[Stride, _doc("stride of the row's first block: 1 or 2, per axis or one for all")] = (1,)
     kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
         "odd kernel size of the spatial conv: one for all axes, or one per axis ([1, 3, 3] or 1x3x3; a list of different "
-        "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none"
+        "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none; other blocks "
+        "refuse null unless mixed_kernels is given"
     )] = (3,)
     mixed_kernels: Annotated[Optional[Annotated[tuple[OddSize, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8)]], _doc(
         "depthwise kernels over channel groups instead of one kernel (MixNet's MixConv: [3, 5, 7] splits the channels in "
-        "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null)"
+        "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null). null or left "
+        "out: one kernel"
     )] = None
     start_kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
         "uib only: odd kernel of a depthwise conv before the expansion (MobileNetV4's ExtraDW and ConvNeXt-like blocks); "
         "null: none"
     )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
-        "channels per group of the spatial conv; default: depthwise (1) for mbconv, ds, dsa and uib, dense for fused_mbconv and conv"
+        "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "
+        "fused_mbconv and conv"
     )] = None
     expand_groups: Annotated[int, Strict(), Field(gt=0, le=64), _doc(
         "the 1x1 expansion as this many convs over channel groups (MixNet's grouped pointwise convs, timm's a1.1)"
@@ -237,17 +242,19 @@ class Stage(Model):
     )] = 1
     expand_from: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "mbconv and fused_mbconv: the width (before width scaling) the expansion ratio multiplies, instead of the block's "
-        "input (EfficientNet-EdgeTPU's first stage, timm's fc option)"
+        "input (EfficientNet-EdgeTPU's first stage, timm's fc option); null or left out: the block's input"
     )] = None
     expand_conv: Annotated[Optional[bool], Strict(), _doc(
         "true: keep the block's full structure at expand 1: mbconv keeps its 1x1 expansion conv (FBNet, timm's ir at e1), "
-        "fused_mbconv its 1x1 projection (EfficientNetV2-rw, timm's er at e1). Default: dropped at expand 1"
+        "fused_mbconv its 1x1 projection (EfficientNetV2-rw, timm's er at e1). null or left out: dropped at expand 1"
     )] = None
-    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this row; 0 or none turns it off")] = None
-    se_gate: Annotated[Optional[Gate], _doc("SE gate for this row; default: se.gate")] = None
-    activation: Annotated[Optional[Activation], _doc("activation for this row; default: the network's")] = None
+    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc(
+        "SE ratio for this row; 0, none or null turn SE off for the row; left out: the network's se.ratio"
+    )] = None
+    se_gate: Annotated[Optional[Gate], _doc("SE gate for this row; null or left out: se.gate")] = None
+    activation: Annotated[Optional[Activation], _doc("activation for this row; null or left out: the network's")] = None
     residual: Annotated[Optional[bool], Strict(), _doc(
-        "identity skip where shapes allow (stride 1, same channels). Default: yes, except conv and dsa blocks; "
+        "identity skip where shapes allow (stride 1, same channels). null or left out: yes, except conv and dsa blocks; "
         "true gives a conv block one (timm's skip), false takes it away (timm's noskip)"
     )] = None
     layer_scale: Annotated[Optional[float], Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False), _doc(
@@ -292,8 +299,8 @@ class Preset(Model):
 
     width: Annotated[Multiplier, _doc("channel multiplier")]
     depth: Annotated[Multiplier, _doc("repeats multiplier")]
-    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis")] = None
-    dropout: Annotated[Optional[Fraction], _doc("classifier dropout")] = None
+    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis; null or left out: the spec's resolution")] = None
+    dropout: Annotated[Optional[Fraction], _doc("classifier dropout; null or left out: head.dropout")] = None
 
 
 class Scaling(Model):
@@ -306,8 +313,8 @@ class Scaling(Model):
     round_limit: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False), _doc("rounding never goes below this share of channels * width")] = 0.9
     depth_rounding: Annotated[Literal["ceil", "round"], _doc("how scaled repeats are rounded (TF: ceil)")] = "ceil"
     resolution_rounding: Annotated[Literal["round", "ceil", "floor"], _doc("how a scaled resolution is rounded")] = "round"
-    phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset")] = None
-    preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset")] = None
+    phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset; null: unscaled (or preset)")] = None
+    preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset; null: none")] = None
     presets: Annotated[dict[str, Preset], _doc(f"named multipliers, e.g. the released b0..b7 (at most {MAX_PRESETS})")] = {}
 
     @field_validator("presets", mode="before")
@@ -337,7 +344,8 @@ class Decoder(Model):
     )] = 16
     channels: Annotated[Optional[list[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]]], Field(min_length=1), _doc(
         "instead of width: the output width of every level, deepest first; one per level (the encoder's feature levels "
-        "but the deepest, plus one back to the input's size when the finest level is reduced: archc info lists them)"
+        "but the deepest, plus one back to the input's size when the finest level is reduced: archc info lists them); "
+        "null or left out: from width"
     )] = None
     block: Annotated[BlockType, _doc("the block at each level: conv (conv, norm, activation: a U-Net's two convs with repeats 2), mbconv or fused_mbconv")] = "conv"
     repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks per level")] = 2
@@ -348,7 +356,7 @@ class Decoder(Model):
         "The factor per axis is the ratio of the two levels' reductions, so anisotropic encoders work"
     )] = "nearest"
     fuse: Annotated[FuseMode, _doc("how a skip joins: concat (along channels, skip first) or add (after a 1x1 conv and norm of the skip)")] = "concat"
-    activation: Annotated[Optional[Activation], _doc("activation of the decoder's blocks; default: the network's")] = None
+    activation: Annotated[Optional[Activation], _doc("activation of the decoder's blocks; null or left out: the network's")] = None
     deep_supervision: Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE), _doc(
         "extra 1x1 heads on this many levels before the last; in training the module returns [output, head outputs "
         "finest first], each at the input's size; in evaluation the output alone"
@@ -413,7 +421,8 @@ class Spec(Model):
     )] = False
     decoder: Annotated[Optional[Decoder], _doc(
         "a U-Net decoder: the network segments (num_classes output channels at the input's size) instead of classifying; "
-        "head is then unused. `--set decoder.type=unet` turns any spec into a U-Net with the defaults"
+        "head is then unused. `--set decoder.type=unet` turns any spec into a U-Net with the defaults; null or left out: "
+        "no decoder (a classifier)"
     )] = None
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+import typing
 
 import pytest
 from conftest import B0, FIXTURES, ROOT, run_archc, run_python
@@ -381,3 +382,38 @@ def test_fixed_stem_and_depth_exempt_rows_take_only_true_or_false(text, message)
     with pytest.raises(SpecError) as info:
         parse_spec(text, file="x.yaml")
     assert str(info.value).splitlines()[0] == message
+
+
+def _se_layers(plan, stage: int) -> int:
+    return sum(type(layer).__name__ == "SqueezeExcite" for block in plan.stages[stage].blocks for layer in block.layers)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"stages[3].se": None},  # the Python API's None
+    ["stages[3].se=null"],  # --set
+    ["stages[3].se=~"],
+    ["stages[3].se=none"],
+    ["stages[3].se=0"],
+])
+def test_a_null_row_se_turns_se_off_like_none(overrides):
+    """None, null and ~ mean what they mean in a file: no SE for the row (the network's SE is kept by leaving the key out)."""
+    plan = archc.lower(B0, overrides)
+    assert _se_layers(plan, 3) == 0
+    assert _se_layers(plan, 2) == len(plan.stages[2].blocks) == 2  # the other rows keep the network's SE
+    assert _se_layers(archc.lower(B0), 3) == 3
+
+
+@pytest.mark.parametrize("value", ["null", "~", "none", "0"])
+def test_a_null_row_se_in_a_file_is_no_se(value):
+    text = f"name: x\nstages:\n  - {{channels: 16, se: {value}}}\n  - {{channels: 24}}\n"
+    plan = archc.lower(parse_spec(text, file="x.yaml"))
+    assert (_se_layers(plan, 0), _se_layers(plan, 1)) == (0, 1)
+
+
+def test_every_field_that_takes_null_says_what_null_means():
+    """The reference leaves no field's null to guesswork: each optional field's description names it."""
+    from archc.reference import _MODELS
+
+    silent = [f"{model.__name__}.{name}" for model in _MODELS for name, field in model.model_fields.items()
+              if type(None) in typing.get_args(field.annotation) and "null" not in (field.description or "")]
+    assert silent == []
