@@ -268,16 +268,14 @@ def _scale(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import importlib
     from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import asdict
 
-    from .search import grid
+    from .search import TIE_TOLERANCE, Evaluator, grid
 
-    module_name, _, function = args.evaluate.partition(":")
-    if os.getcwd() not in sys.path:  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
-        sys.path.insert(0, os.getcwd())
+    evaluate = Evaluator(args.evaluate, os.getcwd())  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
     try:
-        evaluate = getattr(importlib.import_module(module_name), function)
+        evaluate.load()  # now: a wrong name is a usage error before any work
     except (ImportError, AttributeError, ValueError) as exc:
         raise _usage(f"--evaluate: cannot import {args.evaluate!r} ({exc}); give package.module:function") from None
     executor = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
@@ -287,15 +285,25 @@ def _search(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.shutdown()
+    none = "no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance"
+    if args.json:
+        winner = ranked.winner
+        _print_json({"ranked": [asdict(r) for r in ranked], "winner": asdict(winner) if winner else None,
+                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE,
+                     "message": none if not ranked else ranked.tie_message() if ranked.tie else None})
+        return 0 if ranked else 1
     if not ranked:
-        print("no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance")
+        print(none)
         return 1
     print(f"{'rank':>4}  {'alpha':>6}  {'beta':>6}  {'gamma':>6}  {'MACs x':>7}  score")
     for rank, r in enumerate(ranked[:10], start=1):
         print(f"{rank:>4}  {r.alpha:>6g}  {r.beta:>6g}  {r.gamma:>6g}  {r.macs_ratio:>7.3f}  {r.score:.6g}")
     print()
+    if ranked.tie:  # a winner picked by the order of the grid would be pasted as if the scores had chosen it
+        print(f"# {ranked.tie_message()}")
+        return 0
     print("# paste into the spec:")
-    print(ranked[0].scaling_block(), end="")
+    print(ranked.winner.scaling_block(), end="")
     return 0
 
 
@@ -441,6 +449,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions")
     search.add_argument("--workers", type=_positive_int, default=1, help="evaluate in a local process pool of N workers")
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
+    _add_json_flag(search)
     search.set_defaults(run=_search)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
