@@ -31,7 +31,7 @@ from pydantic import (
 from .errors import SpecError, shown
 from .files import read_bytes
 from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
-from .scaling import MAX_MULTIPLIER, unknown_preset
+from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
 
@@ -348,7 +348,9 @@ class Decoder(Model):
         "null or left out: from width"
     )] = None
     block: Annotated[BlockType, _doc("the block at each level: conv (conv, norm, activation: a U-Net's two convs with repeats 2), mbconv or fused_mbconv")] = "conv"
-    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks per level")] = 2
+    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_BLOCKS), _doc(
+        f"blocks per level; the network, encoder and decoder, has at most {MAX_BLOCKS:,} blocks"
+    )] = 2
     expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("mbconv and fused_mbconv blocks: expansion ratio")] = 6
     kernel: Annotated[Kernel, _doc("odd kernel size of the blocks' spatial convs, one for all axes or one per axis")] = (3,)
     upsample: Annotated[UpsampleMode, _doc(

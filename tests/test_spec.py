@@ -417,3 +417,17 @@ def test_every_field_that_takes_null_says_what_null_means():
     silent = [f"{model.__name__}.{name}" for model in _MODELS for name, field in model.model_fields.items()
               if type(None) in typing.get_args(field.annotation) and "null" not in (field.description or "")]
     assert silent == []
+
+
+def test_decoder_blocks_count_against_the_block_limit():
+    """decoder.repeats is bounded like depth: the spec refuses more than the limit per level, and the network's total
+    (encoder and decoder) is checked before any decoder block is made."""
+    unet = ["decoder.type=unet"]
+    with pytest.raises(SpecError) as info:
+        archc.validate("efficientnet_b0", [*unet, "decoder.repeats=1000000"])
+    assert str(info.value) == "--set decoder.repeats=1000000: decoder.repeats: got 1000000, expected less than or equal to 10000"
+    with pytest.raises(archc.errors.LoweringError) as info:
+        archc.validate("efficientnet_b0", [*unet, "decoder.repeats=2000"])
+    assert str(info.value) == ("--set decoder.repeats=2000: decoder.repeats: got 2,000 blocks at each of the decoder's 5 levels: "
+                               "10,016 blocks with the encoder's; archc stops at 10,000")
+    assert len(archc.lower("efficientnet_b0", [*unet, "decoder.repeats=1996"]).decoder.levels[0].blocks) == 1996  # 9,996 blocks
