@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
+from .formatting import printable
 from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
@@ -312,13 +313,13 @@ def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
 
     saved = checkpoint.load(path, tensors=False)
     built_with = saved.build_args.get("overrides") or []
-    return parse_spec(saved.spec_text, file=f"{path} (spec saved from {saved.spec_file})",
+    return parse_spec(saved.spec_text, file=f"{path} (spec saved from {printable(saved.spec_file)})",
                       overrides=_assignments(built_with) + _assignments(overrides or []) or None)
 
 
 def _saved_plan(saved, path: str) -> ir.Plan:
     """The Plan a checkpoint's embedded spec and build arguments give."""
-    embedded = f"{path} (spec saved from {saved.spec_file})"
+    embedded = f"{path} (spec saved from {printable(saved.spec_file)})"
     args = dict(saved.build_args)
     overrides = args.pop("overrides", None)
     if set(args) - set(LOWERING_ARGS) or not isinstance(overrides, (dict, list, type(None))):
@@ -336,7 +337,7 @@ def _misfits(expected: dict, found: dict) -> list[str]:
     from .checkpoint import dtype_name
 
     problems = [f"missing tensor {key} {list(value.shape)}" for key, value in expected.items() if key not in found]
-    problems += [f"unexpected tensor {key} {list(value.shape)}" for key, value in found.items() if key not in expected]
+    problems += [f"unexpected tensor {printable(key)} {list(value.shape)}" for key, value in found.items() if key not in expected]
     for key, want in expected.items():
         have = found.get(key)
         if have is not None and have.shape != want.shape:

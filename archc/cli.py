@@ -14,6 +14,7 @@ from . import __version__, api
 from .diagram import DETAILS, DIRECTIONS
 from .errors import ArchcError
 from .extras import require
+from .formatting import printable_lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a full disk or a closed stdout is an error, not a lost output
         return status
     except ArchcError as exc:
-        print(f"archc: error: {exc}", file=sys.stderr)
+        print(f"archc: error: {printable_lines(exc)}", file=sys.stderr)  # messages quote files: names, metadata
         return 1
     except _Terminated:  # SIGTERM: the files being written were removed on the way out (files.write_atomic)
         return 143
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else "cannot write the output: "
         if not exc.filename:
             _silence_stdout()
-        print(f"archc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"archc: error: {printable_lines(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
@@ -98,7 +99,7 @@ def _validate(args: argparse.Namespace) -> int:
             _print_json({"file": args.spec, "ok": False, "errors": [_error_dict(e) for e in (exc, *exc.also)]})
         raise
     for note in spec.source.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable_lines(note)}", file=sys.stderr)
     blocks = sum(row.repeats for row in spec.stages)
     if args.json:
         _print_json({"file": args.spec, "ok": True, "name": spec.name, "dims": spec.dims, "stages": len(spec.stages),
@@ -196,7 +197,7 @@ def _convert(args: argparse.Namespace) -> int:
     model = api.load(args.spec, overrides=args.set, seed=args.seed, weights=args.weights, weights_from=args.source,
                      inflate=args.inflate, **_lowering_args(args))
     for note in model.archc_notes:
-        print(note)
+        print(printable_lines(note))  # notes name the weights' tensors
     report = analyze(model.plan)
     print(f"{model.plan.name}: {model.plan.dims}D, {report.params:,} parameters, weights from {args.source} ({args.weights})")
     api.save(model, args.output)
@@ -319,7 +320,7 @@ def _warn(warnings, args: argparse.Namespace) -> None:
     """Warnings go to stderr, each once, so stdout pipes cleanly; ``--quiet`` drops them."""
     if not args.quiet:
         for warning in dict.fromkeys(warnings):
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {printable_lines(warning)}", file=sys.stderr)
 
 
 def _phi_range(text: str) -> list[float]:

@@ -341,3 +341,47 @@ def test_a_missing_extra_is_named_before_any_work(argv, extra, tmp_path, monkeyp
     assert main(argv) == 1
     out = capsys.readouterr()
     assert out.out == "" and out.err.endswith(f"{extra}\n") and list(tmp_path.glob("*.*")) == []
+
+
+# Text from files reaches the terminal escaped: an ESC sequence in a checkpoint's metadata or a tensor name is shown as text.
+
+ESC = "\x1b[2J\x1b]0;pwned\x07"
+
+
+def _run(argv, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_an_escape_sequence_in_a_checkpoints_spec_file_is_shown_escaped(tmp_path, capsys):
+    from archc import checkpoint
+
+    model = archc.load(TINY3D, seed=0)
+    broken = TINY3D.read_text().replace("channels: 8, kernel: 3", "channels: 0, kernel: 3")
+    path = tmp_path / "crafted.safetensors"
+    checkpoint.save(str(path), model.state_dict(), broken, f"evil{ESC}.yaml", {})
+    for argv in (["info", path], ["validate", path], ["export", path, "-o", tmp_path / "m.pt"], ["render", path]):
+        code, text = _run(argv, capsys)
+        assert code == 1 and "\x1b" not in text and "\x07" not in text, (argv, text)
+        assert "(spec saved from evil\\x1b[2J\\x1b]0;pwned\\x07.yaml)" in text, (argv, text)
+
+
+def test_an_escape_sequence_in_a_tensor_name_is_shown_escaped(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from archc import checkpoint
+
+    model = archc.load(TINY3D, seed=0)
+    state = {**model.state_dict(), f"stem.conv{ESC}": torch.zeros(1)}
+    source = model.archc_source
+    crafted = tmp_path / "crafted.safetensors"  # an archc checkpoint with one tensor too many
+    checkpoint.save(str(crafted), state, source.spec_text, source.spec_file, source.args)
+    peer = tmp_path / "peer.safetensors"  # a state_dict to import, with the same stray tensor
+    save_file({k: v.contiguous() for k, v in state.items()}, str(peer))
+    for argv in (["info", crafted, "--detail", "block"], ["export", crafted, "-o", tmp_path / "m.pt"],
+                 ["convert", TINY3D, "--weights", peer, "-o", tmp_path / "c.safetensors"]):
+        code, text = _run(argv, capsys)
+        assert "\x1b" not in text and "\x07" not in text, (argv, text)
+        if argv[0] != "info":  # info reads the embedded spec, not the tensors
+            assert code == 1 and "stem.conv\\x1b[2J\\x1b]0;pwned\\x07" in text, (argv, text)
