@@ -313,7 +313,7 @@ def _print_json(value) -> None:
 
 
 def _error_dict(error: ArchcError) -> dict:
-    return {"file": error.file, "line": error.line, "path": error.path, "message": error.message}
+    return {"file": error.file, "line": error.line, "column": error.column, "path": error.path, "message": error.message}
 
 
 def _warn(warnings, args: argparse.Namespace) -> None:

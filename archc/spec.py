@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     Strict,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -174,16 +175,27 @@ class SE(Model):
     activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; null or left out: the block's")] = None
 
 
-def _unambiguous_kernel(value):
+def _unambiguous_kernel(value, info: ValidationInfo):
     """``kernel: [3, 5]`` could mean one 3x5 kernel or MixNet's 3x3 and 5x5 kernels over channel groups: a list of
-    different sizes, all above 1, is refused and the two spellings are offered. Lists like [1, 3, 3] (anisotropic
-    3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep meaning one size per axis."""
+    different sizes, all above 1, is refused and the spellings valid for the spec's dims are offered. Lists like
+    [1, 3, 3] (anisotropic 3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep
+    meaning one size per axis."""
     if isinstance(value, list) and len(value) > 1 and all(isinstance(k, int) and k > 1 and k % 2 for k in value) and len(set(value)) == len(value):
-        raise ValueError(
-            f"{value} is ambiguous: write {'x'.join(map(str, value))} for one kernel of that size per axis, "
-            f"or mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
-        )
+        dims = (info.context or {}).get("dims")
+        dims = dims if dims in (1, 2, 3) else len(value)
+        mixed = f"mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
+        if dims == 1:  # one axis: a size per axis is one number
+            raise ValueError(f"{value} is ambiguous in 1D: write one size (like {value[0]}) for one kernel, or {mixed}")
+        if len(value) > dims:
+            raise ValueError(f"{value} is ambiguous: a {dims}D kernel has {dims} sizes, so write {mixed}, or one size per axis "
+                             f"(like {'x'.join(map(str, value[-dims:]))})")
+        per_axis = [value[0]] * (dims - len(value)) + value  # [3, 5] in 3D: 3x3x5 (depth, height, width)
+        raise ValueError(f"{value} is ambiguous: write one size per axis ({dims}D: {_AXES[dims]}), like "
+                         f"{'x'.join(map(str, per_axis))}, for one kernel, or {mixed}")
     return value
+
+
+_AXES = {2: "height, width", 3: "depth, height, width"}
 
 
 DEPTHWISE_BLOCKS = ("mbconv", "ds", "dsa", "uib")  # the blocks whose spatial conv is depthwise unless group_size says otherwise
@@ -455,7 +467,7 @@ def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | N
         _apply_override(raw, path, value, origin)
         source.origins[path] = origin
     try:
-        spec = Spec.model_validate(raw)
+        spec = Spec.model_validate(raw, context={"dims": raw.get("dims", Spec.model_fields["dims"].default)})  # for the hints
     except ValidationError as exc:
         raise _spec_error(exc, source) from None
     spec._source = source
@@ -591,11 +603,20 @@ def _spec_error(exc: ValidationError, source: Source) -> SpecError:
     return first
 
 
+_PER_AXIS_FIELDS = ("kernel", "start_kernel", "stride", "resolution")
+
+
 def _expected(error: dict) -> str:
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if kind == "literal_error":
         return f"expected {ctx['expected']}"
+    if kind in ("too_long", "too_short"):  # pydantic's "at most 3 items after validation", in the spec's words
+        field = next((part for part in reversed(error["loc"]) if isinstance(part, str)), "")
+        if field in _PER_AXIS_FIELDS:
+            return "expected one number for every axis, or one per axis (at most 3: depth, height, width)"
+        bound = f"at most {ctx['max_length']}" if kind == "too_long" else f"at least {ctx['min_length']}"
+        return f"expected {bound} value{'' if bound.endswith(' 1') else 's'}"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):

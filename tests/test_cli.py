@@ -292,8 +292,8 @@ def test_validate_json_lists_every_mistake():
     bad = run_archc("validate", "efficientnet_b0", "--set", "stem.channels=0", "--set", "stages[0].stride=3", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["errors"] == [
-        {"file": "--set stem.channels=0", "line": None, "path": "stem.channels", "message": "got 0, expected greater than 0"},
-        {"file": "--set stages[0].stride=3", "line": None, "path": "stages[0].stride", "message": "got 3, expected 1 or 2"},
+        {"file": "--set stem.channels=0", "line": None, "column": None, "path": "stem.channels", "message": "got 0, expected greater than 0"},
+        {"file": "--set stages[0].stride=3", "line": None, "column": None, "path": "stages[0].stride", "message": "got 3, expected 1 or 2"},
     ]
 
 
