@@ -257,12 +257,13 @@ def render(
     return graph
 
 
-def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None) -> None:
+def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None, progress=None) -> None:
     """Write a deployable file of ``model``: ``.pt`` TorchScript, ``.pt2`` torch.export, ``.onnx`` ONNX (``opset``:
-    the ONNX opset, default the exporter's). Batch and spatial axes are dynamic where the format allows it."""
+    the ONNX opset, default the exporter's). Batch and spatial axes are dynamic where the format allows it.
+    ``progress(message)`` is told each step as it starts."""
     from .deploy import export as write
 
-    write(model, path, batch, opset)
+    write(model, path, batch, opset, progress)
 
 
 def save(model: "nn.Module", path: str | os.PathLike) -> None:

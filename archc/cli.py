@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import time
 
 from . import __version__, api
 from .diagram import DETAILS, DIRECTIONS
@@ -215,14 +216,23 @@ def _export(args: argparse.Namespace) -> int:
         check_opset(args.opset, args.output)
     except ArchcError as exc:
         raise _usage(f"--opset: {exc.message}") from None
+    started = time.monotonic()
+
+    def say(message: str) -> None:  # an export takes up to a minute: each step on stderr as it starts
+        if not args.quiet:
+            print(f"{time.monotonic() - started:5.1f} s  {printable_lines(message)}", file=sys.stderr, flush=True)
+
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
         flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
         if flags:
             raise _usage(f"{', '.join(flags)} cannot apply to a saved model ({args.spec}): it is exported as it was built")
+        say(f"restoring {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
         model = api.load(args.spec, fuse=args.fuse)
     else:
+        say(f"building {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
         model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
-    api.export(model, args.output, batch=args.batch, opset=args.opset)
+    api.export(model, args.output, batch=args.batch, opset=args.opset, progress=say)
+    say("done")
     print(f"wrote {args.output}")
     return 0
 
@@ -429,6 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=_seed, help="initialise weights reproducibly (when compiling a spec)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     export.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
+    export.add_argument("-q", "--quiet", action="store_true", help="do not print the steps (they go to stderr)")
     export.set_defaults(run=_export)
 
     scale = commands.add_parser("scale", help="scaling curve: width, depth, resolution, params and MACs per phi (no torch)")

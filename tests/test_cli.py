@@ -385,3 +385,17 @@ def test_an_escape_sequence_in_a_tensor_name_is_shown_escaped(tmp_path, capsys):
         assert "\x1b" not in text and "\x07" not in text, (argv, text)
         if argv[0] != "info":  # info reads the embedded spec, not the tensors
             assert code == 1 and "stem.conv\\x1b[2J\\x1b]0;pwned\\x07" in text, (argv, text)
+
+
+def test_export_shows_its_steps_on_stderr_unless_quiet(tmp_path, capsys):
+    import re
+
+    out = tmp_path / "m.pt"
+    assert main(["export", str(TINY3D), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    steps = [re.sub(r"^ *\d+\.\d s  ", "", line) for line in captured.err.splitlines() if re.match(r"^ *\d+\.\d s  ", line)]
+    size = steps[2].rpartition("(")[2]
+    assert steps == [f"building {TINY3D}", "tracing at input 1x1x32x32x32 for TorchScript (torch.jit.trace)", f"writing {out} ({size}", "done"]
+    assert size.endswith(" KiB)") and captured.out == f"wrote {out}\n"
+    assert main(["export", str(TINY3D), "-o", str(out), "--quiet"]) == 0
+    assert not re.search(r"^ *\d+\.\d s  ", capsys.readouterr().err, re.M)
