@@ -399,3 +399,18 @@ def test_export_shows_its_steps_on_stderr_unless_quiet(tmp_path, capsys):
     assert size.endswith(" KiB)") and captured.out == f"wrote {out}\n"
     assert main(["export", str(TINY3D), "-o", str(out), "--quiet"]) == 0
     assert not re.search(r"^ *\d+\.\d s  ", capsys.readouterr().err, re.M)
+
+
+def test_the_readmes_3d_examples_draw_no_warnings(capsys):
+    """The README's CT commands build networks whose kernels fit the volumes they see (checked with `info`, which
+    gives `build`'s warnings from the same Plan without building)."""
+    import shlex
+
+    from conftest import ROOT
+
+    commands = [shlex.split(line.partition("#")[0]) for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("archc build") and "--resolution" in line]
+    assert len(commands) == 2
+    for argv in commands:
+        assert main(["info", *argv[2:]]) == 0
+        assert "warning" not in capsys.readouterr().err, argv
