@@ -173,9 +173,9 @@ class Evaluator:
         import importlib
         import sys
 
-        import torch  # noqa: F401  archc's imports, before the folder is on the path
-
-        from .emit import torch as _emit  # noqa: F401
+        # archc's own dependencies first (torch brings numpy): a torch.py or numpy.py in the folder then finds them
+        # in sys.modules. Whatever archc imports later, the folder is off the path again.
+        import torch  # noqa: F401
 
         module_name, _, function = self.target.partition(":")
         saved = list(sys.path)
