@@ -458,4 +458,11 @@ def _assignments(overrides: Overrides) -> list[str]:
     """Overrides as ``PATH=VALUE`` texts, the CLI's form, whichever form they came in."""
     if not isinstance(overrides, dict):
         return list(overrides)
-    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in overrides.items()]
+    return [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
+
+
+def _yaml_scalar(value) -> str:
+    """A Python value as the YAML a ``--set`` reads back the same: True -> true, None -> null (not the text "None")."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)

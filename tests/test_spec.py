@@ -478,3 +478,14 @@ def test_list_lengths_are_explained_in_the_specs_words(setting, message):
     with pytest.raises(SpecError) as info:
         parse_spec(f"name: x\nstages: [{{channels: 16, {setting}}}]\n", file="x.yaml")
     assert str(info.value) == f"x.yaml:2: {message}"
+
+
+def test_a_saved_models_none_override_reads_back_as_null(tmp_path):
+    """A model built with overrides={"stages[3].se": None} is saved with that None; read back, it is null again
+    (no SE), not the text "None"."""
+    model = archc.load(B0, overrides={"stages[3].se": None}, seed=0)
+    path = tmp_path / "m.safetensors"
+    archc.save(model, path)
+    assert archc.read(path).stages[3].se == 0.0
+    assert archc.read(path, {"stages[2].se": None}).stages[2].se == 0.0
+    assert _se_layers(archc.lower(path), 3) == 0
