@@ -13,6 +13,7 @@ norm followed by an activation whose backward reads its input, which ``emit.fusi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -137,11 +138,36 @@ class Report:
         """Training activation memory of one sample (4: float32, 2: bfloat16/float16)."""
         return self.activations * bytes_per_element
 
+    # Lookups by name go through indexes built once: a diagram asks for every block's and stage's figures, and a
+    # scan per question made drawing ten thousand blocks quadratic (minutes). Built from the end, so that a name
+    # given twice finds its first entry, as the scan did.
+    @functools.cached_property
+    def _parts_at(self) -> dict[str, int]:
+        return {p.path: i for i, p in reversed(list(enumerate(self.parts)))}
+
+    @functools.cached_property
+    def _rows_by_name(self) -> dict[str, StageRow]:
+        return {row.name: row for row in reversed(self.rows)}
+
+    @functools.cached_property
+    def _layers_by_path(self) -> dict[str, LayerCost]:
+        return {layer.path: layer for layer in reversed(self.layers)}
+
+    def part(self, path: str) -> Cost:
+        return self.parts[self._parts_at[path]]
+
+    def part_before(self, path: str) -> Cost:
+        """The part computed just before ``path``: what feeds it."""
+        return self.parts[self._parts_at[path] - 1]
+
     def shape_of(self, path: str) -> tuple[int, ...]:
-        return next(p.shape for p in self.parts if p.path == path)
+        return self.part(path).shape
+
+    def row(self, name: str) -> StageRow:
+        return self._rows_by_name[name]
 
     def layer(self, path: str) -> LayerCost:
-        return next(layer for layer in self.layers if layer.path == path)
+        return self._layers_by_path[path]
 
 
 def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: str = "symmetric") -> tuple[int, ...]:

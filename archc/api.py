@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
+from .formatting import printable
 from .lower import block_count
 from .lower import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
@@ -285,12 +286,13 @@ def render(
     return graph
 
 
-def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None) -> None:
+def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None, progress=None) -> None:
     """Write a deployable file of ``model``: ``.pt`` TorchScript, ``.pt2`` torch.export, ``.onnx`` ONNX (``opset``:
-    the ONNX opset, default the exporter's). Batch and spatial axes are dynamic where the format allows it."""
+    the ONNX opset, default the exporter's). Batch and spatial axes are dynamic where the format allows it.
+    ``progress(message)`` is told each step as it starts."""
     from .deploy import export as write
 
-    write(model, path, batch, opset)
+    write(model, path, batch, opset, progress)
 
 
 def save(model: "nn.Module", path: str | os.PathLike) -> None:
@@ -344,13 +346,13 @@ def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
 
     saved = checkpoint.load(path, tensors=False)
     built_with = saved.build_args.get("overrides") or []
-    return parse_spec(saved.spec_text, file=f"{path} (spec saved from {saved.spec_file})",
+    return parse_spec(saved.spec_text, file=f"{path} (spec saved from {printable(saved.spec_file)})",
                       overrides=_assignments(built_with) + _assignments(overrides or []) or None)
 
 
 def _saved_plan(saved, path: str) -> ir.Plan:
     """The Plan a checkpoint's embedded spec and build arguments give."""
-    embedded = f"{path} (spec saved from {saved.spec_file})"
+    embedded = f"{path} (spec saved from {printable(saved.spec_file)})"
     args = dict(saved.build_args)
     overrides = args.pop("overrides", None)
     if set(args) - set(LOWERING_ARGS) or not isinstance(overrides, (dict, list, type(None))):
@@ -368,7 +370,7 @@ def _misfits(expected: dict, found: dict) -> list[str]:
     from .checkpoint import dtype_name
 
     problems = [f"missing tensor {key} {list(value.shape)}" for key, value in expected.items() if key not in found]
-    problems += [f"unexpected tensor {key} {list(value.shape)}" for key, value in found.items() if key not in expected]
+    problems += [f"unexpected tensor {printable(key)} {list(value.shape)}" for key, value in found.items() if key not in expected]
     for key, want in expected.items():
         have = found.get(key)
         if have is not None and have.shape != want.shape:
@@ -519,14 +521,18 @@ def _assignments(overrides: Overrides) -> list[str]:
     """Overrides as ``PATH=VALUE`` texts, the CLI's form, whichever form they came in."""
     if not isinstance(overrides, dict):
         return list(overrides)
-    return [f"{key}={str(value).lower() if isinstance(value, bool) else _text_value(value)}" for key, value in overrides.items()]
+    return [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
 
 
-def _text_value(value) -> object:
-    """A string as YAML text that reads back as the same string: one YAML would read as something else (a preset
-    named "0.75", the text "true") is quoted."""
+def _yaml_scalar(value) -> str:
+    """A Python value as the YAML a ``--set`` reads back the same: True -> true, None -> null (not the text "None"),
+    and a string YAML would read as something else (a preset named "0.75", the text "true") quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
     if not isinstance(value, str):
-        return value
+        return str(value)
     try:
         same = read_yaml(value, "<override>")[0] == value
     except ArchcError:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, shown
 from .files import read_bytes, write_atomic
+from .formatting import printable
 
 if TYPE_CHECKING:
     import torch
@@ -126,7 +127,7 @@ def _tensors(header: dict, data: bytes, path: str) -> dict:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        where = f"tensor {name}"
+        where = f"tensor {printable(name)}"
         if not (isinstance(entry, dict) and sorted(entry) == ["data_offsets", "dtype", "shape"]):
             raise CheckpointError(f"{where}: an entry needs exactly dtype, shape and data_offsets", file=path)
         dtype, shape, offsets = dtypes.get(entry["dtype"]), entry["shape"], entry["data_offsets"]

@@ -9,11 +9,13 @@ import math
 import os
 import signal
 import sys
+import time
 
 from . import __version__, api
 from .diagram import DETAILS, DIRECTIONS
 from .errors import ArchcError
 from .extras import require
+from .formatting import printable_lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a full disk or a closed stdout is an error, not a lost output
         return status
     except ArchcError as exc:
-        print(f"archc: error: {exc}", file=sys.stderr)
+        print(f"archc: error: {printable_lines(exc)}", file=sys.stderr)  # messages quote files: names, metadata
         return 1
     except _Terminated:  # SIGTERM: the files being written were removed on the way out (files.write_atomic)
         return 143
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else "cannot write the output: "
         if not exc.filename:
             _silence_stdout()
-        print(f"archc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"archc: error: {printable_lines(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
@@ -98,7 +100,7 @@ def _validate(args: argparse.Namespace) -> int:
             _print_json({"file": args.spec, "ok": False, "errors": [_error_dict(e) for e in (exc, *exc.also)]})
         raise
     for note in spec.source.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable_lines(note)}", file=sys.stderr)
     blocks = sum(row.repeats for row in spec.stages)
     if args.json:
         _print_json({"file": args.spec, "ok": True, "name": spec.name, "dims": spec.dims, "stages": len(spec.stages),
@@ -196,7 +198,7 @@ def _convert(args: argparse.Namespace) -> int:
     model = api.load(args.spec, overrides=args.set, seed=args.seed, weights=args.weights, weights_from=args.source,
                      inflate=args.inflate, **_lowering_args(args))
     for note in model.archc_notes:
-        print(note)
+        print(printable_lines(note))  # notes name the weights' tensors
     report = analyze(model.plan)
     print(f"{model.plan.name}: {model.plan.dims}D, {report.params:,} parameters, weights from {args.source} ({args.weights})")
     api.save(model, args.output)
@@ -214,14 +216,23 @@ def _export(args: argparse.Namespace) -> int:
         check_opset(args.opset, args.output)
     except ArchcError as exc:
         raise _usage(f"--opset: {exc.message}") from None
+    started = time.monotonic()
+
+    def say(message: str) -> None:  # an export takes up to a minute: each step on stderr as it starts
+        if not args.quiet:
+            print(f"{time.monotonic() - started:5.1f} s  {printable_lines(message)}", file=sys.stderr, flush=True)
+
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
         flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
         if flags:
             raise _usage(f"{', '.join(flags)} cannot apply to a saved model ({args.spec}): it is exported as it was built")
+        say(f"restoring {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
         model = api.load(args.spec, fuse=args.fuse)
     else:
+        say(f"building {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
         model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
-    api.export(model, args.output, batch=args.batch, opset=args.opset)
+    api.export(model, args.output, batch=args.batch, opset=args.opset, progress=say)
+    say("done")
     print(f"wrote {args.output}")
     return 0
 
@@ -268,16 +279,14 @@ def _scale(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import importlib
     from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import asdict
 
-    from .search import grid
+    from .search import TIE_TOLERANCE, Evaluator, grid
 
-    module_name, _, function = args.evaluate.partition(":")
-    if os.getcwd() not in sys.path:  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
-        sys.path.insert(0, os.getcwd())
+    evaluate = Evaluator(args.evaluate, os.getcwd())  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
     try:
-        evaluate = getattr(importlib.import_module(module_name), function)
+        evaluate.load()  # now: a wrong name is a usage error before any work
     except (ImportError, AttributeError, ValueError) as exc:
         raise _usage(f"--evaluate: cannot import {args.evaluate!r} ({exc}); give package.module:function") from None
     executor = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
@@ -287,15 +296,25 @@ def _search(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.shutdown()
+    none = "no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance"
+    if args.json:
+        winner = ranked.winner
+        _print_json({"ranked": [asdict(r) for r in ranked], "winner": asdict(winner) if winner else None,
+                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE,
+                     "message": none if not ranked else ranked.tie_message() if ranked.tie else None})
+        return 0 if ranked else 1
     if not ranked:
-        print("no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance")
+        print(none)
         return 1
     print(f"{'rank':>4}  {'alpha':>6}  {'beta':>6}  {'gamma':>6}  {'MACs x':>7}  score")
     for rank, r in enumerate(ranked[:10], start=1):
         print(f"{rank:>4}  {r.alpha:>6g}  {r.beta:>6g}  {r.gamma:>6g}  {r.macs_ratio:>7.3f}  {r.score:.6g}")
     print()
+    if ranked.tie:  # a winner picked by the order of the grid would be pasted as if the scores had chosen it
+        print(f"# {ranked.tie_message()}")
+        return 0
     print("# paste into the spec:")
-    print(ranked[0].scaling_block(), end="")
+    print(ranked.winner.scaling_block(), end="")
     return 0
 
 
@@ -304,14 +323,14 @@ def _print_json(value) -> None:
 
 
 def _error_dict(error: ArchcError) -> dict:
-    return {"file": error.file, "line": error.line, "path": error.path, "message": error.message}
+    return {"file": error.file, "line": error.line, "column": error.column, "path": error.path, "message": error.message}
 
 
 def _warn(warnings, args: argparse.Namespace) -> None:
     """Warnings go to stderr, each once, so stdout pipes cleanly; ``--quiet`` drops them."""
     if not args.quiet:
         for warning in dict.fromkeys(warnings):
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {printable_lines(warning)}", file=sys.stderr)
 
 
 def _phi_range(text: str) -> list[float]:
@@ -421,6 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=_seed, help="initialise weights reproducibly (when compiling a spec)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     export.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE", help="FILE.pt, FILE.pt2 or FILE.onnx")
+    export.add_argument("-q", "--quiet", action="store_true", help="do not print the steps (they go to stderr)")
     export.set_defaults(run=_export)
 
     scale = commands.add_parser("scale", help="scaling curve: width, depth, resolution, params and MACs per phi (no torch)")
@@ -442,6 +462,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions")
     search.add_argument("--workers", type=_positive_int, default=1, help="evaluate in a local process pool of N workers")
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
+    _add_json_flag(search)
     search.set_defaults(run=_search)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from typing import Callable
 
 import torch
 
@@ -28,6 +29,7 @@ from .errors import ArchcError, EmitError, described
 from .extras import require
 from .files import write_atomic
 from .formatting import shape as format_shape
+from .formatting import size as format_size
 
 FORMATS = {".pt": "torchscript", ".torchscript": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 
@@ -72,10 +74,16 @@ def check_opset(opset: int | None, path: str) -> None:
         raise EmitError(f"opset {opset!r} is not supported by this torch's ONNX exporter ({low} to {high})", file=path)
 
 
-def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opset: int | None = None) -> None:
+_FORMAT_NAMES = {"torchscript": "TorchScript (torch.jit.trace)", "export": "torch.export", "onnx": "ONNX (torch.onnx.export)"}
+
+
+def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opset: int | None = None,
+           progress: Callable[[str], None] | None = None) -> None:
     """Write ``model`` (traced in eval mode) to ``path``; the format follows the extension (see the module's
     docstring for which axes stay dynamic). ``opset`` is the ONNX opset (default: the exporter's). Each module's
-    training flag is restored afterwards."""
+    training flag is restored afterwards. ``progress`` is told each step as it starts (tracing takes most of the
+    time: half a minute for a large 3D network)."""
+    say = progress or (lambda message: None)
     path = os.fspath(path)
     fmt = export_format(path)
     check_opset(opset, path)
@@ -90,6 +98,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opse
     training = {module: module.training for module in model.modules()}
     model.eval()
     buffer = io.BytesIO()
+    say(f"tracing at input {size} for {_FORMAT_NAMES[fmt]}")
     try:
         example = example_input(model, shape[0])
         with torch.no_grad():
@@ -107,6 +116,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike, batch: int = 1, opse
     finally:
         for module, flag in training.items():
             module.training = flag
+    say(f"writing {path} ({format_size(buffer.getbuffer().nbytes)})")
     write_atomic(path, buffer.getvalue())
 
 

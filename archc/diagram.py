@@ -123,7 +123,7 @@ def output_format(path: str) -> str:
 def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
     name = f"stages.{stage.index}"
     blocks = stage.blocks
-    params = next(row.params for row in report.rows if row.name == str(stage.index))
+    params = report.row(str(stage.index)).params
     widths = sorted({b.se_channels for b in blocks})  # the first block's input differs from the rest's
     se = "none" if widths == [0] else "–".join(map(str, widths))
     lines = [
@@ -138,7 +138,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
 
 
 def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
-    cost = next(p for p in report.parts if p.path == block.path)
+    cost = report.part(block.path)
     lines = [
         f"{block.path}  {block_title(block)}" + ("" if block.mixed_kernels else f" k{_axes(block.kernel)}")  # a mixed block's title names its kernels
         + (f" s{_axes(block.stride)}" if any(s > 1 for s in block.stride) else ""),
@@ -198,7 +198,7 @@ def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: di
     shape_in = report.shape_of(_last_path(plan))
     for level in decoder.levels:
         name, up, first = level.path, level.up, level.blocks[0]
-        params = next(row.params for row in report.rows if row.name == f"decoder.{level.index}")
+        params = report.row(f"decoder.{level.index}").params
         joined = "" if level.skip is None else f", {decoder.fuse} skip"
         unit = first.convs[0]
         lines = [
@@ -221,7 +221,7 @@ def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: di
                     row.node(name)
         previous, shape_in = name, report.shape_of(level.blocks[-1].path)
     head = decoder.head
-    params = next(row.params for row in report.rows if row.name == "decoder.head")
+    params = report.row("decoder.head").params
     lines = [f"head: conv k{_axes(head.kernel)} {head.in_channels}→{head.out_channels} (segmentation)",
              f"out {_shape(report.shape_of(head.path))}   {params:,} params"]
     graph.node("head", dot_text("\n".join(lines)), fillcolor=COLOURS["head"])
@@ -294,8 +294,7 @@ def _stage_title(stage: ir.Stage) -> str:
 
 def _input_shape(block: ir.Block, report: Report) -> tuple[int, ...]:
     """Shape entering ``block``: the output of whatever precedes it."""
-    paths = [p.path for p in report.parts]
-    return report.parts[paths.index(block.path) - 1].shape
+    return report.part_before(block.path).shape
 
 
 def _last_path(plan: ir.Plan) -> str:

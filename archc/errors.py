@@ -13,19 +13,21 @@ class ArchcError(ValueError):
     A ``ValueError``: every one says that a value given to archc (an argument, a spec, a file's contents) is not
     one it accepts, and code written for torch, timm or MONAI catches bad arguments as ``ValueError``."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: str | None = None):
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: str | None = None,
+                 column: int | None = None):
         super().__init__(message)
         self.message = message
         self.file = file
         self.line = line
+        self.column = column  # given where the column is what to look at (a YAML syntax error)
         self.path = path
         self.also: tuple[ArchcError, ...] = ()  # further mistakes found in the same pass
 
     @property
     def location(self) -> str:
-        """``file:line`` (or whichever part is known), empty when nothing is."""
+        """``file:line`` or ``file:line:column`` (or whichever part is known), empty when nothing is."""
         if self.file and self.line:
-            return f"{self.file}:{self.line}"
+            return f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
         return self.file or (f"line {self.line}" if self.line else "")
 
     def __str__(self) -> str:

@@ -5,6 +5,22 @@ from __future__ import annotations
 from . import ir
 
 
+def printable(text: str) -> str:
+    """Text read from a file (a tensor name, a checkpoint's metadata) as a terminal may show it: every control or
+    format character (ESC, NUL, CR, a newline, C1 codes, bidi overrides) written as Python writes it in a repr
+    (``\\x1b``, ``\\n``, ``\\u202e``), everything else as it is. An escape sequence in a file then reads as text
+    instead of acting on the terminal, and a name cannot forge a line of its own."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """:func:`printable` for each line of a message that has several (an error and the further mistakes found with it)."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
 def shape(values: tuple[int, ...], times: str = "x") -> str:
     """(3, 224, 224) -> '3x224x224' (diagrams pass '×')."""
     return times.join(map(str, values))

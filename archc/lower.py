@@ -13,7 +13,7 @@ import math
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
-from .scaling import Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
+from .scaling import MAX_BLOCKS, Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec, Stage
 
 
@@ -38,7 +38,6 @@ def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only
         raise LoweringError(f"features_only must be true or false, got {features_only!r}")
 
 
-MAX_BLOCKS = 10_000  # EfficientNet-B7 has 55; no network anyone trains has ten thousand
 
 
 def lower(
@@ -114,7 +113,7 @@ def lower(
     norm = ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum, spec.norm.groups)
     features = _feature_levels(stem, stages)
     classes = spec.num_classes if num_classes is None else num_classes
-    decoder = None if features_only or spec.decoder is None else _decoder(spec, axes, features, classes, num_classes is None)
+    decoder = None if features_only or spec.decoder is None else _decoder(spec, axes, features, classes, num_classes is None, stages)
     if norm.type == "group":
         head = head_conv if decoder is None and spec.head.type != "pool" and head_conv.norm else None
         _check_groups(spec, norm.groups, stem, stages, head, decoder.blocks if decoder else ())
@@ -331,7 +330,8 @@ def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.Feat
     return tuple(levels)
 
 
-def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num_classes: int, spec_classes: bool) -> ir.Decoder:
+def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num_classes: int, spec_classes: bool,
+             stages: list[ir.Stage]) -> ir.Decoder:
     """The spec's U-Net decoder over the encoder's feature levels. The deepest level is the bottleneck; the decoder
     has one level per finer feature level (its skip), deepest first, and one more without a skip when the finest
     feature level is reduced, which brings the map back to the input's size. Each level upsamples by the ratio of
@@ -355,6 +355,10 @@ def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num
                             **_where(spec, ("decoder", "channels")))
     else:
         widths = list(d.channels)
+    blocks = sum(len(stage.blocks) for stage in stages) + d.repeats * count
+    if blocks > MAX_BLOCKS:  # before any decoder block exists: the limit is the network's, encoder and decoder
+        raise LoweringError(f"got {d.repeats:,} blocks at each of the decoder's {count} levels: {blocks:,} blocks with the encoder's; "
+                            f"archc stops at {MAX_BLOCKS:,}", **_where(spec, ("decoder", "repeats")))
     if d.deep_supervision > count - 1:
         raise LoweringError(f"got {d.deep_supervision}, but only the {count - 1} levels before the last can have a deep-supervision head",
                             **_where(spec, ("decoder", "deep_supervision")))

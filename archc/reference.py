@@ -87,6 +87,11 @@ def markdown() -> str:
         f"at most {MAX_BYTES:,} bytes, nested at most {MAX_DEPTH} levels, and expands (aliases and merge keys included) to at",
         f"most {MAX_NODES:,} values.",
         "",
+        "null (`null` or `~` in YAML, `--set PATH=null`, `None` in `overrides=` of the Python API: all the same) is accepted",
+        "only by a field whose type lists it, and means what that field's description says after \"null\": usually the same",
+        "as leaving the key out, except a row's `se` (null: no SE, like `none` and `0`; left out: the network's `se.ratio`)",
+        "and a uib row's `kernel` (null: no middle depthwise conv; left out: 3). Any other field refuses null.",
+        "",
     ]
     for model in _MODELS:
         section = "spec (top level)" if model is Spec else _section(model)

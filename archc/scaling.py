@@ -25,6 +25,7 @@ class Multipliers:
     dropout: float | None = None  # presets also set the classifier dropout
 
 
+MAX_BLOCKS = 10_000  # blocks of a network, encoder and decoder: EfficientNet-B7 has 55; no network anyone trains has ten thousand
 MAX_MULTIPLIER = 1000.0  # B7's widest is 2.0 and deepest 3.1; past a thousand, channels and sizes stop being numbers a machine holds
 
 

@@ -154,6 +154,42 @@ def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:
     return spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"alpha": alpha, "beta": beta, "gamma": gamma})})
 
 
+@dataclass(frozen=True)
+class Evaluator:
+    """``MODULE:FUNCTION`` found in ``folder`` (``--evaluate train:evaluate`` imports ./train.py, as ``python -m train``
+    would), imported safely: archc's own dependencies first, from the installed packages, then the user's module alone
+    with ``folder`` on ``sys.path`` for that one import (the path is restored after it), so a ``torch.py`` or
+    ``numpy.py`` lying in the folder is never run in their place. Picklable by its two texts: a worker process that
+    did not inherit the module (spawn, forkserver) imports it the same way."""
+
+    target: str
+    folder: str
+
+    @property
+    def __name__(self) -> str:  # errors name the function, as they do for a plain one
+        return self.target.partition(":")[2] or self.target
+
+    def load(self) -> Callable:
+        import importlib
+        import sys
+
+        # archc's own dependencies first (torch brings numpy): a torch.py or numpy.py in the folder then finds them
+        # in sys.modules. Whatever archc imports later, the folder is off the path again.
+        import torch  # noqa: F401
+
+        module_name, _, function = self.target.partition(":")
+        saved = list(sys.path)
+        sys.path.insert(0, self.folder)
+        try:
+            module = importlib.import_module(module_name)
+        finally:
+            sys.path[:] = saved
+        return getattr(module, function)
+
+    def __call__(self, model, resolution):
+        return self.load()(model, resolution)  # imported once: later calls find the module in sys.modules
+
+
 def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable):
     """Build the candidate's model at phi = 1 and score it (runs wherever the executor runs it)."""
     from .api import load
@@ -177,6 +213,35 @@ class Result:
         return f"scaling:\n  alpha: {self.alpha:g}\n  beta: {self.beta:g}\n  gamma: {self.gamma:g}\n"
 
 
+TIE_TOLERANCE = 1e-9  # scores this close (relative, math.isclose) are equal: a float sum's rounding, not a better network
+
+
+class Ranking(list):
+    """The results, best first (a list of :class:`Result`), and what they let one conclude.
+
+    ``top`` holds every result whose score equals the best within :data:`TIE_TOLERANCE`. When those come from more
+    than one distinct network, the scores cannot choose between them: ``tie`` is true and ``winner`` is None. When
+    they all build the same network at phi = 1 (rounding makes several triples one network, and they share its
+    score), that network wins and ``winner`` is its smallest triple (alpha, then beta, then gamma)."""
+
+    def __init__(self, results: list[Result], networks: dict[str, tuple]):
+        super().__init__(results)
+        best = results[0].score if results else None
+        self.top: tuple[Result, ...] = tuple(r for r in results if math.isclose(r.score, best, rel_tol=TIE_TOLERANCE))
+        self.tie: bool = len({networks[_key(r)] for r in self.top}) > 1
+
+    @property
+    def winner(self) -> Result | None:
+        return None if self.tie or not self else self[0]
+
+    def tie_message(self) -> str:
+        """The tie in one line: how many networks, the shared score, and each tied triple."""
+        named = ", ".join(_named(r) for r in self.top)
+        return (f"no winner: {len(self.top)} candidates tie at score {self.top[0].score:.6g} (equal within a relative "
+                f"{TIE_TOLERANCE:g}) and build different networks: {named}; the evaluator cannot tell them apart "
+                "(score on more data or train longer, or choose one)")
+
+
 def grid(
     spec: Spec | str,
     evaluate: Callable,
@@ -188,9 +253,9 @@ def grid(
     results: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     **args,
-) -> list[Result]:
+) -> Ranking:
     """Step 1 of the EfficientNet method: score every candidate (``evaluate(model, resolution) -> float``, higher
-    is better) and return them ranked. ``results`` (a JSON-lines file) makes the search resumable: finished
+    is better) and return them ranked (a :class:`Ranking`: its ``winner``, or None when distinct networks tie). ``results`` (a JSON-lines file) makes the search resumable: finished
     candidates are read back and not evaluated again. ``executor`` spreads the evaluations; ``evaluate`` must then
     be picklable (a module-level function)."""
     spec = read(spec)
@@ -247,7 +312,11 @@ def grid(
             future.cancel()
         raise
     ranked = [done[c.key] for c in found]
-    return sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma))
+    return Ranking(sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma)), {c.key: c.network for c in found})
+
+
+def _key(r) -> str:
+    return Candidate(r.alpha, r.beta, r.gamma, r.macs_ratio).key
 
 
 def _named(c) -> str:

@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     Strict,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -31,7 +32,7 @@ from pydantic import (
 from .errors import SpecError, shown
 from .files import read_bytes
 from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
-from .scaling import MAX_MULTIPLIER, unknown_preset
+from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
 
@@ -67,7 +68,9 @@ def _as_tuple(value):
 
 
 def _se_ratio(value):
-    return 0.0 if value in ("none", False) else value
+    # null, like "none", false and 0, is no SE: a row's se written as null (YAML's ~, Python's None in an override)
+    # reads as "no squeeze-and-excitation", never as "the network's". Leaving the key out gives the network's.
+    return 0.0 if value is None or value in ("none", False) else value
 
 
 def _doc(text: str) -> Field:
@@ -142,7 +145,7 @@ class Head(Model):
         "the classifier reads the last stage (MobileNetV1)"
     )] = "conv"
     norm: Annotated[Optional[bool], Strict(), _doc(
-        "a norm after the head's conv; default: yes for conv, no for efficient (MobileNetV3: a bias instead; "
+        "a norm after the head's conv; null or left out: yes for conv, no for efficient (MobileNetV3: a bias instead; "
         "MobileNetV4 has one)"
     )] = None
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("width of the head's 1x1 conv")] = 1280
@@ -169,19 +172,30 @@ class SE(Model):
         "as channels are (MobileNetV3, LCNet: timm rd_round_fn=round_channels)"
     )] = "floor"
     gate: Annotated[Gate, _doc("the gating function")] = "sigmoid"
-    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; default: the block's")] = None
+    activation: Annotated[Optional[Activation], _doc("activation inside the squeeze; null or left out: the block's")] = None
 
 
-def _unambiguous_kernel(value):
+def _unambiguous_kernel(value, info: ValidationInfo):
     """``kernel: [3, 5]`` could mean one 3x5 kernel or MixNet's 3x3 and 5x5 kernels over channel groups: a list of
-    different sizes, all above 1, is refused and the two spellings are offered. Lists like [1, 3, 3] (anisotropic
-    3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep meaning one size per axis."""
+    different sizes, all above 1, is refused and the spellings valid for the spec's dims are offered. Lists like
+    [1, 3, 3] (anisotropic 3D) or [3, 5, 5] cannot be mixed kernels (those differ pairwise and have no 1) and keep
+    meaning one size per axis."""
     if isinstance(value, list) and len(value) > 1 and all(isinstance(k, int) and k > 1 and k % 2 for k in value) and len(set(value)) == len(value):
-        raise ValueError(
-            f"{value} is ambiguous: write {'x'.join(map(str, value))} for one kernel of that size per axis, "
-            f"or mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
-        )
+        dims = (info.context or {}).get("dims")
+        dims = dims if dims in (1, 2, 3) else len(value)
+        mixed = f"mixed_kernels: {value} for depthwise kernels over channel groups (MixNet)"
+        if dims == 1:  # one axis: a size per axis is one number
+            raise ValueError(f"{value} is ambiguous in 1D: write one size (like {value[0]}) for one kernel, or {mixed}")
+        if len(value) > dims:
+            raise ValueError(f"{value} is ambiguous: a {dims}D kernel has {dims} sizes, so write {mixed}, or one size per axis "
+                             f"(like {'x'.join(map(str, value[-dims:]))})")
+        per_axis = [value[0]] * (dims - len(value)) + value  # [3, 5] in 3D: 3x3x5 (depth, height, width)
+        raise ValueError(f"{value} is ambiguous: write one size per axis ({dims}D: {_AXES[dims]}), like "
+                         f"{'x'.join(map(str, per_axis))}, for one kernel, or {mixed}")
     return value
+
+
+_AXES = {2: "height, width", 3: "depth, height, width"}
 
 
 DEPTHWISE_BLOCKS = ("mbconv", "ds", "dsa", "uib")  # the blocks whose spatial conv is depthwise unless group_size says otherwise
@@ -216,18 +230,21 @@ class Stage(Model):
     stride: Annotated[Stride, _doc("stride of the row's first block: 1 or 2, per axis or one for all")] = (1,)
     kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
         "odd kernel size of the spatial conv: one for all axes, or one per axis ([1, 3, 3] or 1x3x3; a list of different "
-        "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none"
+        "sizes above 1, like [3, 5], is refused as ambiguous). uib: the middle depthwise conv, null for none; other blocks "
+        "refuse null unless mixed_kernels is given"
     )] = (3,)
     mixed_kernels: Annotated[Optional[Annotated[tuple[OddSize, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=8)]], _doc(
         "depthwise kernels over channel groups instead of one kernel (MixNet's MixConv: [3, 5, 7] splits the channels in "
-        "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null)"
+        "three, the remainder to the first); each kernel is the same on every axis. Leave kernel out (or null). null or left "
+        "out: one kernel"
     )] = None
     start_kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
         "uib only: odd kernel of a depthwise conv before the expansion (MobileNetV4's ExtraDW and ConvNeXt-like blocks); "
         "null: none"
     )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
-        "channels per group of the spatial conv; default: depthwise (1) for mbconv, ds, dsa and uib, dense for fused_mbconv and conv"
+        "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "
+        "fused_mbconv and conv"
     )] = None
     expand_groups: Annotated[int, Strict(), Field(gt=0, le=64), _doc(
         "the 1x1 expansion as this many convs over channel groups (MixNet's grouped pointwise convs, timm's a1.1)"
@@ -237,17 +254,19 @@ class Stage(Model):
     )] = 1
     expand_from: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "mbconv and fused_mbconv: the width (before width scaling) the expansion ratio multiplies, instead of the block's "
-        "input (EfficientNet-EdgeTPU's first stage, timm's fc option)"
+        "input (EfficientNet-EdgeTPU's first stage, timm's fc option); null or left out: the block's input"
     )] = None
     expand_conv: Annotated[Optional[bool], Strict(), _doc(
         "true: keep the block's full structure at expand 1: mbconv keeps its 1x1 expansion conv (FBNet, timm's ir at e1), "
-        "fused_mbconv its 1x1 projection (EfficientNetV2-rw, timm's er at e1). Default: dropped at expand 1"
+        "fused_mbconv its 1x1 projection (EfficientNetV2-rw, timm's er at e1). null or left out: dropped at expand 1"
     )] = None
-    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc("SE ratio for this row; 0 or none turns it off")] = None
-    se_gate: Annotated[Optional[Gate], _doc("SE gate for this row; default: se.gate")] = None
-    activation: Annotated[Optional[Activation], _doc("activation for this row; default: the network's")] = None
+    se: Annotated[Optional[Fraction], BeforeValidator(_se_ratio), _doc(
+        "SE ratio for this row; 0, none or null turn SE off for the row; left out: the network's se.ratio"
+    )] = None
+    se_gate: Annotated[Optional[Gate], _doc("SE gate for this row; null or left out: se.gate")] = None
+    activation: Annotated[Optional[Activation], _doc("activation for this row; null or left out: the network's")] = None
     residual: Annotated[Optional[bool], Strict(), _doc(
-        "identity skip where shapes allow (stride 1, same channels). Default: yes, except conv and dsa blocks; "
+        "identity skip where shapes allow (stride 1, same channels). null or left out: yes, except conv and dsa blocks; "
         "true gives a conv block one (timm's skip), false takes it away (timm's noskip)"
     )] = None
     layer_scale: Annotated[Optional[float], Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False), _doc(
@@ -292,8 +311,8 @@ class Preset(Model):
 
     width: Annotated[Multiplier, _doc("channel multiplier")]
     depth: Annotated[Multiplier, _doc("repeats multiplier")]
-    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis")] = None
-    dropout: Annotated[Optional[Fraction], _doc("classifier dropout")] = None
+    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis; null or left out: the spec's resolution")] = None
+    dropout: Annotated[Optional[Fraction], _doc("classifier dropout; null or left out: head.dropout")] = None
 
 
 class Scaling(Model):
@@ -306,8 +325,8 @@ class Scaling(Model):
     round_limit: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False), _doc("rounding never goes below this share of channels * width")] = 0.9
     depth_rounding: Annotated[Literal["ceil", "round"], _doc("how scaled repeats are rounded (TF: ceil)")] = "ceil"
     resolution_rounding: Annotated[Literal["round", "ceil", "floor"], _doc("how a scaled resolution is rounded")] = "round"
-    phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset")] = None
-    preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset")] = None
+    phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset; null: unscaled (or preset)")] = None
+    preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset; null: none")] = None
     presets: Annotated[dict[str, Preset], _doc(f"named multipliers, e.g. the released b0..b7 (at most {MAX_PRESETS})")] = {}
 
     @field_validator("presets", mode="before")
@@ -337,10 +356,13 @@ class Decoder(Model):
     )] = 16
     channels: Annotated[Optional[list[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]]], Field(min_length=1), _doc(
         "instead of width: the output width of every level, deepest first; one per level (the encoder's feature levels "
-        "but the deepest, plus one back to the input's size when the finest level is reduced: archc info lists them)"
+        "but the deepest, plus one back to the input's size when the finest level is reduced: archc info lists them); "
+        "null or left out: from width"
     )] = None
     block: Annotated[BlockType, _doc("the block at each level: conv (conv, norm, activation: a U-Net's two convs with repeats 2), mbconv or fused_mbconv")] = "conv"
-    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("blocks per level")] = 2
+    repeats: Annotated[int, Strict(), Field(gt=0, le=MAX_BLOCKS), _doc(
+        f"blocks per level; the network, encoder and decoder, has at most {MAX_BLOCKS:,} blocks"
+    )] = 2
     expand: Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE), _doc("mbconv and fused_mbconv blocks: expansion ratio")] = 6
     kernel: Annotated[Kernel, _doc("odd kernel size of the blocks' spatial convs, one for all axes or one per axis")] = (3,)
     upsample: Annotated[UpsampleMode, _doc(
@@ -348,7 +370,7 @@ class Decoder(Model):
         "The factor per axis is the ratio of the two levels' reductions, so anisotropic encoders work"
     )] = "nearest"
     fuse: Annotated[FuseMode, _doc("how a skip joins: concat (along channels, skip first) or add (after a 1x1 conv and norm of the skip)")] = "concat"
-    activation: Annotated[Optional[Activation], _doc("activation of the decoder's blocks; default: the network's")] = None
+    activation: Annotated[Optional[Activation], _doc("activation of the decoder's blocks; null or left out: the network's")] = None
     deep_supervision: Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE), _doc(
         "extra 1x1 heads on this many levels before the last; in training the module returns [output, head outputs "
         "finest first], each at the input's size; in evaluation the output alone"
@@ -413,7 +435,8 @@ class Spec(Model):
     )] = False
     decoder: Annotated[Optional[Decoder], _doc(
         "a U-Net decoder: the network segments (num_classes output channels at the input's size) instead of classifying; "
-        "head is then unused. `--set decoder.type=unet` turns any spec into a U-Net with the defaults"
+        "head is then unused. `--set decoder.type=unet` turns any spec into a U-Net with the defaults; null or left out: "
+        "no decoder (a classifier)"
     )] = None
 
     _source: Source = PrivateAttr(default=Source(file="<spec>"))
@@ -444,7 +467,7 @@ def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | N
         _apply_override(raw, path, value, origin)
         source.origins[path] = origin
     try:
-        spec = Spec.model_validate(raw)
+        spec = Spec.model_validate(raw, context={"dims": raw.get("dims", Spec.model_fields["dims"].default)})  # for the hints
     except ValidationError as exc:
         raise _spec_error(exc, source) from None
     spec._source = source
@@ -580,11 +603,20 @@ def _spec_error(exc: ValidationError, source: Source) -> SpecError:
     return first
 
 
+_PER_AXIS_FIELDS = ("kernel", "start_kernel", "stride", "resolution")
+
+
 def _expected(error: dict) -> str:
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if kind == "literal_error":
         return f"expected {ctx['expected']}"
+    if kind in ("too_long", "too_short"):  # pydantic's "at most 3 items after validation", in the spec's words
+        field = next((part for part in reversed(error["loc"]) if isinstance(part, str)), "")
+        if field in _PER_AXIS_FIELDS:
+            return "expected one number for every axis, or one per axis (at most 3: depth, height, width)"
+        bound = f"at most {ctx['max_length']}" if kind == "too_long" else f"at least {ctx['min_length']}"
+        return f"expected {bound} value{'' if bound.endswith(' 1') else 's'}"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):

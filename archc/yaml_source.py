@@ -92,14 +92,42 @@ def read_yaml(text: str | bytes, file: str) -> tuple[object, Source]:
         raise SpecError(f"invalid character U+{exc.character:04X}: control characters are not allowed in YAML", file=file, line=line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None) from None
+        raise SpecError(f"invalid YAML: {_syntax_message(exc)}", file=file, line=mark.line + 1 if mark else None,
+                        column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=file) from None
     finally:
         if loader is not None:
             loader.dispose()
     return value, Source(file=file, text=text, lines=builder.lines)
+
+
+def _at(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's words for a syntax error, then what usually causes it and where to look (the opening bracket or
+    quote, the line whose indentation it measured against)."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    opened = exc.context_mark
+    hint = None
+    if problem.startswith(("expected ',' or '}'", "expected ',' or ']'")) and opened is not None:
+        bracket, close = ("{", "}") if "}" in problem else ("[", "]")
+        hint = f"the {bracket} at {_at(opened)} is not closed: end it with {close}, and separate its items with commas"
+    elif problem == "found unexpected end of stream" and "quoted" in (exc.context or "") and opened is not None:
+        hint = f"the quote at {_at(opened)} is not closed"
+    elif problem == "mapping values are not allowed here":
+        hint = "a ':' where a value goes: quote a value that holds ': ', or look for a key without its ':' on the line above"
+    elif problem.startswith("expected <block end>") and opened is not None:
+        hint = f"this line is indented differently from the block it belongs to (from {_at(opened)}): align it with its siblings"
+    elif problem.startswith("found character '\\t'"):  # PyYAML writes the tab as \t
+        hint = "YAML indents with spaces, not tabs"
+    elif problem.startswith("found undefined alias"):
+        hint = "an alias (*name) needs an anchor (&name) earlier in the file"
+    elif problem.startswith("could not find expected ':'"):
+        hint = "a key without its ':', or a value spread over lines that needs quotes"
+    return f"{problem}; {hint}" if hint else problem
 
 
 def _too_many(file: str, node_or_mark, path: Path = ()) -> SpecError:

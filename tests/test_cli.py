@@ -292,8 +292,8 @@ def test_validate_json_lists_every_mistake():
     bad = run_archc("validate", "efficientnet_b0", "--set", "stem.channels=0", "--set", "stages[0].stride=3", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["errors"] == [
-        {"file": "--set stem.channels=0", "line": None, "path": "stem.channels", "message": "got 0, expected greater than 0"},
-        {"file": "--set stages[0].stride=3", "line": None, "path": "stages[0].stride", "message": "got 3, expected 1 or 2"},
+        {"file": "--set stem.channels=0", "line": None, "column": None, "path": "stem.channels", "message": "got 0, expected greater than 0"},
+        {"file": "--set stages[0].stride=3", "line": None, "column": None, "path": "stages[0].stride", "message": "got 3, expected 1 or 2"},
     ]
 
 
@@ -341,3 +341,76 @@ def test_a_missing_extra_is_named_before_any_work(argv, extra, tmp_path, monkeyp
     assert main(argv) == 1
     out = capsys.readouterr()
     assert out.out == "" and out.err.endswith(f"{extra}\n") and list(tmp_path.glob("*.*")) == []
+
+
+# Text from files reaches the terminal escaped: an ESC sequence in a checkpoint's metadata or a tensor name is shown as text.
+
+ESC = "\x1b[2J\x1b]0;pwned\x07"
+
+
+def _run(argv, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_an_escape_sequence_in_a_checkpoints_spec_file_is_shown_escaped(tmp_path, capsys):
+    from archc import checkpoint
+
+    model = archc.load(TINY3D, seed=0)
+    broken = TINY3D.read_text().replace("channels: 8, kernel: 3", "channels: 0, kernel: 3")
+    path = tmp_path / "crafted.safetensors"
+    checkpoint.save(str(path), model.state_dict(), broken, f"evil{ESC}.yaml", {})
+    for argv in (["info", path], ["validate", path], ["export", path, "-o", tmp_path / "m.pt"], ["render", path]):
+        code, text = _run(argv, capsys)
+        assert code == 1 and "\x1b" not in text and "\x07" not in text, (argv, text)
+        assert "(spec saved from evil\\x1b[2J\\x1b]0;pwned\\x07.yaml)" in text, (argv, text)
+
+
+def test_an_escape_sequence_in_a_tensor_name_is_shown_escaped(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from archc import checkpoint
+
+    model = archc.load(TINY3D, seed=0)
+    state = {**model.state_dict(), f"stem.conv{ESC}": torch.zeros(1)}
+    source = model.archc_source
+    crafted = tmp_path / "crafted.safetensors"  # an archc checkpoint with one tensor too many
+    checkpoint.save(str(crafted), state, source.spec_text, source.spec_file, source.args)
+    peer = tmp_path / "peer.safetensors"  # a state_dict to import, with the same stray tensor
+    save_file({k: v.contiguous() for k, v in state.items()}, str(peer))
+    for argv in (["info", crafted, "--detail", "block"], ["export", crafted, "-o", tmp_path / "m.pt"],
+                 ["convert", TINY3D, "--weights", peer, "-o", tmp_path / "c.safetensors"]):
+        code, text = _run(argv, capsys)
+        assert "\x1b" not in text and "\x07" not in text, (argv, text)
+        if argv[0] != "info":  # info reads the embedded spec, not the tensors
+            assert code == 1 and "stem.conv\\x1b[2J\\x1b]0;pwned\\x07" in text, (argv, text)
+
+
+def test_export_shows_its_steps_on_stderr_unless_quiet(tmp_path, capsys):
+    import re
+
+    out = tmp_path / "m.pt"
+    assert main(["export", str(TINY3D), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    steps = [re.sub(r"^ *\d+\.\d s  ", "", line) for line in captured.err.splitlines() if re.match(r"^ *\d+\.\d s  ", line)]
+    size = steps[2].rpartition("(")[2]
+    assert steps == [f"building {TINY3D}", "tracing at input 1x1x32x32x32 for TorchScript (torch.jit.trace)", f"writing {out} ({size}", "done"]
+    assert size.endswith(" KiB)") and captured.out == f"wrote {out}\n"
+    assert main(["export", str(TINY3D), "-o", str(out), "--quiet"]) == 0
+    assert not re.search(r"^ *\d+\.\d s  ", capsys.readouterr().err, re.M)
+
+
+def test_the_readmes_3d_examples_draw_no_warnings(capsys):
+    """The README's CT commands build networks whose kernels fit the volumes they see (checked with `info`, which
+    gives `build`'s warnings from the same Plan without building)."""
+    import shlex
+
+    from conftest import ROOT
+
+    commands = [shlex.split(line.partition("#")[0]) for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("archc build") and "--resolution" in line]
+    assert len(commands) == 2
+    for argv in commands:
+        assert main(["info", *argv[2:]]) == 0
+        assert "warning" not in capsys.readouterr().err, argv

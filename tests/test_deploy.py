@@ -211,7 +211,9 @@ def test_a_network_that_cannot_run_at_the_size_is_an_export_error(tmp_path):
         archc.export(model, tmp_path / "m.pt")
     result = run_archc("export", TINY, "--resolution", "4", "--set", "norm.type=instance", "-o", tmp_path / "m.onnx")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "Expected more than 1 spatial element" in result.stderr
+    steps, error = result.stderr.splitlines()[:-1], result.stderr.splitlines()[-1]  # the steps it got through, then one line
+    assert [step.split("  ")[-1].split(" ")[0] for step in steps] == ["building", "tracing"]
+    assert error.startswith("archc: error: ") and "Expected more than 1 spatial element" in error
     assert not list(tmp_path.iterdir())
 
 

@@ -78,8 +78,8 @@ def test_a_stage_of_several_rows_is_deepened_as_timm_does(repeats, depth, roundi
 
 
 MISUSE = [
-    ({"stages[0].kernel": [3, 5]}, "stages[0].kernel: got [3, 5], [3, 5] is ambiguous: write 3x5 for one kernel of that size per axis, "
-                                   "or mixed_kernels: [3, 5] for depthwise kernels over channel groups (MixNet)"),
+    ({"stages[0].kernel": [3, 5]}, "stages[0].kernel: got [3, 5], [3, 5] is ambiguous: write one size per axis (2D: height, width), like 3x5, "
+                                   "for one kernel, or mixed_kernels: [3, 5] for depthwise kernels over channel groups (MixNet)"),
     ({"stages[0].mixed_kernels": [3, 5]}, "stages[0]: give kernel or mixed_kernels, not both"),
     ({"stages[0].block": "fused_mbconv", "stages[0].mixed_kernels": [3, 5], "stages[0].kernel": None},
      "stages[0]: mixed_kernels needs a depthwise block (mbconv, ds or dsa), not fused_mbconv"),

@@ -220,3 +220,37 @@ def test_names_are_printable_text(name):
     """A name is echoed by validate and build: a control or format character in it is refused up front."""
     with pytest.raises(archc.SpecError, match=r"name: got .*, expected printable text; character U\+[0-9A-F]{4}"):
         archc.read("efficientnet_b0", {"name": name})
+
+
+class _CountedScans(tuple):
+    """A report's list that counts the scans over it."""
+
+    scans = 0
+
+    def __iter__(self):
+        type(self).scans += 1
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("detail", ["stage", "block", "layer"])
+def test_drawing_reads_the_report_by_index_not_by_a_scan_per_node(monkeypatch, detail):
+    """Drawing n blocks takes a fixed number of passes over the report's figures, not one per node: 10,000 one-block
+    stages drew in 53 s when every node scanned them, 2 s with the indexes (the lookups' cost, not the picture's)."""
+    import dataclasses
+
+    import archc.diagram
+
+    analyze = archc.diagram.analyze
+    scans = {}
+
+    def counted(plan):
+        report = analyze(plan)
+        return dataclasses.replace(report, parts=_CountedScans(report.parts), rows=_CountedScans(report.rows), layers=_CountedScans(report.layers))
+
+    monkeypatch.setattr(archc.diagram, "analyze", counted)
+    for n in (20, 80):
+        text = "name: many\nresolution: 32\nstages:\n  columns: [block, expand, channels]\n  rows:\n" + "    - [mbconv, 1, 16]\n" * n
+        _CountedScans.scans = 0
+        to_dot(archc.lower(archc.spec.parse_spec(text, "many.yaml")), detail=detail)
+        scans[n] = _CountedScans.scans
+    assert scans[80] == scans[20] < 20

@@ -263,7 +263,77 @@ def test_a_whole_last_line_without_its_newline_is_kept_and_ended(tmp_path):
 
 def test_evaluate_is_found_in_the_current_folder(tmp_path):
     """`--evaluate train:evaluate` imports ./train.py, as `python -m train` would (the README's example)."""
-    (tmp_path / "train.py").write_text("def evaluate(model, resolution):\n    return -abs(model.plan.scaling.depth - 1.3)\n")
+    (tmp_path / "train.py").write_text("def evaluate(model, resolution):\n    return -abs(model.plan.scaling.depth - 1.3) - resolution[0] - model.plan.scaling.width\n")
     result = run_archc("search", TINY, "--evaluate", "train:evaluate", "--step", "0.1", "--tolerance", "0.1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "# paste into the spec:" in result.stdout
+
+
+# Ties: equal scores do not choose a winner.
+
+def test_equal_scores_of_different_networks_are_a_tie_not_a_winner():
+    ranked = grid(TINY, ev.constant, budget=2.0, step=0.1, tolerance=0.1)
+    assert len(ranked) == 12 and ranked.tie and ranked.winner is None and len(ranked.top) == 12
+    assert ranked.tie_message().startswith(
+        "no winner: 12 candidates tie at score 0.5 (equal within a relative 1e-09) and build different networks: "
+        "alpha=1 beta=1 gamma=1.2, alpha=1 beta=1.1 gamma=1.2, ")
+    # 0.1 + 0.2 and 0.3 differ in the last bit only: a tie too
+    assert grid(TINY, ev.almost_constant, budget=2.0, step=0.1, tolerance=0.1).tie
+
+
+def test_triples_of_one_network_share_its_score_without_a_tie():
+    """Rounding makes alpha 1.6 to 2.0 one network here: its score is theirs, and it wins alone."""
+    ranked = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1)
+    assert not ranked.tie and ranked.winner == ranked[0]
+    assert [(r.alpha, r.beta, r.gamma) for r in ranked.top] == [(a, 1.1, 1.0) for a in (1.6, 1.7, 1.8, 1.9, 2.0)]
+
+
+def test_search_cli_names_a_tie_instead_of_a_block_to_paste(tmp_path):
+    args = ("search", TINY, "--evaluate", "tests.search_evaluators:constant", "--step", "0.1", "--tolerance", "0.1")
+    result = run_archc(*args)
+    assert result.returncode == 0, result.stderr
+    assert "paste" not in result.stdout and "scaling:" not in result.stdout
+    assert "\n# no winner: 12 candidates tie at score 0.5 (equal within a relative 1e-09) and build different networks: " in result.stdout
+    data = json.loads(run_archc(*args, "--json").stdout)
+    assert data["winner"] is None and len(data["tie"]) == len(data["ranked"]) == 12 and data["tie_tolerance"] == 1e-9
+    assert data["message"].startswith("no winner: 12 candidates tie")
+    clear = json.loads(run_archc(*args[:3], "tests.search_evaluators:closeness", *args[4:], "--json").stdout)
+    assert clear["tie"] == [] and clear["winner"] == {"alpha": 1.6, "beta": 1.1, "gamma": 1.0, "macs_ratio": clear["ranked"][0]["macs_ratio"],
+                                                      "score": -0.45}
+
+
+# The evaluator's folder: its module is imported from there, and nothing else is.
+
+DECOY = "import pathlib\npathlib.Path(__file__).with_suffix('.ran').write_text('ran')\nraise SystemExit('the decoy ran')\n"
+
+
+def test_decoys_in_the_evaluators_folder_never_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for name in ("torch", "numpy"):
+        (tmp_path / f"{name}.py").write_text(DECOY)
+    (tmp_path / "train.py").write_text("def evaluate(model, resolution):\n    return -abs(model.plan.scaling.depth - 1.3) - resolution[0] - model.plan.scaling.width\n")
+    # -P: the interpreter itself does not put the folder on the path (as the installed `archc` script does not).
+    result = subprocess.run([sys.executable, "-P", "-m", "archc", "search", TINY, "--evaluate", "train:evaluate", "--step", "0.1",
+                             "--tolerance", "0.1", "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "# paste into the spec:" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ran") == []
+
+
+def test_the_evaluator_is_imported_without_leaving_its_folder_on_the_path(tmp_path, monkeypatch):
+    import sys
+
+    from archc.cli import main
+
+    (tmp_path / "train_here.py").write_text("def evaluate(model, resolution):\n    return model.plan.scaling.width\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    assert main(["search", TINY, "--evaluate", "train_here:evaluate", "--step", "0.1", "--tolerance", "0.1"]) == 0
+    assert sys.path == before
+    sys.modules.pop("train_here", None)

@@ -1,6 +1,8 @@
+import re
 import subprocess
 import sys
 import time
+import typing
 
 import pytest
 from conftest import B0, FIXTURES, ROOT, run_archc, run_python
@@ -26,7 +28,8 @@ EXPECTED = {
     "phi_and_preset.yaml": "phi_and_preset.yaml:4: scaling: give phi or preset, not both",
     "duplicate_key.yaml": "duplicate_key.yaml:5: stages[0].stride: duplicate key 'stride' (first at line 4)",
     "python_tag.yaml": "python_tag.yaml:1: name: tag !!python/object/apply:os.system is not allowed; a spec holds plain values only",
-    "bad_yaml.yaml": "bad_yaml.yaml:4: invalid YAML: expected ',' or '}', but got '<stream end>'",
+    "bad_yaml.yaml": "bad_yaml.yaml:4:1: invalid YAML: expected ',' or '}', but got '<stream end>'; "
+    "the { at line 3, column 5 is not closed: end it with }, and separate its items with commas",
     "short_row.yaml": "short_row.yaml:6: stages.rows[1]: got 2 values, expected 3 values (expand, channels, repeats)",
     "dims_4.yaml": "dims_4.yaml:2: dims: got 4, expected 1, 2 or 3",
     "kernel_axes.yaml": "kernel_axes.yaml:4: stages[0].kernel: got 3 values [1, 3, 3] for a 2D network; give one number or 2",
@@ -381,3 +384,108 @@ def test_fixed_stem_and_depth_exempt_rows_take_only_true_or_false(text, message)
     with pytest.raises(SpecError) as info:
         parse_spec(text, file="x.yaml")
     assert str(info.value).splitlines()[0] == message
+
+
+def _se_layers(plan, stage: int) -> int:
+    return sum(type(layer).__name__ == "SqueezeExcite" for block in plan.stages[stage].blocks for layer in block.layers)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"stages[3].se": None},  # the Python API's None
+    ["stages[3].se=null"],  # --set
+    ["stages[3].se=~"],
+    ["stages[3].se=none"],
+    ["stages[3].se=0"],
+])
+def test_a_null_row_se_turns_se_off_like_none(overrides):
+    """None, null and ~ mean what they mean in a file: no SE for the row (the network's SE is kept by leaving the key out)."""
+    plan = archc.lower(B0, overrides)
+    assert _se_layers(plan, 3) == 0
+    assert _se_layers(plan, 2) == len(plan.stages[2].blocks) == 2  # the other rows keep the network's SE
+    assert _se_layers(archc.lower(B0), 3) == 3
+
+
+@pytest.mark.parametrize("value", ["null", "~", "none", "0"])
+def test_a_null_row_se_in_a_file_is_no_se(value):
+    text = f"name: x\nstages:\n  - {{channels: 16, se: {value}}}\n  - {{channels: 24}}\n"
+    plan = archc.lower(parse_spec(text, file="x.yaml"))
+    assert (_se_layers(plan, 0), _se_layers(plan, 1)) == (0, 1)
+
+
+def test_every_field_that_takes_null_says_what_null_means():
+    """The reference leaves no field's null to guesswork: each optional field's description names it."""
+    from archc.reference import _MODELS
+
+    silent = [f"{model.__name__}.{name}" for model in _MODELS for name, field in model.model_fields.items()
+              if type(None) in typing.get_args(field.annotation) and "null" not in (field.description or "")]
+    assert silent == []
+
+
+def test_decoder_blocks_count_against_the_block_limit():
+    """decoder.repeats is bounded like depth: the spec refuses more than the limit per level, and the network's total
+    (encoder and decoder) is checked before any decoder block is made."""
+    unet = ["decoder.type=unet"]
+    with pytest.raises(SpecError) as info:
+        archc.validate("efficientnet_b0", [*unet, "decoder.repeats=1000000"])
+    assert str(info.value) == "--set decoder.repeats=1000000: decoder.repeats: got 1000000, expected less than or equal to 10000"
+    with pytest.raises(archc.errors.LoweringError) as info:
+        archc.validate("efficientnet_b0", [*unet, "decoder.repeats=2000"])
+    assert str(info.value) == ("--set decoder.repeats=2000: decoder.repeats: got 2,000 blocks at each of the decoder's 5 levels: "
+                               "10,016 blocks with the encoder's; archc stops at 10,000")
+    assert len(archc.lower("efficientnet_b0", [*unet, "decoder.repeats=1996"]).decoder.levels[0].blocks) == 1996  # 9,996 blocks
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nstages: [{channels: 16}\n", "x.yaml:3:1: invalid YAML: expected ',' or ']', but got '<stream end>'; "
+     "the [ at line 2, column 9 is not closed: end it with ], and separate its items with commas"),
+    ("name: a: b\nstages: []\n", "x.yaml:1:8: invalid YAML: mapping values are not allowed here; a ':' where a value goes: "
+     "quote a value that holds ': ', or look for a key without its ':' on the line above"),
+    ("name: x\nstages:\n\t- {channels: 16}\n", "x.yaml:3:1: invalid YAML: found character '\\t' that cannot start any token; "
+     "YAML indents with spaces, not tabs"),
+    ("name: x\nstages:\n  - channels: 16\n   repeats: 2\n", "x.yaml:4:4: invalid YAML: expected <block end>, but found "
+     "'<block mapping start>'; this line is indented differently from the block it belongs to (from line 3, column 3): align it with its siblings"),
+    ("name: 'x\nstages: []\n", "x.yaml:3:1: invalid YAML: found unexpected end of stream; the quote at line 1, column 7 is not closed"),
+    ("name: *a\n", "x.yaml:1:7: invalid YAML: found undefined alias 'a'; an alias (*name) needs an anchor (&name) earlier in the file"),
+])
+def test_yaml_syntax_errors_give_line_column_and_a_hint(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, file="x.yaml")
+    assert str(info.value) == message and (info.value.line, info.value.column) == tuple(map(int, message.split(":")[1:3]))
+
+
+@pytest.mark.parametrize("dims, kernel, advice", [
+    (3, "[3, 5]", "write one size per axis (3D: depth, height, width), like 3x3x5, for one kernel, or mixed_kernels: [3, 5]"),
+    (2, "[3, 5]", "write one size per axis (2D: height, width), like 3x5, for one kernel, or mixed_kernels: [3, 5]"),
+    (2, "[3, 5, 7]", "a 2D kernel has 2 sizes, so write mixed_kernels: [3, 5, 7] for depthwise kernels over channel groups (MixNet), "
+                     "or one size per axis (like 5x7)"),
+    (1, "[3, 5]", "is ambiguous in 1D: write one size (like 3) for one kernel, or mixed_kernels: [3, 5]"),
+])
+def test_an_ambiguous_kernel_offers_spellings_valid_for_the_dims(dims, kernel, advice):
+    text = f"name: x\ndims: {dims}\nstages: [{{channels: 16, kernel: {kernel}}}]\n"
+    with pytest.raises(SpecError, match=re.escape(advice)):
+        parse_spec(text, file="x.yaml")
+    like = advice.partition("like ")[2].partition(",")[0].rstrip(")")
+    if "x" in like:  # the suggested spelling is itself valid for these dims
+        parse_spec(text.replace(kernel, like), file="x.yaml")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("kernel: [3, 3, 3, 3]", "stages[0].kernel: got [3, 3, 3, 3], expected one number for every axis, or one per axis (at most 3: depth, height, width)"),
+    ("stride: []", "stages[0].stride: got [], expected one number for every axis, or one per axis (at most 3: depth, height, width)"),
+    ("mixed_kernels: [3]", "stages[0].mixed_kernels: got [3], expected at least 2 values"),
+])
+def test_list_lengths_are_explained_in_the_specs_words(setting, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(f"name: x\nstages: [{{channels: 16, {setting}}}]\n", file="x.yaml")
+    assert str(info.value) == f"x.yaml:2: {message}"
+
+
+def test_a_saved_models_none_override_reads_back_as_null(tmp_path):
+    """A model built with overrides={"stages[3].se": None} is saved with that None; read back, it is null again
+    (no SE), not the text "None"."""
+    model = archc.load(B0, overrides={"stages[3].se": None}, seed=0)
+    path = tmp_path / "m.safetensors"
+    archc.save(model, path)
+    assert archc.read(path).stages[3].se == 0.0
+    assert archc.read(path, {"stages[2].se": None}).stages[2].se == 0.0
+    assert _se_layers(archc.lower(path), 3) == 0
