@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from . import ir
 from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
+from .formatting import printable
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
@@ -133,15 +134,10 @@ def _storage_problems(key, value: torch.Tensor) -> list[str]:
     if not isinstance(key, str):
         return [f"the name {shown(key)} is not text"]
     if value.device.type == "meta":
-        return [f"{tensor_name(key)} has no values (a meta tensor)"]
+        return [f"{printable(key)} has no values (a meta tensor)"]
     if value.layout != torch.strided:
-        return [f"{tensor_name(key)} is {str(value.layout).removeprefix('torch.')}, not a dense tensor"]
+        return [f"{printable(key)} is {str(value.layout).removeprefix('torch.')}, not a dense tensor"]
     return []
-
-
-def tensor_name(key: str) -> str:
-    """A tensor's name from a file, as a message shows it: as it is when printable, else quoted with escapes."""
-    return key if key.isprintable() else shown(key, 200)
 
 
 def _check_unpacked_size(path: str) -> None:
@@ -351,7 +347,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     peer, dropped = _without_head(peer, model.plan, source)
     wanted = set(names.values())
     missing = [f"{names[k]} {list(target[k].shape)}" for k in names if names[k] not in peer]
-    unexpected = [f"{tensor_name(k)} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
+    unexpected = [f"{printable(k)} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
         hint = layout_hint(model.plan, list(target), peer, source)
@@ -368,7 +364,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
             continue
         given = tensor = peer[names[key]]
         if not _importable_dtype(given.dtype, value.dtype):
-            bad.append(f"{tensor_name(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
+            bad.append(f"{printable(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
             continue
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
@@ -414,9 +410,9 @@ def _value_problems(key: str, peer_key: str, tensor: torch.Tensor) -> list[str]:
     problems = []
     nonfinite = tensor.numel() - int(torch.isfinite(tensor).sum())
     if nonfinite:
-        problems.append(f"{tensor_name(peer_key)} has {nonfinite:,} non-finite values (NaN or infinity)")
+        problems.append(f"{printable(peer_key)} has {nonfinite:,} non-finite values (NaN or infinity)")
     if key.endswith("running_var") and (negative := int((tensor < 0).sum())):
-        problems.append(f"{tensor_name(peer_key)} has {negative:,} negative values, and a running variance cannot be negative")
+        problems.append(f"{printable(peer_key)} has {negative:,} negative values, and a running variance cannot be negative")
     return problems
 
 
@@ -444,7 +440,7 @@ def _adapt(key: str, peer_key: str, tensor: torch.Tensor, like: torch.Tensor) ->
         return adapt_input_channels(tensor, like.shape[1]), f"adapted the stem from {tensor.shape[1]} to {like.shape[1]} input channels"
     if key.startswith("classifier.") and tensor.ndim == like.ndim:
         return like, f"re-initialised {key} for {like.shape[0]} classes (the weights have {tensor.shape[0]})"
-    raise CheckpointError(f"{tensor_name(peer_key)} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
+    raise CheckpointError(f"{printable(peer_key)} has shape {list(tensor.shape)}, the model needs {list(like.shape)} for {key}")
 
 
 def inflate_kernel(weight: torch.Tensor, depth: int, mode: str) -> torch.Tensor:
