@@ -198,7 +198,9 @@ def load(
     """
     request = dict(locals())  # every argument, by name: the request as a record
     source = request.pop("source")
-    _check_weights_request(weights_from, inflate)
+    from .weights import check_request
+
+    check_request(weights_from, inflate)
     if _is_checkpoint(source):
         changed = sorted(name for name, value in request.items() if name not in _FINISHING and value is not _LOAD_DEFAULTS[name]
                          and value != _LOAD_DEFAULTS[name])
@@ -451,16 +453,6 @@ def _weights_and_conventions(weights, weights_from: str, block_types: set[str]):
             # checkpoint's verified tensors, and compare the rest of its conventions once the target is lowered.
             return saved.state_dict(), {"padding": saved.plan.padding, "norm.eps": saved.plan.norm.eps}, saved.plan
     return weights, conventions(weights_from, block_types), None
-
-
-def _check_weights_request(weights_from: str, inflate: str) -> None:
-    """Refuse an unknown source or inflation whether or not weights are given: a typo is never ignored."""
-    from .weights import INFLATE_MODES, SOURCES
-
-    if weights_from not in SOURCES:
-        raise CheckpointError(f"unknown weights source {shown(weights_from)}; expected one of {', '.join(SOURCES)}")
-    if inflate not in INFLATE_MODES:
-        raise CheckpointError(f"unknown inflation {shown(inflate)}; expected one of {', '.join(INFLATE_MODES)}")
 
 
 def _with_name_conventions(conventions: dict, name: str | None, source: str, overrides: Overrides | None) -> dict:

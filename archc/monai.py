@@ -42,7 +42,7 @@ from .analysis import analyze  # noqa: E402
 from .api import MAX_PARAMS, MAX_SEED, builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
 from .errors import CheckpointError, EmitError, LoweringError, shown  # noqa: E402
 from .spec import Spec  # noqa: E402
-from .weights import INFLATE_MODES, SOURCES  # noqa: E402
+from .weights import check_request  # noqa: E402
 
 PREFIX = "archc_"  # backbone name of a shipped network: archc_efficientnet_b0
 MAX_OUTPUTS = 5  # FlexibleUNet refuses an encoder with more feature maps
@@ -180,12 +180,7 @@ def _check_load_args(args: dict) -> None:
     limit = args.get("max_params", MAX_PARAMS)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise LoweringError(f"max_params must be a positive integer (or None: no limit), got {shown(limit)}")
-    source = args.get("weights_from", "archc")
-    if source not in SOURCES:
-        raise CheckpointError(f"unknown weights source {shown(source)} (weights_from); expected one of {', '.join(SOURCES)}")
-    inflate = args.get("inflate")
-    if inflate is not None and inflate not in INFLATE_MODES:
-        raise CheckpointError(f"inflate={shown(inflate)}: 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))} (or None)")
+    check_request(args.get("weights_from", "archc"), args.get("inflate", "center"))
     weights = args.get("weights")
     if weights is not None and not isinstance(weights, dict):
         if not isinstance(weights, (str, os.PathLike)):

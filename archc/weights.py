@@ -140,6 +140,14 @@ def _storage_problems(key, value: torch.Tensor) -> list[str]:
     return []
 
 
+def check_request(source: str, inflate: str) -> None:
+    """Refuse an unknown source or inflation whether or not weights are given: a typo is never ignored."""
+    if source not in SOURCES:
+        raise CheckpointError(f"unknown weights source {shown(source)}; expected one of {', '.join(SOURCES)}")
+    if inflate not in INFLATE_MODES:
+        raise CheckpointError(f"unknown inflation {shown(inflate)}; 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))}")
+
+
 def _check_unpacked_size(path: str) -> None:
     """A torch file is a zip: refuse one whose members declare more bytes than a weights file may hold, before
     torch inflates them (a few MB of deflated zeros can declare gigabytes)."""

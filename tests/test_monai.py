@@ -189,8 +189,8 @@ def test_register_with_weights_gives_the_encoder_those_weights():
     ({"max_params": "5M"}, "LoweringError", "max_params must be a positive integer (or None: no limit), got '5M'"),
     ({"max_params": 1}, "LoweringError", "archc_test_guarded: its encoder has 3,594,812 parameters even in 2D with one input channel, "
                                          "over max_params=1; raise max_params (or None: no limit)"),
-    ({"weights_from": "bogus"}, "CheckpointError", "unknown weights source 'bogus' (weights_from); expected one of "),
-    ({"inflate": "sideways"}, "CheckpointError", "inflate='sideways': 2D kernels go into 3D by 'center' or 'mean' (or None)"),
+    ({"weights_from": "bogus"}, "CheckpointError", "unknown weights source 'bogus'; expected one of "),
+    ({"inflate": "sideways"}, "CheckpointError", "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
     ({"weights": 3}, "CheckpointError", "weights must be a state_dict or a file's path, got 3"),
     ({"weights": "missing.safetensors"}, "CheckpointError", "missing.safetensors: no such file (weights)"),
     ({"fuse": "yes"}, "EmitError", "fuse must be True or False, got 'yes'"),

@@ -253,7 +253,7 @@ def test_centre_inflation_is_the_default_of_load_and_of_the_cli(tmp_path, capsys
 
 @pytest.mark.parametrize("argument, message", [
     ({"weights_from": "bogus"}, "unknown weights source 'bogus'; expected one of archc, monai, efficientnet_pytorch, timm_tf, torchvision, timm"),
-    ({"inflate": "sideways"}, "unknown inflation 'sideways'; expected one of center, mean"),
+    ({"inflate": "sideways"}, "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
 ])
 def test_an_unknown_source_or_inflation_is_refused_without_weights_too(argument, message):
     with pytest.raises(CheckpointError) as info:
