@@ -158,8 +158,13 @@ def _build(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from .diagram import output_format
 
-    if args.output:
+    page = bool(args.output) and args.output.lower().endswith(".html")  # the interactive view (archc/html_view.py)
+    if args.output and not page:
         _check_output(args.output, output_format)
+    if page:
+        api.render(args.spec, args.output, format="html", overrides=args.set, **_lowering_args(args))
+        print(f"wrote {args.output}")
+        return 0
     graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
     if args.output:
         print(f"wrote {args.output}")
@@ -444,12 +449,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
     search.set_defaults(run=_search)
 
-    render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
+    render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network, or an interactive HTML page")
     render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(render)
     render.add_argument("--detail", choices=DETAILS, default="stage", help="one node per stage (default), block or layer")
     render.add_argument("--direction", choices=DIRECTIONS, default="TB", help="top-to-bottom (default) or left-to-right")
-    render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
+    render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz), or FILE.html: an interactive page, "
+                        "one self-contained file; DOT text to stdout without it")
     render.set_defaults(run=_render)
     return parser
 
