@@ -41,7 +41,7 @@
     const [kind, name] = [id.slice(0, id.indexOf(":")), id.slice(id.indexOf(":") + 1)];
     if (kind === "row") {
       const r = rowOf.get(name), s = stages.get(name);
-      return { kind: r.kind, label: r.label, repeats: s.repeats > 1 ? s.repeats : 0, figures: {
+      return { kind: r.kind, label: r.label, note: r.note, repeats: s.repeats > 1 ? s.repeats : 0, figures: {
         path: name.match(/^\d+$/) ? "stages." + name : r.parts.length === 1 ? r.parts[0] : name.replace(/^decoder\.(\d+)$/, "decoder.levels.$1"),
         channels: s.in_channels + " \u2192 " + s.out_channels, kernel: axes(s.kernel), stride: axes(s.stride),
         se: s.se_channels ? String(s.se_channels) : "none", shape: s.output_shape, params: s.params, macs: s.macs, activations: s.activations,
@@ -101,6 +101,7 @@
     if (kind(id) !== "row" && kind(id) !== "layer") label.prepend(el("span", "path", d.figures.path + "  "));
     if (d.repeats) label.append(el("span", "repeat", "x " + d.repeats));
     if (d.residual) label.append(el("span", "residual", "+ skip"));
+    if (d.note) label.append(el("span", "note", d.note));
     box.append(label);
     box.append(el("span", "summary", "out " + shape(f.shape) + " \u00b7 " + human(f.params) + " params \u00b7 " + human(f.macs) + " MACs"));
     item.append(box);

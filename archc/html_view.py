@@ -110,7 +110,8 @@ def view(plan: ir.Plan, report: Report, lines: dict[str, str]) -> dict:
     rows = []
     for row in report.rows:
         mine = [p for p in parts if _in_row(row.name, p)]
-        rows.append({"name": row.name, "label": _row_label(row.name, plan, row.block), "kind": kinds.get(mine[0], "decoder"),
+        label, note = _row_label(row.name, plan, row.block)
+        rows.append({"name": row.name, "label": label, "note": note, "kind": kinds.get(mine[0], "decoder"),
                      "parts": mine, "runs": _runs(plan, mine), "skip": skips.get(row.name)})
     return {
         "rows": rows,
@@ -127,14 +128,15 @@ def _in_row(row: str, part: str) -> bool:
     return part == row
 
 
-def _row_label(name: str, plan: ir.Plan, title: str) -> str:
+def _row_label(name: str, plan: ir.Plan, title: str) -> tuple[str, str | None]:
+    """A row's title and what the page writes after its repeats (where a decoder level's skip comes from)."""
     if name.isdigit():
-        return f"Stage {name}: {title}"
+        return f"Stage {name}: {title}", None
     if name.startswith("decoder.") and name != "decoder.head":
         level = plan.decoder.levels[int(name.split(".")[1])]
-        joins = "the input" if level.skip is None else "the stem" if level.skip.stage < 0 else f"stage {level.skip.stage}"
-        return f"Decoder level {level.index}: {title}, joins {joins}"
-    return {"stem": "Stem", "head": "Head", "classifier": "Classifier", "decoder.head": "Segmentation head"}.get(name, name)
+        joins = "no skip: back to the input's size" if level.skip is None else "joins the stem" if level.skip.stage < 0 else f"joins stage {level.skip.stage}"
+        return f"Decoder level {level.index}: {title}", joins
+    return {"stem": "Stem", "head": "Head", "classifier": "Classifier", "decoder.head": "Segmentation head"}.get(name, name), None
 
 
 def _block_label(block: ir.Block) -> str:
