@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
+from .files import check_destination, write_atomic
 from .formatting import printable
 from .lower import block_count
 from .lower import lower as _lower
@@ -273,19 +274,46 @@ def render(
     *,
     detail: str = "stage",
     direction: str = "TB",
+    format: str | None = None,
     **args,
-) -> "graphviz.Digraph":  # noqa: F821
+) -> "graphviz.Digraph | str":  # noqa: F821
     """Diagram of a Plan or spec (``args`` as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
-    written there in the format its extension names (.svg, .png, .pdf, or .dot which needs no ``dot`` binary)."""
+    written there in the format its extension names (.svg, .png, .pdf, or .dot which needs no ``dot`` binary).
+
+    ``format="html"`` (or an ``output`` ending in ``.html``): the interactive page instead, one self-contained file
+    returned as text (``detail`` and ``direction`` do not apply: the page opens each level on demand); from a spec,
+    each part shows the spec line it came from."""
     from . import diagram as draw
 
+    html = format == "html" or (format is None and output is not None and os.fspath(output).lower().endswith(".html"))
+    if format not in (None, "html"):
+        raise EmitError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
     if output is not None:
-        draw.output_format(os.fspath(output))  # refuse a bad extension before any work
-    plan = source if isinstance(source, ir.Plan) else lower(source, args.pop("overrides", None), **args)
-    graph = draw.to_dot(plan, detail=detail, direction=direction)
+        if html:
+            check_destination(os.fspath(output))
+        else:
+            draw.output_format(os.fspath(output))  # refuse a bad extension before any work
+    if not html:
+        plan = source if isinstance(source, ir.Plan) else lower(source, args.pop("overrides", None), **args)
+        graph = draw.to_dot(plan, detail=detail, direction=direction)
+        if output is not None:
+            draw.write(graph, output)
+        return graph
+    from .html_view import to_html
+    from .lower import spec_lines
+
+    if isinstance(source, ir.Plan):
+        plan, lines = source, {}
+    elif _is_checkpoint(source):  # described as it was built; its spec's lines are not the file the user has
+        plan, lines = lower(source, args.pop("overrides", None), **args), {}
+    else:
+        spec = read(source, args.pop("overrides", None))
+        plan = _lower(spec, **args)
+        lines = spec_lines(spec, plan)
+    page = to_html(plan, lines)
     if output is not None:
-        draw.write(graph, output)
-    return graph
+        write_atomic(os.fspath(output), page)
+    return page
 
 
 def export(model: "nn.Module", path: str | os.PathLike, batch: int = 1, opset: int | None = None, progress=None) -> None:

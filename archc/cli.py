@@ -160,8 +160,15 @@ def _build(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from .diagram import output_format
 
-    if args.output:
+    if args.compare:
+        return _compare(args, page=bool(args.output))
+    page = bool(args.output) and args.output.lower().endswith(".html")  # the interactive view (archc/html_view.py)
+    if args.output and not page:
         _check_output(args.output, output_format)
+    if page:
+        api.render(args.spec, args.output, format="html", overrides=args.set, **_lowering_args(args))
+        print(f"wrote {args.output}")
+        return 0
     graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
     if args.output:
         print(f"wrote {args.output}")
@@ -174,6 +181,8 @@ def _info(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .summary import format_blocks, format_info, format_layers
 
+    if args.compare:
+        return _compare(args, page=False)
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
     if args.json:
@@ -181,6 +190,40 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(formats[args.detail](report))
     _warn(report.warnings, args)
+    return 0
+
+
+def _compare(args: argparse.Namespace, page: bool) -> int:
+    """``--compare "B [flags]"``: A (the command's spec and flags) against B, stage by stage; B without flags of its own
+    is lowered with A's, so two specs compare at the same scaling and size."""
+    import shlex
+
+    from .analysis import analyze
+    from .compare import compare, format_comparison, to_html
+    from .files import write_atomic
+
+    if page and not args.output.lower().endswith(".html"):
+        raise _usage("-o: a comparison is written as FILE.html (or printed as text without -o)")
+    other = argparse.ArgumentParser(prog="--compare", add_help=False, exit_on_error=False)
+    other.add_argument("spec")
+    _add_lowering_flags(other)
+    try:
+        b, extra = other.parse_known_args(shlex.split(args.compare))
+        if extra:
+            raise ValueError(f"unknown {' '.join(extra)}")
+    except (argparse.ArgumentError, ValueError) as exc:
+        raise _usage(f"--compare: {exc}; give a spec and, optionally, its own flags: --compare 'efficientnet_b0 --preset b3'") from None
+    own = _lowering_args(b)
+    a_report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
+    b_report = analyze(api.lower(b.spec, b.set, **own) if own or b.set else api.lower(b.spec, args.set, **_lowering_args(args)))
+    comparison = compare(a_report, b_report)
+    if page:
+        write_atomic(args.output, to_html(comparison))
+        print(f"wrote {args.output}")
+    elif getattr(args, "json", False):
+        _print_json(comparison.to_dict())
+    else:
+        print(format_comparison(comparison))
     return 0
 
 
@@ -389,6 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_lowering_flags(info)
     info.add_argument("--detail", choices=DETAILS, default="stage",
                       help="one row per stage (default), per block, or per layer (every conv, norm, activation, SE, linear)")
+    info.add_argument("--compare", metavar="'B [FLAGS]'", help=COMPARE_HELP)
     _add_quiet_flag(info)
     _add_json_flag(info)
     info.set_defaults(run=_info)
@@ -465,14 +509,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_json_flag(search)
     search.set_defaults(run=_search)
 
-    render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
+    render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network, or an interactive HTML page")
     render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(render)
     render.add_argument("--detail", choices=DETAILS, default="stage", help="one node per stage (default), block or layer")
     render.add_argument("--direction", choices=DIRECTIONS, default="TB", help="top-to-bottom (default) or left-to-right")
-    render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz); DOT text to stdout without it")
+    render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz), or FILE.html: an interactive page, "
+                        "one self-contained file; DOT text to stdout without it")
+    render.add_argument("--compare", metavar="'B [FLAGS]'", help=COMPARE_HELP + "; with -o FILE.html, as a page")
     render.set_defaults(run=_render)
     return parser
+
+
+COMPARE_HELP = ("show what changes from this network to B, stage by stage, with the change in parameters, MACs and memory; B is a spec "
+                "with its own flags in one argument ('efficientnet_b0 --preset b3'), or with this command's flags when it gives none")
 
 
 def _add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -113,7 +113,7 @@ def output_format(path: str) -> str:
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     if extension not in FORMATS:
         raise EmitError(f"unknown output format {('.' + extension) if extension else '(no extension)'}; "
-                        f"use {', '.join('.' + f for f in FORMATS)}", file=path)
+                        f"use {', '.join('.' + f for f in FORMATS)}, or .html for the interactive page", file=path)
     return extension
 
 

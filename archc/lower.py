@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
@@ -457,3 +458,27 @@ class _Axes:
         if len(values) not in (1, self.dims):
             raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
         return values * self.dims if len(values) == 1 else values
+
+
+def spec_lines(spec: Spec, plan: ir.Plan) -> dict[str, str]:
+    """Where each part of ``plan`` lowered from ``spec`` was written: module path -> ``file.yaml:line`` (or the override
+    that set it), for the stem, every block (its stage row), the head, the classifier and the decoder's parts."""
+
+    def where(path: tuple) -> str:
+        file, line = spec.source.locate(path)  # no line: the override that set it
+        return f"{os.path.basename(file)}:{line}" if line else str(file)
+
+    lines = {"stem": where(("stem",))}
+    mult, _, _ = _multipliers(spec, plan.scaling.phi, plan.scaling.preset)
+    repeats = _repeats(spec, mult)
+    for rows, stage in zip(_stage_rows(spec), plan.stages):
+        paths = iter(block.path for block in stage.blocks)
+        for i in rows:
+            lines.update((path, where(("stages", i))) for _, path in zip(range(repeats[i]), paths))
+    if plan.head is not None:
+        lines.update(head=where(("head",)), classifier=where(("head", "num_classes")))
+    if plan.decoder is not None:
+        for level in plan.decoder.levels:
+            lines[level.path] = where(("decoder",))
+        lines["decoder.head"] = where(("decoder",))
+    return lines
