@@ -130,6 +130,22 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
     return spec
 
 
+def plan(base: Spec | str | os.PathLike, *, spacing, shape, task: str = "classify", name: str | None = None,
+         in_channels: int | None = None, num_classes: int | None = None, overrides: Overrides | None = None):
+    """Plan a network for data of this voxel ``spacing`` (mm per axis) and ``shape`` (voxels per axis) from ``base``:
+    per-axis strides and kernels by nnU-Net's rule on the base's own downsampling steps (archc/planning.py).
+    Returns a :class:`~archc.planning.Planned`: ``.spec`` (validated and lowered once), ``.decisions`` with their
+    reasons (``.reasons`` by field path), ``.text`` (the spec as YAML, every decision commented)."""
+    from .planning import Planned, plan_spec, spec_text
+
+    written = read(base, overrides)
+    raw, decisions, topology, total, notes = plan_spec(written, spacing, shape, task=task, name=name, in_channels=in_channels, num_classes=num_classes)
+    text = spec_text(raw, decisions, topology, written.name, task, notes)
+    spec = parse_spec(text, file=f"<plan of {written.name}>")
+    _lower(spec)
+    return Planned(spec, text, tuple(decisions), topology, total, tuple(notes))
+
+
 def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
     """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan. ``args``: phi, preset, dims,
     in_channels, num_classes, resolution."""

@@ -299,6 +299,39 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .files import write_atomic
+
+    planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, task=args.task, name=args.name,
+                       in_channels=args.in_channels, num_classes=args.num_classes, overrides=args.set)
+    if args.output:
+        write_atomic(args.output, planned.text)
+    if args.json:
+        _print_json(planned.to_dict())
+    elif args.output:
+        for d in planned.decisions:
+            print(f"{d.path}: {d.reason}")
+        for note in planned.notes:
+            print(f"note: {note}")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(planned.text)
+    return 0
+
+
+def _per_axis_numbers(kind):
+    def parse(text: str):
+        try:
+            values = tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers separated by commas (like 5,0.7,0.7), got {text!r}") from None
+        if not 1 <= len(values) <= 3 or not all(math.isfinite(v) and v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected 1 to 3 positive numbers, one per axis (depth, height, width), got {text!r}")
+        return values
+
+    return parse
+
+
 def _print_json(value) -> None:
     print(json.dumps(value, indent=1))
 
@@ -443,6 +476,19 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--workers", type=_positive_int, default=1, help="evaluate in a local process pool of N workers")
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
     search.set_defaults(run=_search)
+
+    plan = commands.add_parser("plan", help="plan per-axis strides, kernels and input size from voxel spacing (nnU-Net's rule); writes a spec")
+    plan.add_argument("spec", help="the base spec file or shipped spec name (its stem and strided rows are the downsampling steps)")
+    plan.add_argument("--spacing", type=_per_axis_numbers(float), required=True, metavar="D,H,W", help="voxel spacing in mm, one per axis")
+    plan.add_argument("--shape", type=_per_axis_numbers(int), required=True, metavar="D,H,W", help="the (median) image size in voxels, one per axis")
+    plan.add_argument("--task", choices=("classify", "segment"), default="classify", help="classify (default) or segment (adds a U-Net decoder)")
+    plan.add_argument("--name", help="the planned network's name (default: the base's name + _planned)")
+    plan.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
+    plan.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: features out)")
+    _add_set_flag(plan)
+    plan.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="write the planned spec here (YAML); without it, print it")
+    _add_json_flag(plan)
+    plan.set_defaults(run=_plan)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network")
     render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
