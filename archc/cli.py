@@ -242,14 +242,15 @@ def _scale(args: argparse.Namespace) -> int:
     for name in s.presets:
         report = analyze(api.lower(spec, preset=name, dims=dims))
         presets[name] = (report.params, report.macs)
-    formula = s.alpha * s.beta**2 * s.gamma**dims
+    gammas = s.gamma if isinstance(s.gamma, tuple) else (s.gamma,) * dims  # per axis: a fixed axis (gamma 1) adds no cost
+    formula = s.alpha * s.beta**2 * math.prod(gammas)
     if args.json:
-        _print_json({"name": spec.name, "dims": dims, "alpha": s.alpha, "beta": s.beta, "gamma": s.gamma, "formula": formula,
+        _print_json({"name": spec.name, "dims": dims, "alpha": s.alpha, "beta": s.beta, "gamma": list(s.gamma) if isinstance(s.gamma, tuple) else s.gamma, "formula": formula,
                      "points": [{"phi": p.phi, "width": p.width, "depth": p.depth, "resolution": list(p.resolution), "params": p.params,
                                  "macs": p.macs, "macs_ratio": p.macs_ratio, "warnings": list(p.warnings)} for p in points],
                      "presets": {name: {"params": n, "macs": m} for name, (n, m) in presets.items()}})
     else:
-        print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {s.gamma:g} "
+        print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {'x'.join(f'{g:g}' for g in _axes_of(s.gamma))} "
               f"gives {formula:.3f} by the formula")
         print()
         print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
@@ -317,6 +318,10 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(planned.text)
     return 0
+
+
+def _axes_of(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _per_axis_numbers(kind):
