@@ -130,20 +130,41 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
     return spec
 
 
-def plan(base: Spec | str | os.PathLike, *, spacing, shape, task: str = "classify", name: str | None = None,
+def plan(base: Spec | str | os.PathLike, *, spacing=None, shape=None, images=None, task: str = "classify", name: str | None = None,
          in_channels: int | None = None, num_classes: int | None = None, overrides: Overrides | None = None):
     """Plan a network for data of this voxel ``spacing`` (mm per axis) and ``shape`` (voxels per axis) from ``base``:
     per-axis strides and kernels by nnU-Net's rule on the base's own downsampling steps (archc/planning.py).
+    ``images`` instead (a glob pattern, a folder or a list of NIfTI files): their headers give nnU-Net's target
+    spacing and the median shape at it (archc/fingerprint.py; needs ``archc[plan]``).
     Returns a :class:`~archc.planning.Planned`: ``.spec`` (validated and lowered once), ``.decisions`` with their
     reasons (``.reasons`` by field path), ``.text`` (the spec as YAML, every decision commented)."""
+    from .errors import PlanningError
     from .planning import Planned, plan_spec, spec_text
 
     written = read(base, overrides)
+    found = None
+    if images is not None:
+        if spacing is not None or shape is not None:
+            raise PlanningError("give images, or spacing and shape, not both")
+        from .fingerprint import fingerprint
+
+        found = fingerprint(images)
+        spacing, shape = found.target_spacing, found.shape
+    elif spacing is None or shape is None:
+        raise PlanningError("give the voxel spacing and the shape (or images to read them from)")
     raw, decisions, topology, total, notes = plan_spec(written, spacing, shape, task=task, name=name, in_channels=in_channels, num_classes=num_classes)
+    if found is not None:
+        notes.insert(0, f"from the headers of {len(found.images)} images: median spacing {_axes_text(found.median_spacing)} mm, median shape "
+                        f"{_axes_text(found.median_shape)}; target spacing {_axes_text(found.target_spacing)} mm ({found.target_reason}); "
+                        f"median shape at the target spacing {_axes_text(found.shape)}")
     text = spec_text(raw, decisions, topology, written.name, task, notes)
     spec = parse_spec(text, file=f"<plan of {written.name}>")
     _lower(spec)
     return Planned(spec, text, tuple(decisions), topology, total, tuple(notes))
+
+
+def _axes_text(values) -> str:
+    return "x".join(f"{v:.4g}" for v in values)
 
 
 def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:

@@ -303,7 +303,11 @@ def _search(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from .files import write_atomic
 
-    planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, task=args.task, name=args.name,
+    if args.images and (args.spacing or args.shape):
+        raise _usage("--images reads the spacing and shape from the headers: give it, or --spacing and --shape, not both")
+    if not args.images and not (args.spacing and args.shape):
+        raise _usage("give --spacing and --shape, or --images")
+    planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, images=args.images, task=args.task, name=args.name,
                        in_channels=args.in_channels, num_classes=args.num_classes, overrides=args.set)
     if args.output:
         write_atomic(args.output, planned.text)
@@ -484,8 +488,9 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="plan per-axis strides, kernels and input size from voxel spacing (nnU-Net's rule); writes a spec")
     plan.add_argument("spec", help="the base spec file or shipped spec name (its stem and strided rows are the downsampling steps)")
-    plan.add_argument("--spacing", type=_per_axis_numbers(float), required=True, metavar="D,H,W", help="voxel spacing in mm, one per axis")
-    plan.add_argument("--shape", type=_per_axis_numbers(int), required=True, metavar="D,H,W", help="the (median) image size in voxels, one per axis")
+    plan.add_argument("--spacing", type=_per_axis_numbers(float), metavar="D,H,W", help="voxel spacing in mm, one per axis")
+    plan.add_argument("--shape", type=_per_axis_numbers(int), metavar="D,H,W", help="the (median) image size in voxels, one per axis")
+    plan.add_argument("--images", metavar="PATTERN", help="read spacing and shape from NIfTI headers instead: 'scans/*.nii.gz' or a folder (needs archc[plan])")
     plan.add_argument("--task", choices=("classify", "segment"), default="classify", help="classify (default) or segment (adds a U-Net decoder)")
     plan.add_argument("--name", help="the planned network's name (default: the base's name + _planned)")
     plan.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
