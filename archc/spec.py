@@ -19,9 +19,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     Strict,
+    Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -303,7 +305,8 @@ class Scaling(Model):
 
     alpha: Annotated[Multiplier, _doc("depth base (paper, section 3.3)")] = 1.2
     beta: Annotated[Multiplier, _doc("width base")] = 1.1
-    gamma: Annotated[Union[Multiplier, Annotated[tuple[Multiplier, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=3)]],
+    gamma: Annotated[Union[Annotated[Multiplier, Tag("one")], Annotated[tuple[Multiplier, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=3), Tag("axes")]],
+                     Discriminator(lambda v: "axes" if isinstance(v, (list, tuple)) else "one"),
                      WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
                                                {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 3}]}),
                      _doc("resolution base, one for every axis or one per axis; 1 holds an axis fixed (the slices of a thin-slab scan: [1, 1.15, 1.15])")] = 1.15
