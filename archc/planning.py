@@ -222,13 +222,15 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     raw["resolution"] = list(resolution)
     padded = [a for a in range(dims) if resolution[a] != topology.patch[a]]
     decisions.insert(0, Decision("resolution", list(resolution),
-                                 f"the {_x(topology.patch)} shape" + (f" padded up on axis {', '.join(map(str, padded))}" if padded else "")
-                                 + f" to a multiple of the total stride {_x(total)} (nnU-Net pads the patch the same way); "
+                                 f"the {_x(topology.patch)} shape" + (f" padded up on axis {', '.join(map(str, padded))} to a multiple" if padded else " is a multiple")
+                                 + f" of the total stride {_x(total)} (nnU-Net pads a patch the same way); "
                                  f"the last feature map is {_x(tuple(r // t for r, t in zip(resolution, total)))} at "
                                  f"{_x(tuple(round(s * t, 3) for s, t in zip(topology.spacing, total)))} mm"))
     decisions.insert(0, Decision("dims", dims, f"{dims} spacing values ({_x(topology.spacing)} mm)"))
 
-    scaling = raw.get("scaling", {})
+    scaling = raw.setdefault("scaling", {})
+    scaling["resolution_rounding"] = "stride"
+    decisions.append(Decision("scaling.resolution_rounding", "stride", f"sizes scaled with --phi stay multiples of the total stride {_x(total)}"))
     dropped = [key for key in ("presets", "preset", "phi") if key in scaling]
     for key in dropped:
         scaling.pop(key)
