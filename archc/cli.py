@@ -174,12 +174,24 @@ def _info(args: argparse.Namespace) -> int:
 
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
+    batches = _largest_batches(report, args.memory) if args.memory else None
     if args.json:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), **({"largest_batch": batches} if batches else {})})
     else:
         print(formats[args.detail](report))
+        if batches:
+            print(f"largest training batch in {args.memory}: " + ", ".join(f"{n} ({mode})" for mode, n in batches.items()))
     _warn(report.warnings, args)
     return 0
+
+
+def _largest_batches(report, memory: str) -> dict:
+    """The largest training batch that fits ``memory``, per precision and with or without checkpointing (archc/budget.py)."""
+    from .budget import parse_bytes, training_cost
+
+    size = parse_bytes(memory)
+    return {f"{precision}{', checkpointing' if ckpt else ''}": training_cost(report, precision, ckpt).largest_batch(size)
+            for precision in ("fp32", "mixed") for ckpt in (False, True)}
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -308,6 +320,7 @@ def _plan(args: argparse.Namespace) -> int:
     if not args.images and not (args.spacing and args.shape):
         raise _usage("give --spacing and --shape, or --images")
     planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, images=args.images, task=args.task, name=args.name,
+                       memory=args.memory, batch=args.batch, precision=args.precision, checkpointing=args.checkpointing,
                        in_channels=args.in_channels, num_classes=args.num_classes, overrides=args.set)
     if args.output:
         write_atomic(args.output, planned.text)
@@ -410,6 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
     info.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(info)
+    info.add_argument("--memory", metavar="SIZE", help="also print the largest training batch that fits this much memory (11GiB)")
     info.add_argument("--detail", choices=DETAILS, default="stage",
                       help="one row per stage (default), per block, or per layer (every conv, norm, activation, SE, linear)")
     _add_quiet_flag(info)
@@ -493,6 +507,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--images", metavar="PATTERN", help="read spacing and shape from NIfTI headers instead: 'scans/*.nii.gz' or a folder (needs archc[plan])")
     plan.add_argument("--task", choices=("classify", "segment"), default="classify", help="classify (default) or segment (adds a U-Net decoder)")
     plan.add_argument("--name", help="the planned network's name (default: the base's name + _planned)")
+    plan.add_argument("--memory", metavar="SIZE", help="training memory budget (11GiB, 80GB): choose the largest phi that fits (width and depth)")
+    plan.add_argument("--batch", type=_positive_int, default=1, help="training batch size for --memory (default 1)")
+    plan.add_argument("--precision", choices=("fp32", "mixed"), default="fp32", help="for --memory: float32 (default) or mixed-precision activations")
+    plan.add_argument("--checkpointing", action="store_true", help="for --memory: activation checkpointing per block (and set it in the spec)")
     plan.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
     plan.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: features out)")
     _add_set_flag(plan)

@@ -1,0 +1,102 @@
+"""A training-memory budget: how much a batch costs, the largest batch that fits, the largest phi that fits.
+
+The estimate, per training step with an Adam-style optimiser:
+
+- parameters: 16 bytes each (float32 weights, their gradients, and two optimiser states), mixed precision included
+  (its master weights stay float32);
+- activations: what autograd keeps for backward, per sample, times the batch (``archc.analyze``; within 5% of the
+  tensors autograd saves, tests/test_language.py and tests/test_budget.py), at 4 bytes (float32) or 2 (mixed precision);
+- with activation checkpointing: every block's input, plus the largest block's activations while it is recomputed.
+
+It leaves out the framework's own overhead (the CUDA context, about 0.3-0.5 GiB, and allocator slack), so a budget
+should be what the device has free, less that.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .analysis import Report, analyze
+from .errors import PlanningError
+
+PRECISIONS = {"fp32": 4, "mixed": 2}
+BYTES_PER_PARAM = 16  # weight, gradient, two Adam moments, all float32
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "g": 1000**3, "gb": 1000**3,
+          "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+PHIS = tuple(x / 4 for x in range(-16, 41))  # -4 to 10 in quarter steps: the phis a budget chooses among
+
+
+def parse_bytes(text: str) -> int:
+    """``11GiB``, ``80 GB``, ``512MiB``, ``1e9`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise PlanningError(f"memory: got {text!r}, expected a size like 11GiB, 80GB or 512MiB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Cost:
+    parameters: int  # bytes
+    per_sample: int  # bytes of activations per sample
+
+    def total(self, batch: int) -> int:
+        return self.parameters + batch * self.per_sample
+
+    def largest_batch(self, memory: int) -> int:
+        return max(0, (memory - self.parameters) // self.per_sample) if self.per_sample else 0
+
+
+def training_cost(report: Report, precision: str = "fp32", checkpointing: bool | None = None) -> Cost:
+    """The training memory of ``report``'s network; ``checkpointing`` None: as its Plan says."""
+    if precision not in PRECISIONS:
+        raise PlanningError(f"precision: got {precision!r}, expected {' or '.join(PRECISIONS)}")
+    width = PRECISIONS[precision]
+    checkpointing = report.plan.checkpointing if checkpointing is None else checkpointing
+    if checkpointing:
+        blocks = [p for p in report.parts if p.path.startswith("stages.")]
+        kept = sum(_elements(p.shape) for p in blocks) + max((p.activations for p in blocks), default=0)
+        kept += sum(p.activations for p in report.parts if not p.path.startswith("stages."))
+    else:
+        kept = report.activations
+    return Cost(report.params * BYTES_PER_PARAM, kept * width)
+
+
+@dataclass(frozen=True)
+class Fit:
+    phi: float
+    report: Report
+    cost: Cost
+    needed: int  # bytes at the batch asked for
+    next_phi: float | None  # the next phi tried, which did not fit
+    next_needed: int | None
+
+
+def largest_phi(lower, memory: int, batch: int, precision: str = "fp32", checkpointing: bool | None = None) -> Fit:
+    """The largest phi of :data:`PHIS` whose training step at ``batch`` fits ``memory``; ``lower(phi)`` gives its Plan.
+    Memory grows with phi, so the search stops at the first that does not fit."""
+    best, over = None, (None, None)
+    for phi in PHIS:
+        report = analyze(lower(phi))
+        cost = training_cost(report, precision, checkpointing)
+        needed = cost.total(batch)
+        if needed > memory:
+            over = (phi, needed)
+            break
+        best = (phi, report, cost, needed)
+    if best is None:
+        raise PlanningError(f"nothing fits {gib(memory)} at batch {batch}: even phi {PHIS[0]:g} needs {gib(over[1])} "
+                            f"(a smaller batch, mixed precision or checkpointing lowers it)")
+    return Fit(*best, *over)
+
+
+def _elements(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def gib(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB"
