@@ -170,17 +170,24 @@ def _render(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .summary import format_blocks, format_info, format_layers
+    from .summary import format_blocks, format_info, format_layers, format_millimetres, millimetres
 
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
     batches = _largest_batches(report, args.memory) if args.memory else None
+    mm = millimetres(report, args.spacing) if args.spacing else None
     if args.json:
-        _print_json({**report.to_dict(), **({"largest_batch": batches} if batches else {})})
+        extra = {"largest_batch": batches} if batches else {}
+        if mm:
+            extra["millimetres"] = [{key: list(v) if isinstance(v, tuple) else v for key, v in row.items()} for row in mm]
+        _print_json({**report.to_dict(), **extra})
     else:
         print(formats[args.detail](report))
         if batches:
             print(f"largest training batch in {args.memory}: " + ", ".join(f"{n} ({mode})" for mode, n in batches.items()))
+        if mm:
+            print()
+            print(format_millimetres(mm, args.spacing))
     _warn(report.warnings, args)
     return 0
 
@@ -423,6 +430,7 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
     info.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(info)
+    info.add_argument("--spacing", type=_per_axis_numbers(float), metavar="D,H,W", help="voxel spacing in mm: also report voxel size, extent and receptive field in mm")
     info.add_argument("--memory", metavar="SIZE", help="also print the largest training batch that fits this much memory (11GiB)")
     info.add_argument("--detail", choices=DETAILS, default="stage",
                       help="one row per stage (default), per block, or per layer (every conv, norm, activation, SE, linear)")

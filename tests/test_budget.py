@@ -69,3 +69,17 @@ def test_info_prints_the_largest_batch(capsys):
     assert last.startswith(f"largest training batch in 11GiB: {n} (fp32), ")
     assert main(["info", "efficientnet3d_b0", "--memory", "lots"]) == 1
     assert "memory: got 'lots', expected a size like 11GiB" in capsys.readouterr().err
+
+
+def test_info_in_millimetres(capsys):
+    """efficientnet3d_b0 at 5 x 0.7 x 0.7 mm: stage 2's map (after strides 1x2x2, 1x2x2, 2x2x2) has 10 x 5.6 x 5.6 mm
+    voxels; its receptive field of 21x67x67 input voxels spans 105 x 46.9 x 46.9 mm."""
+    assert main(["info", "efficientnet3d_b0", "--spacing", "5,0.7,0.7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("in millimetres, at 5x0.7x0.7 mm voxels:")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2:] if line and not line.startswith("-")}
+    assert rows["2"] == ["10x5.6x5.6", "320x157x157", "105x46.9x46.9"]
+    assert rows["stem"] == ["5x1.4x1.4", "320x157x157", "15x2.1x2.1"]
+    assert "classifier" not in rows
+    assert main(["info", "efficientnet3d_b0", "--spacing", "5,0.7"]) == 1
+    assert capsys.readouterr() == ("", "archc: error: spacing has 2 values for a 3D network; give one per axis (depth, height, width)\n")
