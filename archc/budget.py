@@ -6,7 +6,8 @@ The estimate, per training step with an Adam-style optimiser:
   (its master weights stay float32);
 - activations: what autograd keeps for backward, per sample, times the batch (``archc.analyze``; within 5% of the
   tensors autograd saves, tests/test_language.py and tests/test_budget.py), at 4 bytes (float32) or 2 (mixed precision);
-- with activation checkpointing: every block's input, plus the largest block's activations while it is recomputed.
+  with activation checkpointing: every block's input, plus the largest block's activations while it is recomputed;
+- times :data:`PEAK_FACTOR`, the measured peak of a step over those kept tensors.
 
 It leaves out the framework's own overhead (the CUDA context, about 0.3-0.5 GiB, and allocator slack), so a budget
 should be what the device has free, less that.
@@ -36,10 +37,22 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+# The peak of a training step over what autograd keeps: gradients of activations in flight, recomputation. Calibrated
+# on CPU by benchmarks/memory.py (docs/planning.md has the table): without checkpointing the activation part of the
+# peak was 1.49-1.70x the kept tensors over four planned networks; with per-block checkpointing 3.4-4.4x the block
+# inputs plus the largest block (two networks), so the larger is used.
+PEAK_FACTOR = {False: 1.6, True: 4.4}
+
+
 @dataclass(frozen=True)
 class Cost:
     parameters: int  # bytes
-    per_sample: int  # bytes of activations per sample
+    kept: int  # bytes of activations autograd keeps per sample
+    factor: float  # the step's peak over ``kept``
+
+    @property
+    def per_sample(self) -> int:
+        return int(self.kept * self.factor)
 
     def total(self, batch: int) -> int:
         return self.parameters + batch * self.per_sample
@@ -60,7 +73,7 @@ def training_cost(report: Report, precision: str = "fp32", checkpointing: bool |
         kept += sum(p.activations for p in report.parts if not p.path.startswith("stages."))
     else:
         kept = report.activations
-    return Cost(report.params * BYTES_PER_PARAM, kept * width)
+    return Cost(report.params * BYTES_PER_PARAM, kept * width, PEAK_FACTOR[bool(checkpointing)])
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,11 @@ def test_the_estimate_is_what_autograd_keeps_plus_sixteen_bytes_a_parameter():
     kept, _ = saved_for_backward(model, x, exclude=(x,))
     report = archc.analyze(model.plan)
     cost = training_cost(report)
-    assert cost.per_sample == pytest.approx(kept, rel=0.02)  # 38,930,408 against 38,266,116 bytes: 1.7% over
+    assert cost.kept == pytest.approx(kept, rel=0.02)  # 38,930,408 against 38,266,116 bytes: 1.7% over
+    assert cost.per_sample == int(cost.kept * 1.6)  # the step's peak over the kept tensors (benchmarks/memory.py)
     assert cost.parameters == sum(p.numel() for p in model.parameters()) * BYTES_PER_PARAM
-    assert training_cost(report, "mixed").per_sample == cost.per_sample // 2
-    assert training_cost(report, checkpointing=True).per_sample < cost.per_sample / 2  # block inputs and one block's activations
+    assert training_cost(report, "mixed").kept == cost.kept // 2
+    assert training_cost(report, checkpointing=True).kept < cost.kept / 2  # block inputs and one block's activations
 
 
 def test_largest_phi_fits_and_the_next_does_not():
@@ -42,7 +43,7 @@ def test_largest_phi_fits_and_the_next_does_not():
     fit = largest_phi(lambda phi: archc.lower(fixed, phi=phi), memory, batch=2)
     assert fit.needed <= memory < fit.next_needed and fit.next_phi == fit.phi + 0.25
     report = archc.analyze(archc.lower(fixed, phi=fit.phi))
-    assert fit.needed == report.params * 16 + 2 * report.activations * 4
+    assert fit.needed == report.params * 16 + 2 * int(report.activations * 4 * 1.6)
     assert report.plan.resolution == (32, 256, 256)  # the data fix the input size
     with pytest.raises(archc.PlanningError, match=r"nothing fits 0.01 GiB at batch 2: even phi -4 needs"):
         largest_phi(lambda phi: archc.lower(fixed, phi=phi), parse_bytes("10MiB"), batch=2)
