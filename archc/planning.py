@@ -187,7 +187,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     level, total = 0, [1] * dims
     components = [("stem", raw.setdefault("stem", {}), base.stem)] + [(f"stages[{i}]", row, base.stages[i]) for i, row in enumerate(raw["stages"])]
     for path, entry, written in components:
-        base_kernel, base_stride = written.kernel, written.stride
+        base_stride = written.stride
         if any(s > 1 for s in base_stride):
             number = level
             level += 1
@@ -200,23 +200,27 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
                 decisions.append(Decision(f"{path}.stride", [1] * dims, f"downsampling step {number + 1} of {n_base}: stride 1 on every axis: "
                                           f"after {n_rule} step(s) {topology.stop}"))
             total = [t * s for t, s in zip(total, _axes(entry["stride"], dims))]
-        if base_kernel is None:  # mixed kernels (MixNet) are the same on every axis: kept as written
-            if path != "stem":
-                notes.append(f"{path}: mixed kernels are kept as written (one size on every axis)")
-            continue
         rule_kernel = topology.kernels[min(level, n_rule)]
-        size = max(base_kernel)
-        planned = tuple(size if k == 3 else 1 for k in rule_kernel)
-        reason = _kernel_reason(level, n_rule, size, rule_kernel, topology)
         extent = tuple(-(-n // t) for n, t in zip(topology.patch, total))  # the feature map at this level
-        if any(k > n for k, n in zip(planned, extent)):  # a kernel wider than the map it slides over sees mostly padding
-            planned = tuple(min(k, n if n % 2 else n - 1) if k > n else k for k, n in zip(planned, extent))
-            reason += f"; capped to the {_x(extent)} feature map"
-        entry["kernel"] = _kernel_text(planned)
-        decisions.append(Decision(f"{path}.kernel", list(planned), reason))
-        if getattr(written, "start_kernel", None) is not None:  # a uib's extra depthwise conv follows the same rule
-            start = max(written.start_kernel)
-            entry["start_kernel"] = _kernel_text(tuple(start if k == 3 else 1 for k in rule_kernel))
+        for key in ("kernel", "start_kernel"):  # a uib's extra depthwise conv follows the same rule
+            written_kernel = getattr(written, key, None)
+            if written_kernel is None:
+                continue
+            size = max(written_kernel)
+            planned = _capped(tuple(size if k == 3 else 1 for k in rule_kernel), extent)
+            reason = _kernel_reason(level, n_rule, size, rule_kernel, topology)
+            if planned != tuple(size if k == 3 else 1 for k in rule_kernel):  # a kernel wider than its map sees mostly padding
+                reason += f"; capped to the {_x(extent)} feature map"
+            entry[key] = _kernel_text(planned)
+            decisions.append(Decision(f"{path}.{key}", list(planned), reason))
+        mixed = getattr(written, "mixed_kernels", None)
+        if mixed:  # MixNet's kernels are one size on every axis: only capped to the map
+            capped = [min(k, _capped((k,), (min(extent),))[0]) for k in mixed]
+            if capped != list(mixed):
+                entry["mixed_kernels"] = capped
+                decisions.append(Decision(f"{path}.mixed_kernels", capped, f"level {level}: mixed kernels (one size on every axis) capped to the "
+                                                                            f"smallest axis of the {_x(extent)} feature map"))
+            notes.append(f"{path}: mixed kernels keep one size on every axis (the rule's per-axis kernels do not apply)")
 
     resolution = tuple(_round_up(n, t) for n, t in zip(topology.patch, total))
     raw["resolution"] = list(resolution)
@@ -298,6 +302,11 @@ def _kernel_reason(level: int, n_rule: int, size: int, rule_kernel: tuple[int, .
         return f"level {level} ({_x(spacing)} mm): every axis within 2x of the finest spacing, size {size} on each"
     return (f"level {level} ({_x(spacing)} mm): 1 along axis {', '.join(map(str, flat))}, over 2x the finest spacing "
             f"{_mm(min(spacing))} until pooling catches up; {size} on the others")
+
+
+def _capped(kernel: tuple[int, ...], extent: tuple[int, ...]) -> tuple[int, ...]:
+    """Each kernel size at most the largest odd size that fits the map along its axis."""
+    return tuple(min(k, n if n % 2 else n - 1) for k, n in zip(kernel, extent))
 
 
 def _kernel_text(kernel: tuple[int, ...]):

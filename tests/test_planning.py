@@ -181,3 +181,14 @@ def test_cli_json_and_errors(capsys):
         main(["plan", "efficientnet_b0", "--spacing", "1,x,1", "--shape", "64,64,64"])
     assert exit_.value.code == 2
     assert "argument --spacing: expected numbers separated by commas (like 5,0.7,0.7), got '1,x,1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spacing, shape", [((5, 0.7, 0.7), (32, 256, 256)), ((1, 1, 1), (64, 64, 64)), ((3, 0.8, 0.8), (12, 64, 64)), ((1, 1), (96, 96))])
+def test_every_shipped_spec_plans_without_a_warning(spacing, shape):
+    """Every base (uib start kernels, MixNet's mixed kernels, fused blocks, ...): the plan lowers, its input divides the
+    total stride and no kernel is wider than its map."""
+    for name in archc.builtin_specs():
+        planned = archc.plan(name, spacing=spacing, shape=shape)
+        plan = archc.lower(planned.spec)
+        assert all(r % t == 0 for r, t in zip(plan.resolution, total_stride(plan))), name
+        assert analyze(plan).warnings == (), name
