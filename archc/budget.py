@@ -84,24 +84,43 @@ class Fit:
     needed: int  # bytes at the batch asked for
     next_phi: float | None  # the next phi tried, which did not fit
     next_needed: int | None
+    next_over: str = ""  # what that phi broke: "needs 12.21 GiB", "has 61,234,567 MACs"
 
 
-def largest_phi(lower, memory: int, batch: int, precision: str = "fp32", checkpointing: bool | None = None) -> Fit:
-    """The largest phi of :data:`PHIS` whose training step at ``batch`` fits ``memory``; ``lower(phi)`` gives its Plan.
-    Memory grows with phi, so the search stops at the first that does not fit."""
-    best, over = None, (None, None)
+def largest_phi(lower, memory: int | None, batch: int = 1, precision: str = "fp32", checkpointing: bool | None = None, *,
+                macs: int | None = None, params: int | None = None) -> Fit:
+    """The largest phi of :data:`PHIS` whose training step at ``batch`` fits ``memory`` (bytes), and whose MACs per
+    sample and parameters stay within ``macs`` and ``params`` (each None: no limit); ``lower(phi)`` gives its Plan.
+    All three grow with phi, so the search stops at the first phi over a limit."""
+    best, over = None, (None, None, "")
     for phi in PHIS:
         report = analyze(lower(phi))
         cost = training_cost(report, precision, checkpointing)
         needed = cost.total(batch)
-        if needed > memory:
-            over = (phi, needed)
+        broken = [what for what, value, limit in (("memory", needed, memory), ("MACs", report.macs, macs), ("parameters", report.params, params))
+                  if limit is not None and value > limit]
+        if broken:
+            over = (phi, needed, _over(broken[0], report, needed))
             break
         best = (phi, report, cost, needed)
     if best is None:
-        raise PlanningError(f"nothing fits {gib(memory)} at batch {batch}: even phi {PHIS[0]:g} needs {gib(over[1])} "
-                            f"(a smaller batch, mixed precision or checkpointing lowers it)")
+        raise PlanningError(f"nothing fits at batch {batch}: even phi {PHIS[0]:g} {over[2]} (a smaller budget of width and depth "
+                            f"cannot go lower; a smaller batch, mixed precision or checkpointing lowers the memory)")
     return Fit(*best, *over)
+
+
+def _over(what: str, report: Report, needed: int) -> str:
+    if what == "memory":
+        return f"needs {gib(needed)}"
+    return f"has {report.macs:,} MACs" if what == "MACs" else f"has {report.params:,} parameters"
+
+
+def parse_count(text: str, what: str) -> int:
+    """``50G``, ``10M``, ``2.5e9`` -> a count (decimal suffixes K, M, G, T)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:e[0-9]+)?)\s*([kKmMgGtT]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise PlanningError(f"{what}: got {text!r}, expected a count like 50G or 10M")
+    return int(float(match.group(1)) * 1000 ** " KMGT".index(match.group(2).upper() or " "))
 
 
 def _elements(shape) -> int:

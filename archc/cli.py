@@ -327,7 +327,7 @@ def _plan(args: argparse.Namespace) -> int:
     if not args.images and not (args.spacing and args.shape):
         raise _usage("give --spacing and --shape, or --images")
     planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, images=args.images, task=args.task, name=args.name,
-                       memory=args.memory, batch=args.batch, precision=args.precision, checkpointing=args.checkpointing,
+                       memory=args.memory, batch=args.batch, precision=args.precision, checkpointing=args.checkpointing, macs=args.macs, params=args.params,
                        in_channels=args.in_channels, num_classes=args.num_classes, overrides=args.set)
     if args.output:
         write_atomic(args.output, planned.text)
@@ -516,6 +516,8 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--task", choices=("classify", "segment"), default="classify", help="classify (default) or segment (adds a U-Net decoder)")
     plan.add_argument("--name", help="the planned network's name (default: the base's name + _planned)")
     plan.add_argument("--memory", metavar="SIZE", help="training memory budget (11GiB, 80GB): choose the largest phi that fits (width and depth)")
+    plan.add_argument("--macs", metavar="N", help="MACs per sample budget (50G): the largest phi within it")
+    plan.add_argument("--params", metavar="N", help="parameter budget (10M): the largest phi within it")
     plan.add_argument("--batch", type=_positive_int, default=1, help="training batch size for --memory (default 1)")
     plan.add_argument("--precision", choices=("fp32", "mixed"), default="fp32", help="for --memory: float32 (default) or mixed-precision activations")
     plan.add_argument("--checkpointing", action="store_true", help="for --memory: activation checkpointing per block (and set it in the spec)")

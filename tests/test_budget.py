@@ -45,7 +45,7 @@ def test_largest_phi_fits_and_the_next_does_not():
     report = archc.analyze(archc.lower(fixed, phi=fit.phi))
     assert fit.needed == report.params * 16 + 2 * int(report.activations * 4 * 1.6)
     assert report.plan.resolution == (32, 256, 256)  # the data fix the input size
-    with pytest.raises(archc.PlanningError, match=r"nothing fits 0.01 GiB at batch 2: even phi -4 needs"):
+    with pytest.raises(archc.PlanningError, match=r"nothing fits at batch 2: even phi -4 needs"):
         largest_phi(lambda phi: archc.lower(fixed, phi=phi), parse_bytes("10MiB"), batch=2)
 
 
@@ -84,3 +84,18 @@ def test_info_in_millimetres(capsys):
     assert "classifier" not in rows
     assert main(["info", "efficientnet3d_b0", "--spacing", "5,0.7"]) == 1
     assert capsys.readouterr() == ("", "archc: error: spacing has 2 values for a 3D network; give one per axis (depth, height, width)\n")
+
+
+def test_macs_and_params_budgets():
+    """--macs / --params alone or with --memory: the chosen phi is within every limit and the next quarter step is not."""
+    planned = archc.plan("efficientnet3d_b0", spacing=(5, 0.7, 0.7), shape=(32, 256, 256), macs="20G", params=10_000_000)
+    phi = planned.spec.scaling.phi
+    report = archc.analyze(archc.lower(planned.spec))
+    assert report.macs <= 20 * 10**9 and report.params <= 10**7
+    fixed = planned.spec.model_copy(update={"scaling": planned.spec.scaling.model_copy(update={"phi": phi + 0.25})})
+    bigger = archc.analyze(archc.lower(fixed))
+    assert bigger.macs > 20 * 10**9 or bigger.params > 10**7
+    assert planned.reasons["scaling.phi"].startswith("the largest phi (in quarter steps) with at most 20,000,000,000 MACs per sample and with at most "
+                                                     "10,000,000 parameters: ")
+    with pytest.raises(archc.PlanningError, match="macs: got '20x', expected a count like 50G or 10M"):
+        archc.plan("efficientnet3d_b0", spacing=(5, 0.7, 0.7), shape=(32, 256, 256), macs="20x")
