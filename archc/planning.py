@@ -167,7 +167,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     raw.pop("aliases", None)  # the base's other names are its own, not the planned network's
     decisions: list[Decision] = []
     notes: list[str] = []
-    steps = _downsampling_steps(base, dims)
+    steps = _downsampling_steps(base)
     rule = list(topology.steps)
     n_base, n_rule = len(steps), len(rule)
     if n_rule > n_base:
@@ -280,7 +280,8 @@ def _flow(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip().removesuffix("\n...").strip()
 
 
-def _downsampling_steps(base: Spec, dims: int) -> list[str]:
+def _downsampling_steps(base: Spec) -> list[str]:
+    """The base's own downsampling steps, in order: its stem and every row that strides on some axis."""
     steps = ["stem"] if any(s > 1 for s in base.stem.stride) else []
     return steps + [f"stages[{i}]" for i, row in enumerate(base.stages) if any(s > 1 for s in row.stride)]
 
