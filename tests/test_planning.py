@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import TINY3D, train_until
+from conftest import TINY3D, run_python, train_until
 
 import archc
 from archc.analysis import analyze, total_stride
@@ -238,3 +238,9 @@ def test_a_planned_unet_learns_anisotropic_volumes():
 
     best, steps = train_until(model, x, mask, dice, target=0.9, max_steps=200, batch=8)
     assert best >= 0.9, f"held-out Dice {best:.3f} after {steps} steps"
+
+
+def test_planning_imports_no_torch():
+    code = ("import sys, archc; archc.plan('efficientnet3d_b0', spacing=(5, 0.7, 0.7), shape=(32, 256, 256), memory='11GiB', batch=2); "
+            "print('torch' in sys.modules)")
+    assert run_python(code).stdout.strip() == "False"
