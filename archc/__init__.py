@@ -11,6 +11,7 @@ from .api import builtin_specs as builtin_specs
 from .api import export as export
 from .api import load as load
 from .api import lower as lower
+from .api import plan as plan
 from .api import read as read
 from .api import render as render
 from .api import restore as restore
@@ -20,6 +21,7 @@ from .errors import ArchcError as ArchcError
 from .errors import CheckpointError as CheckpointError
 from .errors import EmitError as EmitError
 from .errors import LoweringError as LoweringError
+from .errors import PlanningError as PlanningError
 from .errors import ScalingError as ScalingError
 from .errors import SpecError as SpecError
 from .ir import Plan as Plan

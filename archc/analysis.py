@@ -307,7 +307,7 @@ def analyze(plan: ir.Plan) -> Report:
         _head(walk, plan.head, parts, rows)
     if plan.decoder is not None:
         _decoder(walk, plan.decoder, taps, parts, rows)
-    rounded = walk.stride_warning()
+    rounded = walk.stride_warning() if plan.resolution_given else None
     warnings = ([rounded] if rounded else []) + walk.warnings
     return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
                   tuple(dict.fromkeys(walk.collapses)), tuple(walk.layers))

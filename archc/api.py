@@ -132,6 +132,83 @@ def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None)
     return spec
 
 
+def plan(base: Spec | str | os.PathLike, *, spacing=None, shape=None, images=None, task: str = "classify", name: str | None = None,
+         in_channels: int | None = None, num_classes: int | None = None, overrides: Overrides | None = None,
+         memory: int | str | None = None, batch: int = 1, precision: str = "fp32", checkpointing: bool = False,
+         macs: int | str | None = None, params: int | str | None = None):
+    """Plan a network for data of this voxel ``spacing`` (mm per axis) and ``shape`` (voxels per axis) from ``base``:
+    per-axis strides and kernels by nnU-Net's rule on the base's own downsampling steps (archc/planning.py).
+    ``images`` instead (a glob pattern, a folder or a list of NIfTI files): their headers give nnU-Net's target
+    spacing and the median shape at it (archc/fingerprint.py; needs ``archc[plan]``). ``memory`` (bytes, or "11GiB"):
+    the largest phi whose training step at ``batch`` fits (``precision`` fp32 or mixed, ``checkpointing``), width
+    and depth only, as the data fix the input size (archc/budget.py); ``macs`` / ``params`` ("50G", "10M") limit
+    the MACs per sample and the parameters likewise, alone or with ``memory``.
+    Returns a :class:`~archc.planning.Planned`: ``.spec`` (validated and lowered once), ``.decisions`` with their
+    reasons (``.reasons`` by field path), ``.text`` (the spec as YAML, every decision commented)."""
+    from .errors import PlanningError
+    from .planning import Planned, plan_spec, spec_text
+
+    written = read(base, overrides)
+    found = None
+    if images is not None:
+        if spacing is not None or shape is not None:
+            raise PlanningError("give images, or spacing and shape, not both")
+        from .fingerprint import fingerprint
+
+        found = fingerprint(images)
+        spacing, shape = found.target_spacing, found.shape
+    elif spacing is None or shape is None:
+        raise PlanningError("give the voxel spacing and the shape (or images to read them from)")
+    raw, decisions, topology, total, notes = plan_spec(written, spacing, shape, task=task, name=name, in_channels=in_channels, num_classes=num_classes)
+    if found is not None:
+        notes.insert(0, f"from the headers of {len(found.images)} images: median spacing {_axes_text(found.median_spacing)} mm, median shape "
+                        f"{_axes_text(found.median_shape)}; target spacing {_axes_text(found.target_spacing)} mm ({found.target_reason}); "
+                        f"median shape at the target spacing {_axes_text(found.shape)}")
+    text = spec_text(raw, decisions, topology, written.name, task, notes)
+    spec = parse_spec(text, file=f"<plan of {written.name}>")
+    _lower(spec)
+    budget = {"memory": memory, "macs": macs, "params": params}
+    if any(v is not None for v in budget.values()):
+        spec, text = _fit_budget(raw, decisions, spec, budget, batch, precision, checkpointing, lambda: spec_text(raw, decisions, topology, written.name, task, notes))
+    return Planned(spec, text, tuple(decisions), topology, total, tuple(notes))
+
+
+def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int, precision: str, checkpointing: bool, write):
+    """The largest phi within the budget (training memory, MACs, parameters), width and depth only: the data fix the input size."""
+    from .budget import gib, largest_phi, parse_bytes, parse_count
+    from .planning import Decision
+
+    memory, macs, params = budget["memory"], budget["macs"], budget["params"]
+    memory = parse_bytes(memory) if isinstance(memory, str) else memory
+    macs = parse_count(macs, "macs") if isinstance(macs, str) else macs
+    params = parse_count(params, "params") if isinstance(params, str) else params
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ArchcError(f"batch: got {batch!r}, expected a positive whole number")
+    fixed = spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"gamma": 1.0}), "checkpointing": checkpointing})
+    fit = largest_phi(lambda phi: _lower(fixed, phi=phi), memory, batch, precision, macs=macs, params=params)
+    raw["scaling"]["gamma"] = 1
+    raw["scaling"]["phi"] = fit.phi
+    if checkpointing:
+        raw["checkpointing"] = True
+    mode = f"{'mixed precision' if precision == 'mixed' else 'float32'}{', checkpointing' if checkpointing else ''}"
+    limits = [text for text, given in ((f"whose training step fits {gib(memory or 0)} at batch {batch} ({mode})", memory),
+                                       (f"with at most {macs or 0:,} MACs per sample", macs), (f"with at most {params or 0:,} parameters", params)) if given]
+    decisions.append(Decision("scaling.gamma", 1, "the data fix the input size: phi scales width and depth only"))
+    decisions.append(Decision("scaling.phi", fit.phi, (
+        f"the largest phi (in quarter steps) {' and '.join(limits)}: {fit.report.params:,} parameters, {fit.report.macs:,} MACs, "
+        f"about {gib(fit.needed)} to train at batch {batch} ({fit.report.params:,} x 16 B + {batch} x {gib(fit.cost.per_sample)} of activations)"
+        + (f"; phi {fit.next_phi:g} {fit.next_over}" if fit.next_phi is not None else " (the largest phi tried)")
+        + (f"; at phi {fit.phi:g} the largest batch is {fit.cost.largest_batch(memory)}" if memory else ""))))
+    text = write()
+    planned = parse_spec(text, file=f"<plan of {spec.name}>")
+    _lower(planned)
+    return planned, text
+
+
+def _axes_text(values) -> str:
+    return "x".join(f"{v:.4g}" for v in values)
+
+
 def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
     """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan. ``args``: phi, preset, dims,
     in_channels, num_classes, resolution."""

@@ -179,16 +179,26 @@ def _render(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .analysis import analyze
-    from .summary import format_blocks, format_info, format_layers
+    from .summary import format_blocks, format_info, format_layers, format_millimetres, millimetres
 
     if args.compare:
         return _compare(args, page=False)
     report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
+    batches = _largest_batches(report, args.memory) if args.memory else None
+    mm = millimetres(report, args.spacing) if args.spacing else None
     if args.json:
-        _print_json(report.to_dict())
+        extra = {"largest_batch": batches} if batches else {}
+        if mm:
+            extra["millimetres"] = [{key: list(v) if isinstance(v, tuple) else v for key, v in row.items()} for row in mm]
+        _print_json({**report.to_dict(), **extra})
     else:
         print(formats[args.detail](report))
+        if batches:
+            print(f"largest training batch in {args.memory}: " + ", ".join(f"{n} ({mode})" for mode, n in batches.items()))
+        if mm:
+            print()
+            print(format_millimetres(mm, args.spacing))
     _warn(report.warnings, args)
     return 0
 
@@ -225,6 +235,15 @@ def _compare(args: argparse.Namespace, page: bool) -> int:
     else:
         print(format_comparison(comparison))
     return 0
+
+
+def _largest_batches(report, memory: str) -> dict:
+    """The largest training batch that fits ``memory``, per precision and with or without checkpointing (archc/budget.py)."""
+    from .budget import parse_bytes, training_cost
+
+    size = parse_bytes(memory)
+    return {f"{precision}{', checkpointing' if ckpt else ''}": training_cost(report, precision, ckpt).largest_batch(size)
+            for precision in ("fp32", "mixed") for ckpt in (False, True)}
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -296,14 +315,15 @@ def _scale(args: argparse.Namespace) -> int:
     for name in s.presets:
         report = analyze(api.lower(spec, preset=name, dims=dims))
         presets[name] = (report.params, report.macs)
-    formula = s.alpha * s.beta**2 * s.gamma**dims
+    gammas = s.gamma if isinstance(s.gamma, tuple) else (s.gamma,) * dims  # per axis: a fixed axis (gamma 1) adds no cost
+    formula = s.alpha * s.beta**2 * math.prod(gammas)
     if args.json:
-        _print_json({"name": spec.name, "dims": dims, "alpha": s.alpha, "beta": s.beta, "gamma": s.gamma, "formula": formula,
+        _print_json({"name": spec.name, "dims": dims, "alpha": s.alpha, "beta": s.beta, "gamma": list(s.gamma) if isinstance(s.gamma, tuple) else s.gamma, "formula": formula,
                      "points": [{"phi": p.phi, "width": p.width, "depth": p.depth, "resolution": list(p.resolution), "params": p.params,
                                  "macs": p.macs, "macs_ratio": p.macs_ratio, "warnings": list(p.warnings)} for p in points],
                      "presets": {name: {"params": n, "macs": m} for name, (n, m) in presets.items()}})
     else:
-        print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {s.gamma:g} "
+        print(f"{spec.name}, {dims}D: constraint {constraint(dims)}; alpha {s.alpha:g}, beta {s.beta:g}, gamma {'x'.join(f'{g:g}' for g in _axes_of(s.gamma))} "
               f"gives {formula:.3f} by the formula")
         print()
         print(f"{'phi':>5}  {'width':>6}  {'depth':>6}  {'resolution':>14}  {'params':>12}  {'MACs':>7}  {'MACs/phi0':>9}")
@@ -359,6 +379,48 @@ def _search(args: argparse.Namespace) -> int:
     print("# paste into the spec:")
     print(ranked.winner.scaling_block(), end="")
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .files import write_atomic
+
+    if args.images and (args.spacing or args.shape):
+        raise _usage("--images reads the spacing and shape from the headers: give it, or --spacing and --shape, not both")
+    if not args.images and not (args.spacing and args.shape):
+        raise _usage("give --spacing and --shape, or --images")
+    planned = api.plan(args.spec, spacing=args.spacing, shape=args.shape, images=args.images, task=args.task, name=args.name,
+                       memory=args.memory, batch=args.batch, precision=args.precision, checkpointing=args.checkpointing, macs=args.macs, params=args.params,
+                       in_channels=args.in_channels, num_classes=args.num_classes, overrides=args.set)
+    if args.output:
+        write_atomic(args.output, planned.text)
+    if args.json:
+        _print_json(planned.to_dict())
+    elif args.output:
+        for d in planned.decisions:
+            print(f"{d.path}: {d.reason}")
+        for note in planned.notes:
+            print(f"note: {note}")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(planned.text)
+    return 0
+
+
+def _axes_of(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _per_axis_numbers(kind):
+    def parse(text: str):
+        try:
+            values = tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers separated by commas (like 5,0.7,0.7), got {text!r}") from None
+        if not 1 <= len(values) <= 3 or not all(math.isfinite(v) and v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected 1 to 3 positive numbers, one per axis (depth, height, width), got {text!r}")
+        return values
+
+    return parse
 
 
 def _print_json(value) -> None:
@@ -430,6 +492,8 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="static analysis from the Plan: shapes, receptive field, params, MACs, memory (no torch)")
     info.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")
     _add_lowering_flags(info)
+    info.add_argument("--spacing", type=_per_axis_numbers(float), metavar="D,H,W", help="voxel spacing in mm: also report voxel size, extent and receptive field in mm")
+    info.add_argument("--memory", metavar="SIZE", help="also print the largest training batch that fits this much memory (11GiB)")
     info.add_argument("--detail", choices=DETAILS, default="stage",
                       help="one row per stage (default), per block, or per layer (every conv, norm, activation, SE, linear)")
     info.add_argument("--compare", metavar="'B [FLAGS]'", help=COMPARE_HELP)
@@ -508,6 +572,26 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
     _add_json_flag(search)
     search.set_defaults(run=_search)
+
+    plan = commands.add_parser("plan", help="plan per-axis strides, kernels and input size from voxel spacing (nnU-Net's rule); writes a spec")
+    plan.add_argument("spec", help="the base spec file or shipped spec name (its stem and strided rows are the downsampling steps)")
+    plan.add_argument("--spacing", type=_per_axis_numbers(float), metavar="D,H,W", help="voxel spacing in mm, one per axis")
+    plan.add_argument("--shape", type=_per_axis_numbers(int), metavar="D,H,W", help="the (median) image size in voxels, one per axis")
+    plan.add_argument("--images", metavar="PATTERN", help="read spacing and shape from NIfTI headers instead: 'scans/*.nii.gz' or a folder (needs archc[plan])")
+    plan.add_argument("--task", choices=("classify", "segment"), default="classify", help="classify (default) or segment (adds a U-Net decoder)")
+    plan.add_argument("--name", help="the planned network's name (default: the base's name + _planned)")
+    plan.add_argument("--memory", metavar="SIZE", help="training memory budget (11GiB, 80GB): choose the largest phi that fits (width and depth)")
+    plan.add_argument("--macs", metavar="N", help="MACs per sample budget (50G): the largest phi within it")
+    plan.add_argument("--params", metavar="N", help="parameter budget (10M): the largest phi within it")
+    plan.add_argument("--batch", type=_positive_int, default=1, help="training batch size for --memory (default 1)")
+    plan.add_argument("--precision", choices=("fp32", "mixed"), default="fp32", help="for --memory: float32 (default) or mixed-precision activations")
+    plan.add_argument("--checkpointing", action="store_true", help="for --memory: activation checkpointing per block (and set it in the spec)")
+    plan.add_argument("--in-channels", type=_positive_int, metavar="N", help="input channels")
+    plan.add_argument("--num-classes", type=_count, metavar="N", help="classes (0: features out)")
+    _add_set_flag(plan)
+    plan.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="write the planned spec here (YAML); without it, print it")
+    _add_json_flag(plan)
+    plan.set_defaults(run=_plan)
 
     render = commands.add_parser("render", help="draw a graphviz diagram of the compiled network, or an interactive HTML page")
     render.add_argument("spec", help="spec file, shipped spec name, or a saved .safetensors model")

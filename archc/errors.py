@@ -73,6 +73,10 @@ class LoweringError(ArchcError):
     """The spec is valid on its own but cannot be resolved into a Plan with these arguments."""
 
 
+class PlanningError(ArchcError):
+    """Planning from data is impossible: a bad spacing or shape, an image whose header cannot be read."""
+
+
 class EmitError(ArchcError):
     """A Plan cannot be turned into an output (a module, a diagram, a file)."""
 

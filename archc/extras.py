@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import EmitError
+from .errors import ArchcError, EmitError
 
-EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai"}
+EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai", "nibabel": "plan"}
 
 
-def require(package: str, purpose: str, file: str | None = None) -> None:
-    """Raise an EmitError naming the extra when ``package`` is not installed (without importing it)."""
+def require(package: str, purpose: str, file: str | None = None, error: type[ArchcError] = EmitError) -> None:
+    """Raise ``error`` naming the extra when ``package`` is not installed (without importing it)."""
     if importlib.util.find_spec(package) is None:
-        raise EmitError(f"{purpose} needs {package}: pip install 'archc[{EXTRAS[package]}]'", file=file)
+        raise error(f"{purpose} needs {package}: pip install 'archc[{EXTRAS[package]}]'", file=file)

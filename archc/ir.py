@@ -203,7 +203,7 @@ class Scaling:
     preset: str | None
     width: float
     depth: float
-    resolution: float  # multiplier over the spec's resolution
+    resolution: float | tuple[float, ...]  # multiplier over the spec's resolution (one per axis when gamma is)
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,9 @@ class Plan:
     features: tuple[FeatureLevel, ...]  # one per reduction level, in order
     checkpointing: bool = False  # recompute each block's activations in backward (training memory)
     decoder: Decoder | None = None  # a U-Net decoder over ``features`` (then ``head`` is None): the module segments
+    # The input size is one a person wrote (the spec's own, or a request's), not one archc computed from phi or a
+    # preset: only such a size draws a warning when a stride does not divide it.
+    resolution_given: bool = True
 
     @property
     def output(self) -> Literal["classifier", "features", "segmentation"]:

@@ -72,9 +72,12 @@ def lower(
     if resolution is not None:
         res = axes.explicit(resolution)
     elif mult.absolute_resolution is not None:
-        res = (mult.absolute_resolution,) * dims
+        res = axes.get(mult.absolute_resolution, ("scaling", "presets", preset, "resolution"))
     else:
-        res = tuple(scale_resolution(r, mult.resolution, s.resolution_rounding) for r in axes.get(spec.resolution, ("resolution",)))
+        gammas = axes.get(mult.resolution, ("scaling", "gamma")) if isinstance(mult.resolution, tuple) else (mult.resolution,) * dims
+        res = tuple(scale_resolution(r, m, s.resolution_rounding, t) for r, m, t in zip(axes.get(spec.resolution, ("resolution",)), gammas, _total_stride(spec, axes)))
+    # archc warns about sizes people wrote, not about those it computed from phi or took from a preset as published
+    given = resolution is not None or (mult.absolute_resolution is None and all(m == 1 for m in _axes_of(mult.resolution)))
 
     stem = ir.ConvLayer(
         path="stem",
@@ -138,7 +141,18 @@ def lower(
         features=features,
         checkpointing=spec.checkpointing,
         decoder=decoder,
+        resolution_given=given,
     )
+
+
+def _total_stride(spec: Spec, axes: "_Axes") -> tuple[int, ...]:
+    """Input size over the last map's, per axis: the stem's stride times each row's (a row strides once, whatever its depth)."""
+    strides = [axes.get(spec.stem.stride, ("stem", "stride"))] + [axes.get(row.stride, ("stages", i, "stride")) for i, row in enumerate(spec.stages)]
+    return tuple(math.prod(s[a] for s in strides) for a in range(axes.dims))
+
+
+def _axes_of(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def block_count(spec: Spec, *, phi: float | None = None, preset: str | None = None) -> int:

@@ -20,8 +20,8 @@ class Multipliers:
 
     width: float = 1.0
     depth: float = 1.0
-    resolution: float = 1.0
-    absolute_resolution: int | None = None  # presets give a resolution, not a multiplier
+    resolution: float | tuple[float, ...] = 1.0  # one per spatial axis when gamma is (a volume's slices may stay fixed)
+    absolute_resolution: tuple[int, ...] | None = None  # presets give a resolution (one, or one per axis), not a multiplier
     dropout: float | None = None  # presets also set the classifier dropout
 
 
@@ -29,22 +29,26 @@ MAX_BLOCKS = 10_000  # blocks of a network, encoder and decoder: EfficientNet-B7
 MAX_MULTIPLIER = 1000.0  # B7's widest is 2.0 and deepest 3.1; past a thousand, channels and sizes stop being numbers a machine holds
 
 
-def compound(phi: float, alpha: float, beta: float, gamma: float) -> Multipliers:
+def compound(phi: float, alpha: float, beta: float, gamma: float | tuple[float, ...]) -> Multipliers:
     """Multipliers for a compound coefficient ``phi`` (the paper's eq. 3). ``phi`` may be fractional or negative;
-    a multiplier over :data:`MAX_MULTIPLIER` is refused (it would overflow the channel and size arithmetic)."""
+    a multiplier over :data:`MAX_MULTIPLIER` is refused (it would overflow the channel and size arithmetic).
+    ``gamma`` may be one per spatial axis; an axis whose gamma is 1 keeps its size."""
     if not math.isfinite(phi):
         raise ScalingError(f"phi must be a finite number, got {phi!r}")
+    gammas = gamma if isinstance(gamma, tuple) else (gamma,)
     values = {}
-    for name, symbol, base in (("width", "beta", beta), ("depth", "alpha", alpha), ("resolution", "gamma", gamma)):
+    for name, symbol, base in (("width", "beta", beta), ("depth", "alpha", alpha), *(("resolution", "gamma", g) for g in gammas)):
         try:
-            values[name] = base**phi
+            value = base**phi
         except OverflowError:
-            values[name] = math.inf
-        if not values[name] <= MAX_MULTIPLIER:
+            value = math.inf
+        if not value <= MAX_MULTIPLIER:
             raise ScalingError(
                 f"phi={phi!r} gives a {name} multiplier {symbol}**phi = {base:g}**{phi!r} over {MAX_MULTIPLIER:g}; is phi a typo?"
             )
-    return Multipliers(**values)
+        values[name] = (*values.get(name, ()), value) if name == "resolution" else value
+    resolution = values["resolution"]
+    return Multipliers(values["width"], values["depth"], resolution if isinstance(gamma, tuple) else resolution[0])
 
 
 def make_divisible(value: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -68,9 +72,15 @@ def scale_repeats(repeats: int, depth: float, rounding: str = "ceil") -> int:
     return max(1, math.ceil(scaled) if rounding == "ceil" else int(round(scaled)))
 
 
-def scale_resolution(resolution: int, multiplier: float, rounding: str = "round") -> int:
-    """Input size along one axis after resolution scaling; B0 at 224 gives 258, 296, 341, 392 for phi 1..4."""
+def scale_resolution(resolution: int, multiplier: float, rounding: str = "round", stride: int = 1) -> int:
+    """Input size along one axis after resolution scaling; B0 at 224 gives 258, 296, 341, 392 for phi 1..4.
+    ``stride`` rounding goes to the nearest multiple of ``stride`` (the axis's total stride, so every strided conv
+    divides it; never below one stride). A multiplier of 1 keeps the size as written (a fixed axis)."""
+    if multiplier == 1:
+        return resolution
     scaled = resolution * multiplier
+    if rounding == "stride":
+        return max(1, round(scaled / stride)) * stride
     value = {"round": round, "ceil": math.ceil, "floor": math.floor}[rounding](scaled)
     return max(1, int(value))
 

@@ -12,16 +12,18 @@ import difflib
 import re
 import typing
 from pathlib import Path as FilePath
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     Strict,
+    Tag,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -311,7 +313,10 @@ class Preset(Model):
 
     width: Annotated[Multiplier, _doc("channel multiplier")]
     depth: Annotated[Multiplier, _doc("repeats multiplier")]
-    resolution: Annotated[Optional[PositiveInt], _doc("input size along every spatial axis; null or left out: the spec's resolution")] = None
+    resolution: Annotated[Optional[Resolution], _doc(
+        "input size, one for every spatial axis or one per axis; archc does not warn about it (a published size, like B2's 260); "
+        "null or left out: the spec's resolution"
+    )] = None
     dropout: Annotated[Optional[Fraction], _doc("classifier dropout; null or left out: head.dropout")] = None
 
 
@@ -320,11 +325,17 @@ class Scaling(Model):
 
     alpha: Annotated[Multiplier, _doc("depth base (paper, section 3.3)")] = 1.2
     beta: Annotated[Multiplier, _doc("width base")] = 1.1
-    gamma: Annotated[Multiplier, _doc("resolution base")] = 1.15
+    gamma: Annotated[Union[Annotated[Multiplier, Tag("one")], Annotated[tuple[Multiplier, ...], BeforeValidator(_as_tuple), Field(min_length=2, max_length=3), Tag("axes")]],
+                     Discriminator(lambda v: "axes" if isinstance(v, (list, tuple)) else "one"),
+                     WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                               {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 3}]}),
+                     _doc("resolution base, one for every axis or one per axis; 1 holds an axis fixed (the slices of a thin-slab scan: [1, 1.15, 1.15])")] = 1.15
     divisor: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("channels are rounded to multiples of this")] = 8
     round_limit: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False), _doc("rounding never goes below this share of channels * width")] = 0.9
     depth_rounding: Annotated[Literal["ceil", "round"], _doc("how scaled repeats are rounded (TF: ceil)")] = "ceil"
-    resolution_rounding: Annotated[Literal["round", "ceil", "floor"], _doc("how a scaled resolution is rounded")] = "round"
+    resolution_rounding: Annotated[Literal["round", "ceil", "floor", "stride"], _doc(
+        "how a scaled resolution is rounded; stride: to the nearest multiple of each axis's total stride (every strided conv divides it)"
+    )] = "round"
     phi: Annotated[Optional[Float], _doc("compound coefficient used when the caller gives neither phi nor preset; null: unscaled (or preset)")] = None
     preset: Annotated[Optional[str], _doc("preset used when the caller gives neither phi nor preset; null: none")] = None
     presets: Annotated[dict[str, Preset], _doc(f"named multipliers, e.g. the released b0..b7 (at most {MAX_PRESETS})")] = {}

@@ -55,6 +55,37 @@ def format_info(report: Report) -> str:
     return "\n".join(lines)
 
 
+def millimetres(report: Report, spacing: tuple[float, ...]) -> list[dict]:
+    """Per row with a feature map: its voxel size (input spacing x the stride so far), its extent and its receptive
+    field, in mm (``archc info --spacing``)."""
+    plan = report.plan
+    if len(spacing) != plan.dims:
+        from .errors import PlanningError
+
+        raise PlanningError(f"spacing has {len(spacing)} values for a {plan.dims}D network; give one per axis (depth, height, width)")
+    rows, stride = [], (1,) * plan.dims
+    for row in report.rows:
+        if len(row.shape) != plan.dims + 1:  # the classifier's scores have no extent
+            continue
+        stride = tuple(s * r for s, r in zip(stride, row.stride))
+        voxel = tuple(mm * s for mm, s in zip(spacing, stride))
+        rows.append({"name": row.name, "voxel": voxel, "extent": tuple(n * v for n, v in zip(row.shape[1:], voxel)),
+                     "receptive_field": tuple(rf * mm for rf, mm in zip(row.receptive_field, spacing))})
+    return rows
+
+
+def format_millimetres(rows: list[dict], spacing: tuple[float, ...]) -> str:
+    """The rows of :func:`millimetres` as a table."""
+    cells = [("stage", "voxel (mm)", "extent (mm)", "receptive field (mm)")]
+    for row in rows:
+        cells.append((row["name"], _mm(row["voxel"]), _mm(row["extent"]), _mm(row["receptive_field"])))
+    return "\n".join([f"in millimetres, at {_mm(spacing)} mm voxels:", *table(cells, right=set())])
+
+
+def _mm(values) -> str:
+    return "x".join(f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in values)
+
+
 def format_blocks(report: Report) -> str:
     """``archc info --detail block``: one row per part (stem, each block, head, classifier)."""
     cells = [("module", "output", "receptive field", "params", "MACs", "act fp32")]

@@ -1,8 +1,11 @@
+import contextlib
+import io
 import math
 
 import pytest
 
 import archc
+from archc.cli import main
 from archc.errors import ScalingError
 from archc.scaling import compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels
 
@@ -70,3 +73,64 @@ def test_squeeze_channels():
     assert squeeze_channels(32, 0.25) == 8
     assert squeeze_channels(2, 0.25) == 1  # never zero while SE is on
     assert squeeze_channels(40, 0.0) == 0
+
+
+THIN_SLAB = """
+name: thin
+dims: 3
+in_channels: 1
+num_classes: 2
+resolution: [32, 256, 256]
+stem: {channels: 32, kernel: 1x3x3, stride: [1, 2, 2]}
+stages:
+  columns: [block, expand, kernel, stride, channels, repeats]
+  rows:
+    - [mbconv, 1, 3, 1,         16, 1]
+    - [mbconv, 6, 3, [1, 2, 2], 24, 2]
+    - [mbconv, 6, 3, 2,         40, 2]
+    - [mbconv, 6, 3, 2,         80, 3]
+scaling: {gamma: [1, 1.15, 1.15], resolution_rounding: stride, presets: {big: {width: 1.2, depth: 1.4, resolution: [32, 320, 320]}}}
+"""
+
+
+def test_a_fixed_axis_stays_fixed_and_the_others_round_to_the_total_stride():
+    """gamma [1, 1.15, 1.15]: the 32 slices stay 32 at every phi; in-plane 256 * 1.15**phi rounds to the nearest
+    multiple of the in-plane total stride 16 (by hand: 294.4 -> 288, 338.6 -> 336, 389.3 -> 384, 447.7 -> 448)."""
+    spec = archc.spec.parse_spec(THIN_SLAB)
+    plans = [archc.lower(spec, phi=phi) for phi in range(5)]
+    assert [p.resolution for p in plans] == [(32, 256, 256), (32, 288, 288), (32, 336, 336), (32, 384, 384), (32, 448, 448)]
+    assert all(not archc.analyze(p).warnings for p in plans)
+    assert plans[1].scaling.resolution == (1.0, 1.15, 1.15)
+    assert archc.lower(spec, preset="big").resolution == (32, 320, 320)  # a preset's size per axis, as written
+
+
+def test_per_axis_gamma_and_stride_rounding():
+    assert compound(1, 1.2, 1.1, (1.0, 1.15)).resolution == (1.0, 1.15)
+    assert compound(2, 1.2, 1.1, 1.15).resolution == pytest.approx(1.3225)  # one gamma: one multiplier, as before
+    assert scale_resolution(224, 1.15, "stride", 32) == 256  # 257.6 -> 8 strides
+    assert scale_resolution(20, 0.5, "stride", 32) == 32  # never below one stride
+    assert scale_resolution(37, 1.0, "stride", 32) == 37  # a multiplier of 1 keeps the written size
+    with pytest.raises(archc.SpecError, match=r"scaling\.gamma"):
+        archc.spec.parse_spec(THIN_SLAB.replace("gamma: [1, 1.15, 1.15]", "gamma: [1, 1.15, 1.15, 1]"))
+
+
+def test_scale_shows_per_axis_sizes(tmp_path):
+    path = tmp_path / "thin.yaml"
+    path.write_text(THIN_SLAB)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["scale", str(path), "--phi-range", "0:2"]) == 0
+    lines = out.getvalue().splitlines()
+    assert "gamma 1x1.15x1.15 gives 1.920 by the formula" in lines[0]  # 1.2 * 1.1**2 * 1 * 1.15**2: the fixed axis adds no cost
+    assert [line.split()[3] for line in lines[3:6]] == ["32x256x256", "32x288x288", "32x336x336"]
+
+
+def test_no_shipped_spec_draws_a_stride_warning_at_any_phi_or_preset():
+    """Sizes archc computes (phi 0..7, every preset's published size) are never flagged; only sizes people give are."""
+    flagged = []
+    for name in archc.builtin_specs():
+        spec = archc.read(name)
+        for args in [{"phi": phi} for phi in range(8)] + [{"preset": p} for p in spec.scaling.presets]:
+            warnings = archc.analyze(archc.lower(spec, **args)).warnings
+            flagged += [f"{name} {args}: {w}" for w in warnings if "total stride" in w]
+    assert flagged == []
