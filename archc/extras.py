@@ -7,7 +7,8 @@ import importlib.util
 
 from .errors import EmitError
 
-EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai"}
+EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai",
+          "distributed": "dask", "ray": "ray", "submitit": "slurm"}
 
 
 def require(package: str, purpose: str, file: str | None = None) -> None:
