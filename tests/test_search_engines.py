@@ -125,18 +125,25 @@ def test_a_refused_submission_stops_the_search_with_what_was_kept(tmp_path):
 
 # Dask: a real LocalCluster of two worker processes.
 
-@pytest.mark.slow
-def test_dask_survives_a_worker_killed_mid_candidate(tmp_path, one_process, dask_cluster):
-    cluster, _ = dask_cluster
+def survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process) -> list[str]:
+    """The search on ``executor``, whose first candidate kills its own worker process: the same results as one
+    process, each once. Returns the progress messages."""
     ranked, expected = one_process
-    marker = tmp_path / "died"
-    with engines.dask(cluster.scheduler_address) as executor:
-        found = grid(TINY, ev.DiesOnce(str(marker)), executor=executor, results=tmp_path / "r.jsonl", **SEARCH)
+    marker, messages = tmp_path / "died", []
+    found = grid(TINY, ev.DiesOnce(str(marker)), executor=executor, results=tmp_path / "r.jsonl", progress=messages.append, **SEARCH)
     assert marker.exists()  # a worker did die, in the middle of a candidate
     assert found == ranked and not found.failed
     records = lines_of(tmp_path / "r.jsonl")
     assert len({r["key"] for r in records}) == len(records) == 12  # complete and duplicate-free
     assert sorted(records, key=lambda r: r["key"]) == expected  # identical to the one-process run's
+    return messages
+
+
+@pytest.mark.slow
+def test_dask_survives_a_worker_killed_mid_candidate(tmp_path, one_process, dask_cluster):
+    cluster, _ = dask_cluster
+    with engines.dask(cluster.scheduler_address) as executor:
+        survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process)  # Dask itself runs the lost task again
 
 
 @pytest.mark.slow
@@ -187,6 +194,31 @@ def test_search_cli_on_a_local_dask_cluster(tmp_path, one_process):
     ranked, expected = one_process
     assert json.loads(result.stdout)["winner"]["alpha"] == ranked.winner.alpha
     assert sorted(lines_of(tmp_path / "r.jsonl"), key=lambda r: r["key"]) == expected
+
+
+# Ray: a real local instance with 2 CPUs; SLURM: submitit's local executor (each job a process of its own).
+
+@pytest.fixture
+def workers_find_the_evaluators(monkeypatch):
+    """Ray's workers and submitit's jobs import the evaluators by module name, as a user's workers import theirs."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, str(ROOT)]))
+
+
+@pytest.mark.slow
+def test_ray_survives_a_worker_killed_mid_candidate(tmp_path, one_process, workers_find_the_evaluators):
+    pytest.importorskip("ray")
+    with engines.ray(2) as executor:
+        messages = survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process)
+    assert any("attempt 1 lost (WorkerCrashedError: " in m for m in messages)  # archc's retry, not Ray's
+
+
+@pytest.mark.slow
+def test_slurm_path_on_submitits_local_executor_survives_a_killed_job(tmp_path, one_process, workers_find_the_evaluators):
+    pytest.importorskip("submitit")
+    with engines.slurm("local", folder=str(tmp_path / "jobs"), poll=0.2) as executor:
+        messages = survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process)
+    assert any("attempt 1 lost (UncompletedJobError: " in m for m in messages)
+    assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 4  # one job per network that finished
 
 
 # Optional engines: each named, with its extra, when missing; options checked before anything starts.
