@@ -337,3 +337,17 @@ def test_the_evaluator_is_imported_without_leaving_its_folder_on_the_path(tmp_pa
     assert main(["search", TINY, "--evaluate", "train_here:evaluate", "--step", "0.1", "--tolerance", "0.1"]) == 0
     assert sys.path == before
     sys.modules.pop("train_here", None)
+
+
+def test_a_network_already_on_file_gives_its_score_to_its_other_triples_without_running_again(tmp_path):
+    """A run killed between the lines of one network's triples: the resumed run evaluates nothing for it."""
+    results = tmp_path / "r.jsonl"
+    full = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    lines = results.read_text().splitlines(keepends=True)
+    shared = [line for line in lines if json.loads(line)["result"]["beta"] == 1.1 and json.loads(line)["result"]["gamma"] == 1.0]
+    assert len(shared) == 5  # alpha 1.6 to 2.0: one network (test_triples_of_one_network_share_its_score_without_a_tie)
+    results.write_text("".join(line for line in lines if line not in shared[1:]))
+    ev.CALLS.clear()
+    assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == full
+    assert not ev.CALLS
+    assert sorted(results.read_text().splitlines()) == sorted(line.rstrip("\n") for line in lines)

@@ -237,9 +237,15 @@ def test_a_missing_engine_is_named_with_its_extra(monkeypatch, flag, package, ex
     assert main(["search", TINY, "--evaluate", "search_evaluators:closeness", flag, "2" if flag != "--slurm" else "local"]) == 1
 
 
-def test_search_cli_takes_one_engine(tmp_path):
-    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--dask", "2", "--workers", "2")
-    assert result.returncode == 2 and "--dask and --workers: choose one engine" in result.stderr
+def test_search_cli_takes_one_engine_and_checks_its_options_before_any_work(tmp_path):
+    from archc.cli import main
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["search", TINY, "--evaluate", "search_evaluators:closeness", "--dask", "2", "--workers", "2"])
+    assert exit_status.value.code == 2
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--slurm", "colour=red")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("archc: error: --slurm: cannot read 'colour=red'; give KEY=VALUE pairs") and not result.stdout
 
 
 @pytest.mark.parametrize("text, message", [
