@@ -143,7 +143,38 @@ def survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process) -> l
 def test_dask_survives_a_worker_killed_mid_candidate(tmp_path, one_process, dask_cluster):
     cluster, _ = dask_cluster
     with engines.dask(cluster.scheduler_address) as executor:
-        survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process)  # Dask itself runs the lost task again
+        messages = survives_a_worker_killed_mid_candidate(executor, tmp_path, one_process)
+    assert not [m for m in messages if "lost" in m]  # Dask itself ran the lost task again, before archc saw a failure
+
+
+@pytest.mark.slow
+def test_a_local_process_pool_whose_worker_dies_stops_with_the_results_kept(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool, pytest.raises(ArchcError) as info:
+        grid(TINY, ev.DiesOnce(str(tmp_path / "died")), executor=pool, results=tmp_path / "r.jsonl", **SEARCH)
+    assert re.fullmatch(r"the executor refused alpha=[\d.]+ beta=[\d.]+ gamma=[\d.]+: BrokenProcessPool: .*; \d+ results? so far kept in .*r.jsonl: "
+                        r"run again to resume", info.value.message)
+
+
+def test_search_cli_warns_of_and_lists_the_failed_candidates(monkeypatch, capsys, one_process):
+    """The CLI's report of a candidate lost on every attempt (the engine swapped for one whose workers are lost)."""
+    from contextlib import contextmanager
+
+    from archc.cli import main
+
+    ranked, _ = one_process
+    lost, key = alone(ranked)
+    monkeypatch.setattr(engines, "processes", contextmanager(lambda workers: (yield LosesWorkers({key}, losses=9))))
+    assert main(["search", TINY, "--evaluate", "search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1", "--workers", "2",
+                 "--retries", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    reason = "ConnectionError: worker lost while running attempt 2 (on each of 2 attempts)"
+    assert f"warning: alpha={lost.alpha:g} beta={lost.beta:g} gamma={lost.gamma:g} failed: {reason}" in err
+    data = json.loads(out)
+    assert data["failed"] == [{"alpha": lost.alpha, "beta": lost.beta, "gamma": lost.gamma, "macs_ratio": lost.macs_ratio, "reason": reason}]
+    assert len(data["ranked"]) == 11
 
 
 @pytest.mark.slow
