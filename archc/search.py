@@ -468,7 +468,7 @@ def _read_results(path) -> tuple[dict[str, Result], Callable | None]:
             if last:
                 def repair(say, start=start, number=number):
                     _truncate(name, start)
-                    say(f"{name}:{number}: the last line is cut off (a run stopped while writing it); dropped it, its candidate runs again")
+                    say(f"{name}:{number}: the last line is cut off (a run stopped while writing it); dropped it, its candidate is done again")
                 break
             if isinstance(exc, UnicodeDecodeError):
                 raise ArchcError("not UTF-8 text; is this a search results file?", file=name, line=number) from None
