@@ -3,8 +3,9 @@ the coefficients (Tan & Le 2019, section 3.3: fix phi = 1, search alpha, beta, g
 
 Every figure comes from the Plan (no module is built to measure a candidate), so rounding, which moves the
 cost away from the formula, is what the search sees. Evaluations are independent training runs: they go
-through any ``concurrent.futures.Executor`` (a local process pool, Dask's ``Client.get_executor()``, Ray's),
-and each result is appended to a results file as it arrives so an interrupted search resumes where it stopped.
+through any ``concurrent.futures.Executor`` (a local process pool, or Dask, Ray and SLURM through
+:mod:`archc.engines`); the coordinator alone appends each result to a results file as it arrives, so an
+interrupted search resumes where it stopped, and a candidate whose worker is lost is submitted again.
 
 Like the CLI, this module sits above the public verbs (``read``, ``lower``, ``analyze``, ``load``) and composes
 them; nothing below it imports it.
