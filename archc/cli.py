@@ -299,14 +299,14 @@ def _search(args: argparse.Namespace) -> int:
     progress = lambda m: print(m, file=sys.stderr, flush=True)
     with engine as executor:
         ranked = grid(args.spec, evaluate, budget=args.budget, step=args.step, tolerance=args.tolerance, dims=args.dims,
-                      executor=executor, results=args.results, progress=progress, retries=args.retries)
+                      executor=executor, results=args.results, progress=progress, retries=args.retries, noise=args.noise)
     for failure in ranked.failed:
         print(f"warning: alpha={failure.alpha:g} beta={failure.beta:g} gamma={failure.gamma:g} failed: {failure.reason}", file=sys.stderr)
     none = "no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance"
     if args.json:
         winner = ranked.winner
         _print_json({"ranked": [asdict(r) for r in ranked], "failed": [asdict(f) for f in ranked.failed], "winner": asdict(winner) if winner else None,
-                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE,
+                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE, "noise": args.noise,
                      "message": none if not ranked else ranked.tie_message() if ranked.tie else None})
         return 0 if ranked else 1
     if not ranked:
@@ -473,6 +473,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--slurm", metavar="KEY=VALUE,...|local", help="one SLURM job per candidate through submitit, e.g. partition=gpu,gpus=1,time=60 "
                         "(minutes); `local` runs the jobs as local processes (archc[slurm])")
     search.add_argument("--slurm-logs", default="archc-slurm", metavar="DIR", help="where submitit keeps the jobs' files (default archc-slurm)")
+    search.add_argument("--noise", type=_finite_float, default=0.0, metavar="SCORE",
+                        help="scores within this of the best are a tie, not a winner (the evaluator's spread; default 0)")
     search.add_argument("--retries", type=_non_negative_int, default=2, help="submit a candidate again this many times when its worker or job fails (default 2)")
     _add_json_flag(search)
     search.set_defaults(run=_search)

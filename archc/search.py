@@ -261,16 +261,18 @@ TIE_TOLERANCE = 1e-9  # scores this close (relative, math.isclose) are equal: a 
 class Ranking(list):
     """The results, best first (a list of :class:`Result`), and what they let one conclude.
 
-    ``top`` holds every result whose score equals the best within :data:`TIE_TOLERANCE`. When those come from more
-    than one distinct network, the scores cannot choose between them: ``tie`` is true and ``winner`` is None. When
-    they all build the same network at phi = 1 (rounding makes several triples one network, and they share its
-    score), that network wins and ``winner`` is its smallest triple (alpha, then beta, then gamma)."""
+    ``top`` holds every result whose score equals the best within :data:`TIE_TOLERANCE` (relative), or lies within
+    ``noise`` (absolute: the evaluator's own spread, e.g. 0.01 for an accuracy measured on a few hundred images) of it.
+    When those come from more than one distinct network, the scores cannot choose between them: ``tie`` is true and
+    ``winner`` is None. When they all build the same network at phi = 1 (rounding makes several triples one network,
+    and they share its score), that network wins and ``winner`` is its smallest triple (alpha, then beta, then gamma)."""
 
-    def __init__(self, results: list[Result], networks: dict[str, tuple], failed: list[Failure] = ()):
+    def __init__(self, results: list[Result], networks: dict[str, tuple], failed: list[Failure] = (), noise: float = 0.0):
         super().__init__(results)
         self.failed: tuple[Failure, ...] = tuple(failed)  # candidates whose workers failed on every attempt
+        self.noise = noise
         best = results[0].score if results else None
-        self.top: tuple[Result, ...] = tuple(r for r in results if math.isclose(r.score, best, rel_tol=TIE_TOLERANCE))
+        self.top: tuple[Result, ...] = tuple(r for r in results if math.isclose(r.score, best, rel_tol=TIE_TOLERANCE, abs_tol=noise))
         self.tie: bool = len({networks[_key(r)] for r in self.top}) > 1
 
     @property
@@ -280,9 +282,13 @@ class Ranking(list):
     def tie_message(self) -> str:
         """The tie in one line: how many networks, the shared score, and each tied triple."""
         named = ", ".join(_named(r) for r in self.top)
-        return (f"no winner: {len(self.top)} candidates tie at score {self.top[0].score:.6g} (equal within a relative "
-                f"{TIE_TOLERANCE:g}) and build different networks: {named}; the evaluator cannot tell them apart "
-                "(score on more data or train longer, or choose one)")
+        if self.noise and not all(math.isclose(r.score, self.top[0].score, rel_tol=TIE_TOLERANCE) for r in self.top):
+            share = f"score within {self.noise:g} of the best, {self.top[0].score:.6g} (the stated noise)"
+        else:
+            share = f"tie at score {self.top[0].score:.6g} (equal within a relative {TIE_TOLERANCE:g})"
+        everyone = "; that is every candidate: the scores say nothing about the coefficients" if len(self.top) == len(self) else ""
+        return (f"no winner: {len(self.top)} candidates {share} and build different networks: {named}; the evaluator "
+                f"cannot tell them apart (score on more data or train longer, or choose one){everyone}")
 
 
 def grid(
@@ -296,6 +302,7 @@ def grid(
     results: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     retries: int = 2,
+    noise: float = 0.0,
     **args,
 ) -> Ranking:
     """Step 1 of the EfficientNet method: score every candidate (``evaluate(model, resolution) -> float``, higher
@@ -307,9 +314,12 @@ def grid(
     died, its job was preempted or timed out, the engine lost it) is submitted again, up to ``retries`` more times,
     then recorded as failed with the reason (``ranked.failed``, and a ``"failed"`` line in ``results`` that a later
     run tries again) while the search goes on. An evaluator that raises stops the search: the error names the
-    candidate, the exception and where it was raised on the worker."""
+    candidate, the exception and where it was raised on the worker. ``noise``: scores within it of the best are a
+    tie (see :class:`Ranking`), not a winner."""
     if retries < 0:
         raise ScalingError(f"retries must be 0 or more (got {retries})")
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise ScalingError(f"noise must be a finite score difference >= 0 (got {noise})")
     spec = read(spec)
     found, skipped = candidates(spec, budget, step, tolerance, dims, **args)
     say = progress or (lambda message: None)
@@ -396,7 +406,7 @@ def grid(
             future.cancel()
         raise
     ranked = [done[c.key] for c in found if c.key in done]
-    return Ranking(sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma)), {c.key: c.network for c in found}, failed)
+    return Ranking(sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma)), {c.key: c.network for c in found}, failed, noise)
 
 
 def _key(r) -> str:
