@@ -342,9 +342,10 @@ def _scale(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
     from dataclasses import asdict
 
+    from . import engines
     from .search import TIE_TOLERANCE, Evaluator, grid
 
     evaluate = Evaluator(args.evaluate, os.getcwd())  # `--evaluate train:evaluate` finds ./train.py, as `python -m` would
@@ -352,18 +353,23 @@ def _search(args: argparse.Namespace) -> int:
         evaluate.load()  # now: a wrong name is a usage error before any work
     except (ImportError, AttributeError, ValueError) as exc:
         raise _usage(f"--evaluate: cannot import {args.evaluate!r} ({exc}); give package.module:function") from None
-    executor = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
-    try:
+    chosen = [flag for flag in ("dask", "ray", "slurm") if getattr(args, flag) is not None] + (["workers"] if args.workers > 1 else [])
+    if len(chosen) > 1:
+        raise _usage(f"--{chosen[0]} and --{chosen[1]}: choose one engine")
+    engine = (engines.dask(args.dask) if args.dask is not None else engines.ray(args.ray) if args.ray is not None
+              else engines.slurm(args.slurm, folder=args.slurm_logs) if args.slurm is not None
+              else engines.processes(args.workers) if args.workers > 1 else nullcontext())
+    progress = lambda m: print(m, file=sys.stderr, flush=True)
+    with engine as executor:
         ranked = grid(args.spec, evaluate, budget=args.budget, step=args.step, tolerance=args.tolerance, dims=args.dims,
-                      executor=executor, results=args.results, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    finally:
-        if executor is not None:
-            executor.shutdown()
+                      executor=executor, results=args.results, progress=progress, retries=args.retries, noise=args.noise)
+    for failure in ranked.failed:
+        print(f"warning: alpha={failure.alpha:g} beta={failure.beta:g} gamma={failure.gamma:g} failed: {failure.reason}", file=sys.stderr)
     none = "no candidate satisfies the constraint at this step; try a finer --step or a wider --tolerance"
     if args.json:
         winner = ranked.winner
-        _print_json({"ranked": [asdict(r) for r in ranked], "winner": asdict(winner) if winner else None,
-                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE,
+        _print_json({"ranked": [asdict(r) for r in ranked], "failed": [asdict(f) for f in ranked.failed], "winner": asdict(winner) if winner else None,
+                     "tie": [asdict(r) for r in ranked.top] if ranked.tie else [], "tie_tolerance": TIE_TOLERANCE, "noise": args.noise,
                      "message": none if not ranked else ranked.tie_message() if ranked.tie else None})
         return 0 if ranked else 1
     if not ranked:
@@ -570,6 +576,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--dims", type=int, choices=(1, 2, 3), help="spatial dimensions")
     search.add_argument("--workers", type=_positive_int, default=1, help="evaluate in a local process pool of N workers")
     search.add_argument("--results", metavar="FILE.jsonl", help="append each result here and resume from it")
+    search.add_argument("--dask", metavar="ADDRESS|N", help="run on a Dask scheduler (tcp://host:8786) or a local Dask cluster of N processes (archc[dask])")
+    search.add_argument("--ray", metavar="auto|ADDRESS|N", help="run as Ray tasks: the running cluster, an address, or a local Ray with N CPUs (archc[ray])")
+    search.add_argument("--slurm", metavar="KEY=VALUE,...|local", help="one SLURM job per candidate through submitit, e.g. partition=gpu,gpus=1,time=60 "
+                        "(minutes); `local` runs the jobs as local processes (archc[slurm])")
+    search.add_argument("--slurm-logs", default="archc-slurm", metavar="DIR", help="where submitit keeps the jobs' files (default archc-slurm)")
+    search.add_argument("--noise", type=_finite_float, default=0.0, metavar="SCORE",
+                        help="scores within this of the best are a tie, not a winner (the evaluator's spread; default 0)")
+    search.add_argument("--retries", type=_non_negative_int, default=2, help="submit a candidate again this many times when its worker or job fails (default 2)")
     _add_json_flag(search)
     search.set_defaults(run=_search)
 
@@ -653,6 +667,13 @@ def _positive_int(text: str) -> int:
     value = _count(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _count(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
     return value
 
 

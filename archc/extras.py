@@ -7,7 +7,8 @@ import importlib.util
 
 from .errors import ArchcError, EmitError
 
-EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai", "nibabel": "plan"}
+EXTRAS = {"matplotlib": "plots", "onnx": "export", "onnxruntime": "export", "monai": "monai", "nibabel": "plan",
+          "distributed": "dask", "ray": "ray", "submitit": "slurm"}
 
 
 def require(package: str, purpose: str, file: str | None = None, error: type[ArchcError] = EmitError) -> None:

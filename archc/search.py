@@ -3,8 +3,9 @@ the coefficients (Tan & Le 2019, section 3.3: fix phi = 1, search alpha, beta, g
 
 Every figure comes from the Plan (no module is built to measure a candidate), so rounding, which moves the
 cost away from the formula, is what the search sees. Evaluations are independent training runs: they go
-through any ``concurrent.futures.Executor`` (a local process pool, Dask's ``Client.get_executor()``, Ray's),
-and each result is appended to a results file as it arrives so an interrupted search resumes where it stopped.
+through any ``concurrent.futures.Executor`` (a local process pool, or Dask, Ray and SLURM through
+:mod:`archc.engines`); the coordinator alone appends each result to a results file as it arrives, so an
+interrupted search resumes where it stopped, and a candidate whose worker is lost is submitted again.
 
 Like the CLI, this module sits above the public verbs (``read``, ``lower``, ``analyze``, ``load``) and composes
 them; nothing below it imports it.
@@ -17,7 +18,7 @@ import json
 import math
 import os
 import time
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, wait
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -201,6 +202,36 @@ def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, arg
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back: the score, or the evaluator's failure as text (its type and first line, and where it
+    was raised) with the exception itself when it survives pickling. The evaluator's own failures travel as a value, so
+    a future that raises means the worker or the engine failed (a worker died, a job was preempted or timed out)."""
+
+    score: object = None
+    error: str | None = None
+    raised_at: str = ""
+    exception: BaseException | None = None
+
+
+def run_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable) -> Outcome:
+    """:func:`evaluate_candidate`, with the evaluator's exception caught where it was raised (on the worker)."""
+    try:
+        return Outcome(score=evaluate_candidate(spec_text, spec_file, candidate, args, evaluate))
+    except Exception as exc:  # noqa: BLE001  (the user's code: any failure is reported with its candidate)
+        import pickle
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)[-3:][::-1]  # the innermost first: where it went wrong
+        raised_at = ", from ".join(f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in frames)
+        try:
+            pickle.loads(pickle.dumps(exc))
+            travels = exc
+        except Exception:  # noqa: BLE001  (an exception that cannot be pickled: its text still travels)
+            travels = None
+        return Outcome(error=described(exc), raised_at=raised_at, exception=travels)
+
+
+@dataclass(frozen=True)
 class Result:
     alpha: float
     beta: float
@@ -213,21 +244,35 @@ class Result:
         return f"scaling:\n  alpha: {self.alpha:g}\n  beta: {self.beta:g}\n  gamma: {self.gamma:g}\n"
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A candidate that could not be evaluated: its worker failed on every attempt (not the evaluator's own error)."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    macs_ratio: float
+    reason: str
+
+
 TIE_TOLERANCE = 1e-9  # scores this close (relative, math.isclose) are equal: a float sum's rounding, not a better network
 
 
 class Ranking(list):
     """The results, best first (a list of :class:`Result`), and what they let one conclude.
 
-    ``top`` holds every result whose score equals the best within :data:`TIE_TOLERANCE`. When those come from more
-    than one distinct network, the scores cannot choose between them: ``tie`` is true and ``winner`` is None. When
-    they all build the same network at phi = 1 (rounding makes several triples one network, and they share its
-    score), that network wins and ``winner`` is its smallest triple (alpha, then beta, then gamma)."""
+    ``top`` holds every result whose score equals the best within :data:`TIE_TOLERANCE` (relative), or lies within
+    ``noise`` (absolute: the evaluator's own spread, e.g. 0.01 for an accuracy measured on a few hundred images) of it.
+    When those come from more than one distinct network, the scores cannot choose between them: ``tie`` is true and
+    ``winner`` is None. When they all build the same network at phi = 1 (rounding makes several triples one network,
+    and they share its score), that network wins and ``winner`` is its smallest triple (alpha, then beta, then gamma)."""
 
-    def __init__(self, results: list[Result], networks: dict[str, tuple]):
+    def __init__(self, results: list[Result], networks: dict[str, tuple], failed: list[Failure] = (), noise: float = 0.0):
         super().__init__(results)
+        self.failed: tuple[Failure, ...] = tuple(failed)  # candidates whose workers failed on every attempt
+        self.noise = noise
         best = results[0].score if results else None
-        self.top: tuple[Result, ...] = tuple(r for r in results if math.isclose(r.score, best, rel_tol=TIE_TOLERANCE))
+        self.top: tuple[Result, ...] = tuple(r for r in results if math.isclose(r.score, best, rel_tol=TIE_TOLERANCE, abs_tol=noise))
         self.tie: bool = len({networks[_key(r)] for r in self.top}) > 1
 
     @property
@@ -237,9 +282,13 @@ class Ranking(list):
     def tie_message(self) -> str:
         """The tie in one line: how many networks, the shared score, and each tied triple."""
         named = ", ".join(_named(r) for r in self.top)
-        return (f"no winner: {len(self.top)} candidates tie at score {self.top[0].score:.6g} (equal within a relative "
-                f"{TIE_TOLERANCE:g}) and build different networks: {named}; the evaluator cannot tell them apart "
-                "(score on more data or train longer, or choose one)")
+        if self.noise and not all(math.isclose(r.score, self.top[0].score, rel_tol=TIE_TOLERANCE) for r in self.top):
+            share = f"score within {self.noise:g} of the best, {self.top[0].score:.6g} (the stated noise)"
+        else:
+            share = f"tie at score {self.top[0].score:.6g} (equal within a relative {TIE_TOLERANCE:g})"
+        everyone = "; that is every candidate: the scores say nothing about the coefficients" if len(self.top) == len(self) else ""
+        return (f"no winner: {len(self.top)} candidates {share} and build different networks: {named}; the evaluator "
+                f"cannot tell them apart (score on more data or train longer, or choose one){everyone}")
 
 
 def grid(
@@ -252,12 +301,25 @@ def grid(
     executor: Executor | None = None,
     results: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    retries: int = 2,
+    noise: float = 0.0,
     **args,
 ) -> Ranking:
     """Step 1 of the EfficientNet method: score every candidate (``evaluate(model, resolution) -> float``, higher
     is better) and return them ranked (a :class:`Ranking`: its ``winner``, or None when distinct networks tie). ``results`` (a JSON-lines file) makes the search resumable: finished
     candidates are read back and not evaluated again. ``executor`` spreads the evaluations; ``evaluate`` must then
-    be picklable (a module-level function)."""
+    be picklable (a module-level function).
+
+    The coordinator (this call) alone writes ``results``. With an executor, a candidate whose future fails (its worker
+    died, its job was preempted or timed out, the engine lost it) is submitted again, up to ``retries`` more times,
+    then recorded as failed with the reason (``ranked.failed``, and a ``"failed"`` line in ``results`` that a later
+    run tries again) while the search goes on. An evaluator that raises stops the search: the error names the
+    candidate, the exception and where it was raised on the worker. ``noise``: scores within it of the best are a
+    tie (see :class:`Ranking`), not a winner."""
+    if retries < 0:
+        raise ScalingError(f"retries must be 0 or more (got {retries})")
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise ScalingError(f"noise must be a finite score difference >= 0 (got {noise})")
     spec = read(spec)
     found, skipped = candidates(spec, budget, step, tolerance, dims, **args)
     say = progress or (lambda message: None)
@@ -272,47 +334,79 @@ def grid(
     by_network: dict[tuple, list[Candidate]] = {}
     for candidate in todo:
         by_network.setdefault(candidate.network, []).append(candidate)
-    say(f"{len(by_network)} distinct networks to evaluate")
     if repair is not None:
         repair(say)
+    # A network already scored (a run stopped between the lines of its triples) gives its score without running again.
+    scored = {c.network: done[c.key].score for c in found if c.key in done}
+    for network in [n for n in by_network if n in scored]:
+        for candidate in by_network.pop(network):
+            done[candidate.key] = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, scored[network])
+            _append_line_to(results, {"key": candidate.key, "result": asdict(done[candidate.key])})
+    say(f"{len(by_network)} distinct networks to evaluate")
     task = (spec.source.text, spec.source.file)
-    futures = {}
+    failed: list[Failure] = []
+    futures: dict = {}
     if executor is None:  # one at a time, each recorded before the next starts
 
         def finished():
             for group in by_network.values():
-                try:
-                    yield group, evaluate_candidate(*task, group[0], lower_args, evaluate), None
-                except Exception as exc:  # noqa: BLE001  (the user's code: any failure names its candidate)
-                    yield group, None, exc
+                yield group, run_candidate(*task, group[0], lower_args, evaluate), None
     else:
-        futures = {executor.submit(evaluate_candidate, *task, group[0], lower_args, evaluate): group for group in by_network.values()}
+        attempts: dict[str, int] = {}
+
+        def submit(group):
+            attempts[group[0].key] = attempts.get(group[0].key, 0) + 1
+            try:
+                futures[executor.submit(run_candidate, *task, group[0], lower_args, evaluate)] = group
+            except Exception as exc:  # noqa: BLE001  (a broken pool, a cluster gone: nothing more can run)
+                raise ArchcError(f"the executor refused {_named(group[0])}: {described(exc)}; {_kept(results, done)}") from exc
 
         def finished():
-            for future in as_completed(futures):
-                failure = future.exception()
-                yield futures[future], None if failure else future.result(), failure
+            for group in by_network.values():
+                submit(group)
+            while futures:
+                ready, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                for future in ready:
+                    group = futures.pop(future)
+                    lost = CancelledError("cancelled by the engine") if future.cancelled() else future.exception()
+                    if lost is None:
+                        yield group, future.result(), None
+                    elif attempts[group[0].key] <= retries:  # the worker, not the evaluator, failed: try elsewhere
+                        say(f"{_named(group[0])}: attempt {attempts[group[0].key]} lost ({described(lost)}); trying again")
+                        submit(group)
+                    else:
+                        yield group, None, lost
+
     try:
-        for n, (group, score, failure) in enumerate(finished(), start=1):
+        for n, (group, outcome, lost) in enumerate(finished(), start=1):
             named = _named(group[0])
-            if failure is not None:
-                raise ArchcError(f"evaluating {named} failed: {described(failure)}; {_kept(results, done)}") from failure
-            score = _finite(score, f"{named}: {getattr(evaluate, '__name__', 'evaluate')} returned", f"; {_kept(results, done)}")
+            if lost is not None:
+                reason = f"{described(lost)} (on each of {retries + 1} attempts)"
+                for candidate in group:
+                    failure = Failure(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, reason)
+                    failed.append(failure)
+                    _append_line_to(results, {"key": candidate.key, "failed": asdict(failure)})
+                say(f"{named} failed: {reason}; recorded as failed (a later run tries it again)")
+                continue
+            if outcome.error is not None:
+                where = f"; raised at {outcome.raised_at}" if outcome.raised_at else ""
+                raise ArchcError(f"evaluating {named} failed: {outcome.error}{where}; {_kept(results, done)}") from outcome.exception
+            score = _finite(outcome.score, f"{named}: {getattr(evaluate, '__name__', 'evaluate')} returned", f"; {_kept(results, done)}")
             for candidate in group:
                 result = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, score)
                 done[candidate.key] = result
-                _append_result(results, candidate.key, result)
+                _append_line_to(results, {"key": candidate.key, "result": asdict(result)})
                 if best is None or result.score > best.score:
                     best = result
             elapsed = time.monotonic() - started
-            say(f"{n}/{len(by_network)} networks done; best so far alpha={best.alpha:g} beta={best.beta:g} "
-                f"gamma={best.gamma:g} ({best.score:.4g}); about {elapsed / n * (len(by_network) - n):.0f} s left")
+            shown_best = f"best so far {_named(best)} ({best.score:.4g})" if best else "none finished"
+            say(f"{n}/{len(by_network)} networks done; {shown_best}; about {elapsed / n * (len(by_network) - n):.0f} s left")
     except BaseException:
         for future in futures:  # stop the queued evaluations; the running ones finish on shutdown
             future.cancel()
         raise
-    ranked = [done[c.key] for c in found]
-    return Ranking(sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma)), {c.key: c.network for c in found})
+    ranked = [done[c.key] for c in found if c.key in done]
+    return Ranking(sorted(ranked, key=lambda r: (-r.score, r.alpha, r.beta, r.gamma)), {c.key: c.network for c in found}, failed, noise)
 
 
 def _key(r) -> str:
@@ -372,6 +466,11 @@ def _read_results(path) -> tuple[dict[str, Result], Callable | None]:
         try:
             text = raw.decode("utf-8")
             record = json.loads(text)
+            if isinstance(record, dict) and isinstance(record.get("failed"), dict) and isinstance(record.get("key"), str):
+                if last:  # a failure is no result: its candidate runs again
+                    def repair(say):
+                        _append_line(name, "")
+                continue
             figures = record["result"]
             if not isinstance(record["key"], str) or not all(isinstance(figures[f], (int, float)) and math.isfinite(figures[f]) for f in _FIGURES):
                 raise ValueError
@@ -380,7 +479,7 @@ def _read_results(path) -> tuple[dict[str, Result], Callable | None]:
             if last:
                 def repair(say, start=start, number=number):
                     _truncate(name, start)
-                    say(f"{name}:{number}: the last line is cut off (a run stopped while writing it); dropped it, its candidate runs again")
+                    say(f"{name}:{number}: the last line is cut off (a run stopped while writing it); dropped it, its candidate is done again")
                 break
             if isinstance(exc, UnicodeDecodeError):
                 raise ArchcError("not UTF-8 text; is this a search results file?", file=name, line=number) from None
@@ -410,9 +509,10 @@ def _append_line(name: str, text: str) -> None:
         raise ArchcError(f"cannot write the results: {exc.strerror}", file=name) from None
 
 
-def _append_result(path, key: str, result: Result) -> None:
+def _append_line_to(path, record: dict) -> None:
+    """One record a line, written by the coordinator alone (workers only return values), so lines never interleave."""
     if path is not None:
-        _append_line(os.fspath(path), json.dumps({"key": key, "result": asdict(result)}))
+        _append_line(os.fspath(path), json.dumps(record))
 
 
 CURVE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}

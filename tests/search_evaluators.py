@@ -55,3 +55,48 @@ def constant(model, resolution) -> float:
 def almost_constant(model, resolution) -> float:
     """Equal scores but for a float sum's rounding."""
     return 0.1 + 0.2 if model.plan.scaling.depth > 1.5 else 0.3
+
+
+# Evaluators for the engines' tests (tests/test_search_engines.py): they run on Dask, Ray and submitit's workers.
+
+def key_of(model) -> str:
+    """The candidate's key as in the results file: at phi = 1, depth, width and resolution scale by alpha, beta, gamma."""
+    s = model.plan.scaling
+    return f"{s.depth:.4f},{s.width:.4f},{s.resolution:.4f}"
+
+
+class DiesOnce:
+    """Scores like ``closeness``, but the first candidate to arrive kills its own worker process, once: the marker
+    file, created atomically, records which candidate it was (a worker lost mid-candidate, as a preempted node)."""
+
+    __name__ = "dies_once"
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self, model, resolution) -> float:
+        import os
+
+        try:
+            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return closeness(model, resolution)
+        os.write(descriptor, key_of(model).encode())
+        os.close(descriptor)
+        os._exit(1)  # no cleanup, no exception: the process is gone, as after a SIGKILL
+
+
+def always_broken(model, resolution) -> float:
+    raise Broken("out of patience\nsecond line of detail")
+
+
+def logged(model, resolution) -> float:
+    """``closeness``, after appending the candidate's key to the file named by ARCHC_SEARCH_LOG and waiting
+    ARCHC_SEARCH_SLEEP seconds (a training run that takes a while): which candidates ran, and how often."""
+    import os
+    import time
+
+    with open(os.environ["ARCHC_SEARCH_LOG"], "a") as log:
+        log.write(key_of(model) + "\n")
+    time.sleep(float(os.environ.get("ARCHC_SEARCH_SLEEP", "0")))
+    return closeness(model, resolution)

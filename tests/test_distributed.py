@@ -82,3 +82,32 @@ def test_sync_bn():
     assert norms and set(norms) == {"SyncBatchNorm"}
     assert list(model.state_dict()) == list(archc.load(TINY, seed=0).state_dict())
     assert model.plan.name == "tiny3d"
+
+
+@pytest.mark.slow
+def test_a_search_candidate_trains_on_two_ranks_through_torchrun(tmp_path):
+    """`archc search` whose evaluator starts torchrun (2 CPU ranks, gloo) for its candidate (docs/distributed.md).
+    Three of the four networks are already on file, so one candidate runs: through the CLI, as a user's would."""
+    import json
+
+    import search_evaluators as ev
+    from conftest import run_archc
+
+    from archc.search import candidates, grid
+
+    search = dict(budget=2.0, step=0.1, tolerance=0.1)
+    results = tmp_path / "r.jsonl"
+    grid(TINY, ev.closeness, results=results, **search)
+    found, _ = candidates(TINY, **search)
+    networks = [c.network for c in found]
+    alone = next(c for c in found if networks.count(c.network) == 1)
+    kept = [line for line in results.read_text().splitlines() if json.loads(line)["key"] != alone.key]
+    results.write_text("\n".join(kept) + "\n")
+    result = run_archc("search", TINY, "--evaluate", "tests.ddp_candidate:evaluate", "--step", "0.1", "--tolerance", "0.1",
+                       "--results", results, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "1 distinct networks to evaluate" in result.stderr
+    scored = {json.loads(line)["key"]: json.loads(line)["result"]["score"] for line in results.read_text().splitlines()}
+    assert len(scored) == 12 and scored[alone.key] == 2  # both ranks trained and ended with the same parameters
+    assert json.loads(result.stdout)["winner"] == {"alpha": alone.alpha, "beta": alone.beta, "gamma": alone.gamma,
+                                                   "macs_ratio": alone.macs_ratio, "score": 2.0}

@@ -227,7 +227,12 @@ def test_a_results_line_cut_off_by_a_killed_run_is_dropped_with_a_note(tmp_path)
     messages = []
     ev.CALLS.clear()
     resumed = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results, progress=messages.append)
-    assert len(ev.CALLS) == 1  # only the candidate whose line was cut off runs again
+    found, _ = candidates(TINY, budget=2.0, step=0.1, tolerance=0.1)
+    network = {c.key: c.network for c in found}
+    cut = json.loads(lines[-1])["key"]
+    on_file = any(network[json.loads(line)["key"]] == network[cut] for line in lines[:-1])
+    # only the candidate whose line was cut off is done again: by its network's score on file, or by running it
+    assert len(ev.CALLS) == (0 if on_file else 1)
     assert {(r.alpha, r.beta, r.gamma) for r in resumed} == {(r.alpha, r.beta, r.gamma) for r in full}
     assert any("cut off" in m and ":" + str(len(lines)) in m for m in messages)
     assert [json.loads(line) for line in results.read_text().splitlines()]  # every line whole again
@@ -337,3 +342,43 @@ def test_the_evaluator_is_imported_without_leaving_its_folder_on_the_path(tmp_pa
     assert main(["search", TINY, "--evaluate", "train_here:evaluate", "--step", "0.1", "--tolerance", "0.1"]) == 0
     assert sys.path == before
     sys.modules.pop("train_here", None)
+
+
+def test_a_network_already_on_file_gives_its_score_to_its_other_triples_without_running_again(tmp_path):
+    """A run killed between the lines of one network's triples: the resumed run evaluates nothing for it."""
+    results = tmp_path / "r.jsonl"
+    full = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results)
+    lines = results.read_text().splitlines(keepends=True)
+    shared = [line for line in lines if json.loads(line)["result"]["beta"] == 1.1 and json.loads(line)["result"]["gamma"] == 1.0]
+    assert len(shared) == 5  # alpha 1.6 to 2.0: one network (test_triples_of_one_network_share_its_score_without_a_tie)
+    results.write_text("".join(line for line in lines if line not in shared[1:]))
+    ev.CALLS.clear()
+    assert grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, results=results) == full
+    assert not ev.CALLS
+    assert sorted(results.read_text().splitlines()) == sorted(line.rstrip("\n") for line in lines)
+
+
+def test_scores_within_the_stated_noise_of_the_best_are_a_tie():
+    """closeness: the best network scores -0.45 (alpha 1.6 to 2.0, beta 1.1), the next -0.46 (beta 1); 0.02 of noise
+    covers both (-0.46 is 0.01 away, within floating-point rounding of it), 0.005 does not."""
+    ranked = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, noise=0.02)
+    assert ranked.tie and ranked.winner is None
+    assert [(r.alpha, r.beta, r.gamma) for r in ranked.top] == [(a, 1.1, 1.0) for a in (1.6, 1.7, 1.8, 1.9, 2.0)] + \
+        [(a, 1.0, 1.0) for a in (1.6, 1.7, 1.8, 1.9, 2.0)]
+    assert ranked.tie_message().startswith("no winner: 10 candidates score within 0.02 of the best, -0.45 (the stated noise) and build "
+                                           "different networks: alpha=1.6 beta=1.1 gamma=1, ")
+    assert not ranked.tie_message().endswith("say nothing about the coefficients")
+    clear = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, noise=0.005)
+    assert not clear.tie and clear.winner == clear[0]
+    with pytest.raises(ScalingError, match=re.escape("noise must be a finite score difference >= 0 (got -1)")):
+        grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, noise=-1)
+
+
+def test_search_cli_says_when_every_candidate_scores_alike(tmp_path):
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
+                       "--noise", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["winner"] is None and data["noise"] == 10 and len(data["tie"]) == 12
+    assert data["message"].endswith("(score on more data or train longer, or choose one); that is every candidate: "
+                                    "the scores say nothing about the coefficients")
