@@ -252,6 +252,19 @@ def test_slurm_path_on_submitits_local_executor_survives_a_killed_job(tmp_path, 
     assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 4  # one job per network that finished
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("flag, value, package", [("--slurm", "local", "submitit"), ("--ray", "2", "ray")])
+def test_search_cli_on_ray_and_on_submitits_local_executor(tmp_path, one_process, workers_find_the_evaluators, flag, value, package):
+    """The command line's --ray and --slurm, end to end: the same winner and results file as the one-process search."""
+    pytest.importorskip(package)
+    result = run_archc("search", TINY, "--evaluate", "tests.search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
+                       flag, value, "--slurm-logs", tmp_path / "jobs", "--results", tmp_path / "r.jsonl", "--json")
+    assert result.returncode == 0, result.stderr
+    ranked, expected = one_process
+    assert json.loads(result.stdout)["winner"]["alpha"] == ranked.winner.alpha
+    assert sorted(lines_of(tmp_path / "r.jsonl"), key=lambda r: r["key"]) == expected
+
+
 # Optional engines: each named, with its extra, when missing; options checked before anything starts.
 
 @pytest.mark.parametrize("flag, package, extra", [("--dask", "distributed", "dask"), ("--ray", "ray", "ray"), ("--slurm", "submitit", "slurm")])
