@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import TINY3D, run_python, train_until
+from conftest import TINY3D, run_python, shapes_and_masks, train_until
 
 import archc
 from archc.analysis import analyze, total_stride
@@ -196,25 +196,9 @@ def test_every_shipped_spec_plans_without_a_warning(spacing, shape):
         assert analyze(plan).warnings == (), name
 
 
-def anisotropic_shapes(n: int, seed: int, spacing=(4.0, 1.0, 1.0), size=(8, 32, 32)):
-    """A sphere and a cube of random size and place, drawn in millimetres on 4 x 1 x 1 mm voxels (8 slices of 32x32),
-    in noise as strong as half the contrast; and their masks."""
-    g = torch.Generator().manual_seed(seed)
-    z, y, x = torch.meshgrid(*(torch.arange(n_, dtype=torch.float32) * mm for n_, mm in zip(size, spacing)), indexing="ij")
-    volumes, masks = [], []
-    for _ in range(n):
-        mask = torch.zeros(size, dtype=torch.bool)
-        for shape in ("sphere", "cube"):
-            radius = 5 + 4 * torch.rand((), generator=g)
-            c = 8 + 16 * torch.rand(3, generator=g)
-            if shape == "sphere":
-                mask |= (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= radius**2
-            else:
-                h = 0.85 * radius
-                mask |= ((z - c[0]).abs() <= h) & ((y - c[1]).abs() <= h) & ((x - c[2]).abs() <= h)
-        volumes.append(mask.float() + 0.5 * torch.randn(size, generator=g))
-        masks.append(mask.long())
-    return torch.stack(volumes)[:, None], torch.stack(masks)
+def anisotropic_shapes(n: int, seed: int):
+    """A sphere and a cube drawn in millimetres on 4 x 1 x 1 mm voxels (8 slices of 32x32), and their masks."""
+    return shapes_and_masks(n, size=(8, 32, 32), seed=seed, spacing=(4.0, 1.0, 1.0), min_radius=5.0)
 
 
 @pytest.mark.slow

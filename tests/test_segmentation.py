@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, TINY3D, calibrate_norms, output_shapes, run_archc, saved_for_backward, train_until
+from conftest import ROOT, TINY3D, calibrate_norms, output_shapes, run_archc, saved_for_backward, shapes_and_masks, train_until
 
 import archc
 from archc.errors import ArchcError, LoweringError, SpecError
@@ -272,28 +272,6 @@ def test_unet_timm_api():
 
 
 # --------------------------------------------------------------------------- learning check
-
-
-def shapes_and_masks(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Volumes with a sphere and a cube of random size and place, in noise as strong as half the contrast (a
-    voxel-wise threshold gets about one voxel in six wrong: Dice near 0.8), and their masks."""
-    g = torch.Generator().manual_seed(seed)
-    axis = torch.arange(size, dtype=torch.float32)
-    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-    volumes, masks = [], []
-    for _ in range(n):
-        mask = torch.zeros(size, size, size, dtype=torch.bool)
-        for shape in ("sphere", "cube"):
-            radius = 4 + 4 * torch.rand((), generator=g)
-            c = 8 + 16 * torch.rand(3, generator=g)
-            if shape == "sphere":
-                mask |= (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= radius**2
-            else:
-                h = 0.85 * radius
-                mask |= ((z - c[0]).abs() <= h) & ((y - c[1]).abs() <= h) & ((x - c[2]).abs() <= h)
-        volumes.append(mask.float() + 0.5 * torch.randn(size, size, size, generator=g))
-        masks.append(mask.long())
-    return torch.stack(volumes)[:, None], torch.stack(masks)
 
 
 def dice(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> float:
