@@ -15,6 +15,7 @@ should be what the device has free, less that.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ def training_cost(report: Report, precision: str = "fp32", checkpointing: bool |
     checkpointing = report.plan.checkpointing if checkpointing is None else checkpointing
     if checkpointing:
         blocks = [p for p in report.parts if p.path.startswith("stages.")]
-        kept = sum(_elements(p.shape) for p in blocks) + max((p.activations for p in blocks), default=0)
+        kept = sum(math.prod(p.shape) for p in blocks) + max((p.activations for p in blocks), default=0)
         kept += sum(p.activations for p in report.parts if not p.path.startswith("stages."))
     else:
         kept = report.activations
@@ -121,13 +122,6 @@ def parse_count(text: str, what: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise PlanningError(f"{what}: got {text!r}, expected a count like 50G or 10M")
     return int(float(match.group(1)) * 1000 ** " KMGT".index(match.group(2).upper() or " "))
-
-
-def _elements(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def gib(n: int) -> str:
