@@ -402,10 +402,10 @@ def _plan(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(planned.to_dict())
     elif args.output:
-        for d in planned.decisions:
-            print(f"{d.path}: {d.reason}")
+        for d in planned.decisions:  # reasons and notes quote the base's name and the scans' files
+            print(printable_lines(f"{d.path}: {d.reason}"))
         for note in planned.notes:
-            print(f"note: {note}")
+            print(f"note: {printable_lines(note)}")
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(planned.text)
