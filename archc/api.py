@@ -15,8 +15,8 @@ from . import ir
 from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
 from .files import check_destination, write_atomic
 from .formatting import printable
-from .lower import block_count
-from .lower import lower as _lower
+from .lowering import block_count
+from .lowering import lower as _lower
 from .spec import Overrides, Spec, load_spec, parse_spec
 from .yaml_source import read_yaml
 
@@ -225,7 +225,7 @@ def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **
 def build(plan: ir.Plan, *, seed: int | None = None) -> "nn.Module":
     """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``). The Plan decides the
     module entirely, so ``analyze(plan)`` describes exactly what this returns."""
-    from .emit.torch import build as emit
+    from .emit.network import build as emit
 
     return emit(plan, seed=seed)
 
@@ -377,7 +377,7 @@ def render(
             draw.write(graph, output)
         return graph
     from .html_view import to_html
-    from .lower import spec_lines
+    from .lowering import spec_lines
 
     if isinstance(source, ir.Plan):
         plan, lines = source, {}
@@ -418,7 +418,7 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
     if not isinstance(source, BuildSource):
         raise EmitError("this module was not compiled by archc.load, so its spec is unknown and it cannot be saved", file=path)
     # A file that load() would refuse is not written: the module must still be what its spec builds.
-    from .emit.torch import instantiate
+    from .emit.network import instantiate
 
     state = model.state_dict()
     problems = _misfits(instantiate(model.plan).state_dict(), state)
@@ -433,7 +433,7 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
 
 def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     from . import checkpoint
-    from .emit.torch import instantiate
+    from .emit.network import instantiate
 
     saved = checkpoint.load(path)
     plan = _saved_plan(saved, path)
@@ -528,7 +528,7 @@ def _finish(model: "nn.Module", *, sync_bn: bool, fuse: bool, channels_last: boo
 
         model = SyncBatchNorm.convert_sync_batchnorm(model)
     if fuse:
-        from .emit.torch import fuse_norms
+        from .emit.network import fuse_norms
 
         model = fuse_norms(model)
     if channels_last:

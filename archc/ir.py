@@ -12,8 +12,8 @@ from typing import Literal, Union, get_args
 
 Axes = tuple[int, ...]
 
-# The closed sets, defined once: the spec's fields take their values from these, and every emitter's table is
-# keyed by them (a test checks that each table covers its set exactly).
+# The closed sets, defined once: the spec's fields take their values from these, and the emitters' tables are
+# keyed by them (tests/test_emit.py checks that the activation, gate and norm tables cover their sets exactly).
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
 BlockType = Literal["mbconv", "fused_mbconv", "conv", "ds", "dsa", "uib"]
@@ -24,8 +24,6 @@ UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
-BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
-HEAD_TYPES: tuple[str, ...] = get_args(HeadType)
 NORM_TYPES: tuple[str, ...] = get_args(NormType)
 
 
@@ -208,6 +206,16 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Plan:
+    """A network with every number resolved: the start here for anything that reads one.
+
+    ``stem`` (a conv layer) -> ``stages`` (each a tuple of :class:`Block`, each block its ordered ``layers``) ->
+    ``head`` (pooling and classifier), or no head and the feature maps of ``features`` (``features_only``), or a
+    U-Net ``decoder`` over those maps. Channels, kernels, strides and sizes are final: scaling (``scaling`` says
+    how) and every spec default were applied by lowering, so a consumer never consults the spec. Per-axis values
+    are tuples of ``dims`` entries. ``blocks`` lists every encoder block in order; each block's ``path`` is its
+    module path in the emitted network, so its parameters' state_dict keys.
+    """
+
     name: str
     dims: int
     in_channels: int

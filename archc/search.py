@@ -26,7 +26,7 @@ from .analysis import analyze
 from .api import read
 from .errors import ArchcError, EmitError, ScalingError, described, shown
 from .extras import require
-from .lower import lower
+from .lowering import lower
 from .spec import Spec
 
 

@@ -200,7 +200,6 @@ def _unambiguous_kernel(value, info: ValidationInfo):
 _AXES = {2: "height, width", 3: "depth, height, width"}
 
 
-DEPTHWISE_BLOCKS = ("mbconv", "ds", "dsa", "uib")  # the blocks whose spatial conv is depthwise unless group_size says otherwise
 EXPANDING_BLOCKS = ("mbconv", "fused_mbconv", "uib")
 
 

@@ -200,7 +200,7 @@ def write_evil_pickle(path, marker, wrap=lambda payload: payload) -> None:
 
 def module_params(plan) -> int:
     """Parameters of the emitted module, counted on the meta device (no memory, no init)."""
-    from archc.emit.torch import instantiate
+    from archc.emit.network import instantiate
 
     return sum(p.numel() for p in instantiate(plan).parameters())
 

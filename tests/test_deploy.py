@@ -44,7 +44,7 @@ def test_fused_outputs_equal_unfused(dims, size):
     state = plain.state_dict()
     fused = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0)
     fused.load_state_dict(state)
-    from archc.emit.torch import fuse_norms
+    from archc.emit.network import fuse_norms
 
     fuse_norms(fused)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())

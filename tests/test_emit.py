@@ -91,7 +91,7 @@ def test_se_after_project_and_no_se():
 
 
 def test_drop_path_is_identity_in_eval_and_random_in_training(b0_spec):
-    from archc.emit.torch import DropPath
+    from archc.emit.blocks import DropPath
 
     model = archc.load(b0_spec, seed=0)
     assert model.stages[5][3].drop_path.rate == pytest.approx(0.2 * 14 / 16)  # block 14 of 16

@@ -13,7 +13,7 @@ from timm.models._efficientnet_builder import _scale_stage_depth
 from torch.utils.flop_counter import FlopCounterMode
 
 import archc
-from archc.emit.torch import fuse_norms
+from archc.emit.network import fuse_norms
 from archc.spec import parse_spec
 
 FEATURES = FIXTURES / "family_features.yaml"

@@ -196,7 +196,7 @@ def test_a_norm_folded_for_deployment_is_no_norm(seed):
     x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = copy.deepcopy(model).eval().set_fast_paths(False)(x)
-        fused = archc.emit.torch.fuse_norms(model)
+        fused = archc.emit.network.fuse_norms(model)
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
         _close(fused(x), expected, rel=1e-5)
 

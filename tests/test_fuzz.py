@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import archc
-from archc.emit.torch import instantiate
+from archc.emit.network import instantiate
 from archc.spec import parse_spec
 
 LONG = os.environ.get("ARCHC_FUZZ") == "long"

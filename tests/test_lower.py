@@ -139,7 +139,7 @@ scaling:
 
 def test_a_fixed_stem_and_depth_exempt_rows_stay_as_written():
     # timm's EfficientNet-Lite: fix_stem=True keeps the stem at 32; fix_first_last keeps a stage's repeats.
-    from archc.lower import block_count
+    from archc.lowering import block_count
     from archc.spec import parse_spec
 
     spec = parse_spec(FIXED)

@@ -204,7 +204,7 @@ def test_fused_unet_computes_the_same():
     x = torch.randn(2, 1, 12, 40, 40)
     with torch.no_grad():
         expected = model(x)
-        fused = archc.emit.torch.fuse_norms(model)
+        fused = archc.emit.network.fuse_norms(model)
         assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
         torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=1e-4)
 

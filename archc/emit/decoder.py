@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ir
+from .blocks import Block, CheckpointedStage
 from .ops import CONV_TRANSPOSE, LINEAR_MODE, Layers
-from .torch import Block, CheckpointedStage
 
 
 class Upsample(nn.Module):
