@@ -383,7 +383,7 @@ def _search(args: argparse.Namespace) -> int:
         print(f"# {ranked.tie_message()}")
         return 0
     print("# paste into the spec:")
-    print(ranked.winner.scaling_block(), end="")
+    print(ranked.winner.scaling_block(api.read(args.spec)), end="")  # gamma per axis when the spec's is
     return 0
 
 

@@ -1,6 +1,10 @@
 """A training-memory budget (archc/budget.py): sizes, the estimate against what autograd keeps, the largest phi and
 batch that fit, `archc plan --memory` and `archc info --memory`."""
 
+import importlib.util
+import os
+import sys
+
 import pytest
 import torch
 from conftest import saved_for_backward
@@ -99,3 +103,29 @@ def test_macs_and_params_budgets():
                                                      "10,000,000 parameters: ")
     with pytest.raises(archc.PlanningError, match="macs: got '20x', expected a count like 50G or 10M"):
         archc.plan("efficientnet3d_b0", spacing=(5, 0.7, 0.7), shape=(32, 256, 256), macs="20x")
+
+
+# Six small planned networks: thin-slab and isotropic data, three bases, two with checkpointing
+MEASURED = [
+    ("efficientnet3d_b0", (5, 0.7, 0.7), (8, 64, 64), 2, False),
+    ("efficientnet3d_b0", (5, 0.7, 0.7), (8, 64, 64), 2, True),
+    ("efficientnet3d_b0", (1, 1, 1), (32, 32, 32), 2, False),
+    ("efficientnet_b0", (3, 0.8, 0.8), (16, 64, 64), 2, False),
+    ("mobilenetv2_100", (2, 1, 1), (16, 48, 48), 2, False),
+    ("efficientnet_b0", (1, 1, 1), (32, 32, 32), 2, True),
+]
+# The error docs/planning.md states: estimate / measured peak, without and with activation checkpointing
+STATED_ERROR = {False: (0.8, 1.1), True: (0.8, 1.6)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the peak is read from /proc (Linux)")
+def test_the_estimate_is_within_the_stated_error_of_measured_peaks():
+    """The CPU peak of two training steps, each network in a process of its own (benchmarks/memory.py's measure)."""
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "memory.py")
+    loader = importlib.util.spec_from_file_location("memory_benchmark", path)
+    benchmark = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(benchmark)
+    for case, result in zip(MEASURED, benchmark.measure(MEASURED), strict=True):
+        low, high = STATED_ERROR[case[4]]
+        assert low <= result["estimate"] / result["measured"] <= high, (case, result)
