@@ -403,6 +403,7 @@ def render(
     detail: str = "stage",
     direction: str = "TB",
     format: str | None = None,
+    spacing: tuple[float, ...] | None = None,
     **args,
 ) -> "graphviz.Digraph | str":  # noqa: F821
     """Diagram of a Plan or spec (``args`` as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
@@ -410,12 +411,15 @@ def render(
 
     ``format="html"`` (or an ``output`` ending in ``.html``): the interactive page instead, one self-contained file
     returned as text (``detail`` and ``direction`` do not apply: the page opens each level on demand); from a spec,
-    each part shows the spec line it came from."""
+    each part shows the spec line it came from; ``spacing`` (mm per axis) adds each stage's voxel size, extent and
+    receptive field in mm, as ``archc info --spacing`` reports them."""
     from . import diagram as draw
 
     html = format == "html" or (format is None and output is not None and os.fspath(output).lower().endswith(".html"))
     if format not in (None, "html"):
         raise EmitError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
+    if spacing is not None and not html:
+        raise EmitError("spacing: millimetres are shown on the interactive page; write it as FILE.html (or use archc info --spacing)")
     if output is not None:
         if html:
             check_destination(os.fspath(output))
@@ -438,7 +442,7 @@ def render(
         spec = read(source, args.pop("overrides", None))
         plan = _lower(spec, **args)
         lines = spec_lines(spec, plan)
-    page = to_html(plan, lines)
+    page = to_html(plan, lines, spacing=spacing)
     if output is not None:
         write_atomic(os.fspath(output), page)
     return page

@@ -384,10 +384,9 @@ def test_search_cli_says_when_every_candidate_scores_alike(tmp_path):
                                     "the scores say nothing about the coefficients")
 
 
-def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path, capsys):
+def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path):
     """gamma [1, 1.1, 1.1] (a thin-slab volume: the slice axis held at 1): the search tries one gamma on axes 1 and 2,
     keeps axis 0 at 1, counts resolution twice in the constraint, and pastes the winner per axis."""
-    from archc.cli import main
     from archc.search import Result, constraint, evaluate_candidate, gamma_for, scaled_axes
 
     path = tmp_path / "slab.yaml"
