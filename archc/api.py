@@ -231,7 +231,7 @@ def _choose_patch(written: Spec, spacing, median_shape, budget: dict, batch: int
 
 def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int, precision: str, checkpointing: bool, write):
     """The largest phi within the budget (training memory, MACs, parameters), width and depth only: the data fix the input size."""
-    from .budget import gib, largest_phi
+    from .budget import WORKSPACE, gib, largest_phi
     from .planning import Decision
 
     memory, macs, params = budget["memory"], budget["macs"], budget["params"]
@@ -247,7 +247,7 @@ def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int
     decisions.append(Decision("scaling.gamma", 1, "the data fix the input size: phi scales width and depth only"))
     decisions.append(Decision("scaling.phi", fit.phi, (
         f"the largest phi (in quarter steps) {' and '.join(limits)}: {fit.report.params:,} parameters, {fit.report.macs:,} MACs, "
-        f"about {gib(fit.needed)} to train at batch {batch} ({fit.report.params:,} x 16 B + {batch} x {gib(fit.cost.per_sample)} of activations)"
+        f"about {gib(fit.needed)} to train at batch {batch} ({fit.report.params:,} x 16 B + {gib(WORKSPACE)} + {batch} x {gib(fit.cost.per_sample)} of activations)"
         + (f"; phi {fit.next_phi:g} {fit.next_over}" if fit.next_phi is not None else " (the largest phi tried)")
         + (f"; at phi {fit.phi:g} the largest batch is {fit.cost.largest_batch(memory)}" if memory else ""))))
     text = write()

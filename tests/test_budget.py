@@ -34,7 +34,8 @@ def test_the_estimate_is_what_autograd_keeps_plus_sixteen_bytes_a_parameter():
     report = archc.analyze(model.plan)
     cost = training_cost(report)
     assert cost.kept == pytest.approx(kept, rel=0.02)  # 38,930,408 against 38,266,116 bytes: 1.7% over
-    assert cost.per_sample == int(cost.kept * 1.6)  # the step's peak over the kept tensors (benchmarks/memory.py)
+    assert cost.per_sample == int(cost.kept * 1.2)  # the step's peak over the kept tensors (benchmarks/memory.py)
+    assert cost.total(2) == cost.parameters + 24 * 2**20 + 2 * cost.per_sample  # and the step's own workspace, once
     assert cost.parameters == sum(p.numel() for p in model.parameters()) * BYTES_PER_PARAM
     assert training_cost(report, "mixed").kept == cost.kept // 2
     assert training_cost(report, checkpointing=True).kept < cost.kept / 2  # block inputs and one block's activations
@@ -47,7 +48,7 @@ def test_largest_phi_fits_and_the_next_does_not():
     fit = largest_phi(lambda phi: archc.lower(fixed, phi=phi), memory, batch=2)
     assert fit.needed <= memory < fit.next_needed and fit.next_phi == fit.phi + 0.25
     report = archc.analyze(archc.lower(fixed, phi=fit.phi))
-    assert fit.needed == report.params * 16 + 2 * int(report.activations * 4 * 1.6)
+    assert fit.needed == report.params * 16 + 24 * 2**20 + 2 * int(report.activations * 4 * 1.2)
     assert report.plan.resolution == (32, 256, 256)  # the data fix the input size
     with pytest.raises(archc.PlanningError, match=r"nothing fits at batch 2: even phi -4 needs"):
         largest_phi(lambda phi: archc.lower(fixed, phi=phi), parse_bytes("10MiB"), batch=2)
@@ -70,7 +71,7 @@ def test_info_prints_the_largest_batch(capsys):
     assert main(["info", "efficientnet3d_b0", "--memory", "11GiB"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     cost = training_cost(archc.analyze(archc.lower("efficientnet3d_b0")))
-    n = (11 * 2**30 - cost.parameters) // cost.per_sample
+    n = (11 * 2**30 - cost.parameters - 24 * 2**20) // cost.per_sample
     assert last.startswith(f"largest training batch in 11GiB: {n} (fp32), ")
     assert main(["info", "efficientnet3d_b0", "--memory", "lots"]) == 1
     assert "memory: got 'lots', expected a size like 11GiB" in capsys.readouterr().err
@@ -115,7 +116,7 @@ MEASURED = [
     ("efficientnet_b0", (1, 1, 1), (32, 32, 32), 2, True),
 ]
 # The error docs/planning.md states: estimate / measured peak, without and with activation checkpointing
-STATED_ERROR = {False: (0.8, 1.1), True: (0.8, 1.6)}
+STATED_ERROR = {False: (0.9, 1.2), True: (0.85, 1.5)}
 
 
 @pytest.mark.slow
