@@ -4,7 +4,7 @@
 
 For each planned network (thin-slab and isotropic data, three bases, with and without checkpointing), a process
 forked from one that has imported torch and archc (so each network starts from the same clean state, as a fresh
-process would, without importing torch again) builds the model, an Adam optimiser and a batch, notes its resident
+process would, without importing torch again; two at a time, as each peak is its own process's) builds the model, an Adam optimiser and a batch, notes its resident
 memory, resets its peak (/proc/self/clear_refs), runs two training steps (forward, backward, optimiser step; the
 first allocates Adam's moments) and reads its peak resident memory (VmHWM). measured = peak - resident before the
 steps + the weights (already resident then), so it counts what the estimate counts: weights, gradients, optimiser
@@ -63,7 +63,7 @@ def run(base, spacing, shape, batch, checkpointing):
     return {"estimate": cost.total(batch), "measured": peak - before + weights, "resolution": list(model.plan.resolution)}
 
 
-def forked(case):
+def start(case):
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -75,6 +75,10 @@ def forked(case):
         finally:
             os._exit(status_code)
     os.close(write)
+    return pid, read
+
+
+def finish(case, pid, read):
     with os.fdopen(read) as f:
         out = f.read()
     _, code = os.waitpid(pid, 0)
@@ -83,7 +87,17 @@ def forked(case):
     return json.loads(out)
 
 
-print(json.dumps([forked(case) for case in json.loads(sys.argv[1])]))
+# Two networks at a time (each peak is its own process's); results in the order given.
+cases = json.loads(sys.argv[1])
+results, running = [None] * len(cases), []
+for i, case in enumerate(cases):
+    if len(running) == 2:
+        j, pid, read = running.pop(0)
+        results[j] = finish(cases[j], pid, read)
+    running.append((i, *start(case)))
+for j, pid, read in running:
+    results[j] = finish(cases[j], pid, read)
+print(json.dumps(results))
 """
 
 
