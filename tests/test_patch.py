@@ -93,10 +93,11 @@ def test_a_planned_patch_fits_and_the_next_larger_does_not():
     resolution = planned.spec.resolution
     assert resolution == choice.patch and choice.tried
     assert all(n % s == 0 for n, s in zip(resolution, planned.total_stride))
-    base = planned.spec.model_copy(update={"scaling": planned.spec.scaling.model_copy(update={"phi": 0.0})})
 
-    def needed(patch):
-        return training_cost(archc.analyze(archc.lower(base, resolution=patch))).total(2)
+    def needed(patch):  # each candidate planned afresh (its strides depend on its size), at phi 0
+        spec = archc.plan("efficientnet3d_b0", spacing=(5, 0.7, 0.7), shape=patch).spec
+        assert spec.resolution == patch  # a patch tried is already padded to its own total stride
+        return training_cost(archc.analyze(archc.lower(spec))).total(2)
 
     assert needed(choice.patch) <= parse_bytes("2GiB") < needed(choice.tried[-1][0])
     assert planned.reasons["resolution"].startswith(
