@@ -384,7 +384,7 @@ def test_search_cli_says_when_every_candidate_scores_alike(tmp_path):
                                     "the scores say nothing about the coefficients")
 
 
-def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path):
+def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path, capsys):
     """gamma [1, 1.1, 1.1] (a thin-slab volume: the slice axis held at 1): the search tries one gamma on axes 1 and 2,
     keeps axis 0 at 1, counts resolution twice in the constraint, and pastes the winner per axis."""
     from archc.search import Result, constraint, evaluate_candidate, gamma_for, scaled_axes
@@ -407,5 +407,9 @@ def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path):
     built = evaluate_candidate(spec.source.text, str(path), widest, {}, lambda model, resolution: resolution)  # what a worker builds
     assert built == widest.network[0] and built[0] == 32 and built[1] > 32
     assert Result(1.2, 1.1, 1.3, 2.0, 0.5).scaling_block(spec) == "scaling:\n  alpha: 1.2\n  beta: 1.1\n  gamma: [1, 1.3, 1.3]\n"
+    from archc.cli import main
+
+    assert main(["search", str(path), "--evaluate", "tests.search_evaluators:in_plane_size", "--step", "0.2", "--tolerance", "0.1"]) == 0
+    assert capsys.readouterr().out.endswith("# paste into the spec:\nscaling:\n  alpha: 1\n  beta: 1\n  gamma: [1, 1.4, 1.4]\n")
     held = archc.read(str(path), {"scaling.gamma": [1, 1, 1]})  # every axis held: width and depth alone
     assert {c.gamma for c in candidates(held, budget=2.0, step=0.2, tolerance=0.1)[0]} == {1.0}
