@@ -139,14 +139,15 @@ def plan(base: Spec | str | os.PathLike, *, spacing=None, shape=None, images=Non
     """Plan a network for data of this voxel ``spacing`` (mm per axis) and ``shape`` (voxels per axis) from ``base``:
     per-axis strides and kernels by nnU-Net's rule on the base's own downsampling steps (archc/planning.py).
     ``images`` instead (a glob pattern, a folder or a list of NIfTI files): their headers give nnU-Net's target
-    spacing and the median shape at it (archc/fingerprint.py; needs ``archc[plan]``). ``memory`` (bytes, or "11GiB"):
-    the largest phi whose training step at ``batch`` fits (``precision`` fp32 or mixed, ``checkpointing``), width
+    spacing and the median shape at it (archc/fingerprint.py; needs ``archc[plan]``). With a budget, ``shape`` is the
+    median shape and the input patch is chosen from it as nnU-Net v2 chooses it (``.patch``; archc/planning.py:
+    choose_patch), then ``memory`` (bytes, or "11GiB"): the largest phi whose training step at ``batch`` fits (``precision`` fp32 or mixed, ``checkpointing``), width
     and depth only, as the data fix the input size (archc/budget.py); ``macs`` / ``params`` ("50G", "10M") limit
     the MACs per sample and the parameters likewise, alone or with ``memory``.
     Returns a :class:`~archc.planning.Planned`: ``.spec`` (validated and lowered once), ``.decisions`` with their
     reasons (``.reasons`` by field path), ``.text`` (the spec as YAML, every decision commented)."""
     from .errors import PlanningError
-    from .planning import Planned, plan_spec, spec_text
+    from .planning import Decision, Planned, plan_spec, spec_text
 
     written = read(base, overrides)
     found = None
@@ -159,7 +160,16 @@ def plan(base: Spec | str | os.PathLike, *, spacing=None, shape=None, images=Non
         spacing, shape = found.target_spacing, found.shape
     elif spacing is None or shape is None:
         raise PlanningError("give the voxel spacing and the shape (or images to read them from)")
+    budget = _budget(memory, macs, params, batch)
+    choice = None
+    if any(v is not None for v in budget.values()):
+        choice = _choose_patch(written, spacing, shape, budget, batch, precision, checkpointing,
+                               dict(task=task, name=name, in_channels=in_channels, num_classes=num_classes))
+        shape = choice.patch
     raw, decisions, topology, total, notes = plan_spec(written, spacing, shape, task=task, name=name, in_channels=in_channels, num_classes=num_classes)
+    if choice is not None:
+        at = next(i for i, d in enumerate(decisions) if d.path == "resolution")
+        decisions[at] = Decision("resolution", decisions[at].value, f"{choice.reason}; {decisions[at].reason}")
     if found is not None:
         notes.insert(0, f"from the headers of {len(found.images)} images: median spacing {_axes_text(found.median_spacing)} mm, median shape "
                         f"{_axes_text(found.median_shape)}; target spacing {_axes_text(found.target_spacing)} mm ({found.target_reason}); "
@@ -167,24 +177,65 @@ def plan(base: Spec | str | os.PathLike, *, spacing=None, shape=None, images=Non
     text = spec_text(raw, decisions, topology, written.name, task, notes)
     spec = parse_spec(text, file=f"<plan of {written.name}>")
     _lower(spec)
-    budget = {"memory": memory, "macs": macs, "params": params}
-    if any(v is not None for v in budget.values()):
+    if choice is not None:
         spec, text = _fit_budget(raw, decisions, spec, budget, batch, precision, checkpointing, lambda: spec_text(raw, decisions, topology, written.name, task, notes))
-    return Planned(spec, text, tuple(decisions), topology, total, tuple(notes))
+    return Planned(spec, text, tuple(decisions), topology, total, tuple(notes), choice)
+
+
+def _budget(memory, macs, params, batch: int) -> dict:
+    from .budget import parse_bytes, parse_count
+
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ArchcError(f"batch: got {batch!r}, expected a positive whole number")
+    return {"memory": parse_bytes(memory) if isinstance(memory, str) else memory, "macs": parse_count(macs, "macs") if isinstance(macs, str) else macs,
+            "params": parse_count(params, "params") if isinstance(params, str) else params}
+
+
+def _fixed_size(spec: Spec, checkpointing: bool) -> Spec:
+    """The spec with gamma 1 (the data fix the input size: phi scales width and depth) and checkpointing as asked."""
+    return spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"gamma": 1.0}), "checkpointing": checkpointing})
+
+
+def _choose_patch(written: Spec, spacing, median_shape, budget: dict, batch: int, precision: str, checkpointing: bool, options: dict):
+    """The input patch as nnU-Net v2 chooses it (archc/planning.py: choose_patch), each candidate planned afresh (its
+    strides depend on its size) and fitting when the base network (phi 0) trains within the memory and MACs budget;
+    a parameter budget does not depend on the patch and is met by phi alone."""
+    from .analysis import analyze
+    from .budget import gib, training_cost
+    from .planning import choose_patch, plan_spec, spec_text
+
+    spacing = tuple(spacing)
+
+    @functools.lru_cache(maxsize=None)
+    def planned(patch):
+        raw, decisions, topology, total, notes = plan_spec(written, spacing, patch, **options)
+        return parse_spec(spec_text(raw, decisions, topology, written.name, options["task"], notes), file=f"<plan of {written.name}>"), total
+
+    def pad(patch):
+        spec, total = planned(tuple(patch))
+        return tuple(spec.resolution), total
+
+    def fits(patch):
+        if budget["memory"] is None and budget["macs"] is None:
+            return True
+        report = analyze(_lower(_fixed_size(planned(tuple(patch))[0], checkpointing), phi=0.0))
+        return ((budget["memory"] is None or training_cost(report, precision).total(batch) <= budget["memory"])
+                and (budget["macs"] is None or report.macs <= budget["macs"]))
+
+    mode = f"{'mixed precision' if precision == 'mixed' else 'float32'}{', checkpointing' if checkpointing else ''}"
+    limits = [text for text, given in ((f"trains within {gib(budget['memory'] or 0)} at batch {batch} ({mode})", budget["memory"]),
+                                       (f"has at most {budget['macs'] or 0:,} MACs per sample", budget["macs"])) if given]
+    limit = f"at phi 0 {' and '.join(limits)}" if limits else "stands (a parameter budget does not depend on the patch)"
+    return choose_patch(spacing, median_shape, pad, fits, limit)
 
 
 def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int, precision: str, checkpointing: bool, write):
     """The largest phi within the budget (training memory, MACs, parameters), width and depth only: the data fix the input size."""
-    from .budget import gib, largest_phi, parse_bytes, parse_count
+    from .budget import WORKSPACE, gib, largest_phi
     from .planning import Decision
 
     memory, macs, params = budget["memory"], budget["macs"], budget["params"]
-    memory = parse_bytes(memory) if isinstance(memory, str) else memory
-    macs = parse_count(macs, "macs") if isinstance(macs, str) else macs
-    params = parse_count(params, "params") if isinstance(params, str) else params
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ArchcError(f"batch: got {batch!r}, expected a positive whole number")
-    fixed = spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"gamma": 1.0}), "checkpointing": checkpointing})
+    fixed = _fixed_size(spec, checkpointing)
     fit = largest_phi(lambda phi: _lower(fixed, phi=phi), memory, batch, precision, macs=macs, params=params)
     raw["scaling"]["gamma"] = 1
     raw["scaling"]["phi"] = fit.phi
@@ -196,7 +247,7 @@ def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int
     decisions.append(Decision("scaling.gamma", 1, "the data fix the input size: phi scales width and depth only"))
     decisions.append(Decision("scaling.phi", fit.phi, (
         f"the largest phi (in quarter steps) {' and '.join(limits)}: {fit.report.params:,} parameters, {fit.report.macs:,} MACs, "
-        f"about {gib(fit.needed)} to train at batch {batch} ({fit.report.params:,} x 16 B + {batch} x {gib(fit.cost.per_sample)} of activations)"
+        f"about {gib(fit.needed)} to train at batch {batch} ({fit.report.params:,} x 16 B + {gib(WORKSPACE)} + {batch} x {gib(fit.cost.per_sample)} of activations)"
         + (f"; phi {fit.next_phi:g} {fit.next_over}" if fit.next_phi is not None else " (the largest phi tried)")
         + (f"; at phi {fit.phi:g} the largest batch is {fit.cost.largest_batch(memory)}" if memory else ""))))
     text = write()
@@ -352,6 +403,7 @@ def render(
     detail: str = "stage",
     direction: str = "TB",
     format: str | None = None,
+    spacing: tuple[float, ...] | None = None,
     **args,
 ) -> "graphviz.Digraph | str":  # noqa: F821
     """Diagram of a Plan or spec (``args`` as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
@@ -359,12 +411,15 @@ def render(
 
     ``format="html"`` (or an ``output`` ending in ``.html``): the interactive page instead, one self-contained file
     returned as text (``detail`` and ``direction`` do not apply: the page opens each level on demand); from a spec,
-    each part shows the spec line it came from."""
+    each part shows the spec line it came from; ``spacing`` (mm per axis) adds each stage's voxel size, extent and
+    receptive field in mm, as ``archc info --spacing`` reports them."""
     from . import diagram as draw
 
     html = format == "html" or (format is None and output is not None and os.fspath(output).lower().endswith(".html"))
     if format not in (None, "html"):
         raise EmitError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
+    if spacing is not None and not html:
+        raise EmitError("spacing: millimetres are shown on the interactive page; write it as FILE.html (or use archc info --spacing)")
     if output is not None:
         if html:
             check_destination(os.fspath(output))
@@ -387,7 +442,7 @@ def render(
         spec = read(source, args.pop("overrides", None))
         plan = _lower(spec, **args)
         lines = spec_lines(spec, plan)
-    page = to_html(plan, lines)
+    page = to_html(plan, lines, spacing=spacing)
     if output is not None:
         write_atomic(os.fspath(output), page)
     return page

@@ -7,7 +7,9 @@ The estimate, per training step with an Adam-style optimiser:
 - activations: what autograd keeps for backward, per sample, times the batch (``archc.analyze``; within 5% of the
   tensors autograd saves, tests/test_language.py and tests/test_budget.py), at 4 bytes (float32) or 2 (mixed precision);
   with activation checkpointing: every block's input, plus the largest block's activations while it is recomputed;
-- times :data:`PEAK_FACTOR`, the measured peak of a step over those kept tensors.
+- times :data:`PEAK_FACTOR`, the measured peak of a step over those kept tensors;
+- plus :data:`WORKSPACE`, once: what a step holds whatever the network's size (the loss, the optimiser's
+  temporaries, the convolutions' scratch space).
 
 It leaves out the framework's own overhead (the CUDA context, about 0.3-0.5 GiB, and allocator slack), so a budget
 should be what the device has free, less that.
@@ -38,11 +40,13 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-# The peak of a training step over what autograd keeps: gradients of activations in flight, recomputation. Calibrated
-# on CPU by benchmarks/memory.py (docs/planning.md has the table): without checkpointing the activation part of the
-# peak was 1.49-1.70x the kept tensors over four planned networks; with per-block checkpointing 3.4-4.4x the block
-# inputs plus the largest block (two networks), so the larger is used.
-PEAK_FACTOR = {False: 1.6, True: 4.4}
+# The peak of a training step over what autograd keeps (gradients of activations in flight, recomputation), and what
+# a step holds besides. Fitted on CPU by benchmarks/memory.py to twelve planned networks of 115-890 MiB (docs/planning.md
+# has the table): without checkpointing the peak less weights, gradients and moments was 1.13-1.26x the kept tensors
+# plus about 24 MiB; with per-block checkpointing 1.6-3.1x the block inputs plus the largest block, of which 2.5 errs
+# by -5% to +44%.
+PEAK_FACTOR = {False: 1.2, True: 2.5}
+WORKSPACE = 24 * 2**20
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,10 @@ class Cost:
         return int(self.kept * self.factor)
 
     def total(self, batch: int) -> int:
-        return self.parameters + batch * self.per_sample
+        return self.parameters + WORKSPACE + batch * self.per_sample
 
     def largest_batch(self, memory: int) -> int:
-        return max(0, (memory - self.parameters) // self.per_sample) if self.per_sample else 0
+        return max(0, (memory - self.parameters - WORKSPACE) // self.per_sample) if self.per_sample else 0
 
 
 def training_cost(report: Report, precision: str = "fp32", checkpointing: bool | None = None) -> Cost:

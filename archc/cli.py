@@ -163,10 +163,12 @@ def _render(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(args, page=bool(args.output))
     page = bool(args.output) and args.output.lower().endswith(".html")  # the interactive view (archc/html_view.py)
+    if args.spacing and not page:
+        raise _usage("--spacing: millimetres are shown on the interactive page: -o FILE.html (or archc info --spacing)")
     if args.output and not page:
         _check_output(args.output, output_format)
     if page:
-        api.render(args.spec, args.output, format="html", overrides=args.set, **_lowering_args(args))
+        api.render(args.spec, args.output, format="html", overrides=args.set, spacing=args.spacing, **_lowering_args(args))
         print(f"wrote {args.output}")
         return 0
     graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
@@ -383,7 +385,7 @@ def _search(args: argparse.Namespace) -> int:
         print(f"# {ranked.tie_message()}")
         return 0
     print("# paste into the spec:")
-    print(ranked.winner.scaling_block(), end="")
+    print(ranked.winner.scaling_block(api.read(args.spec)), end="")  # gamma per axis when the spec's is
     return 0
 
 
@@ -614,6 +616,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--direction", choices=DIRECTIONS, default="TB", help="top-to-bottom (default) or left-to-right")
     render.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="FILE.svg, .png, .pdf or .dot (.dot needs no Graphviz), or FILE.html: an interactive page, "
                         "one self-contained file; DOT text to stdout without it")
+    render.add_argument("--spacing", type=_per_axis_numbers(float), metavar="D,H,W", help="voxel spacing in mm: the page shows each stage's extent "
+                        "and receptive field in mm (with -o FILE.html)")
     render.add_argument("--compare", metavar="'B [FLAGS]'", help=COMPARE_HELP + "; with -o FILE.html, as a page")
     render.set_defaults(run=_render)
     return parser

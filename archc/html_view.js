@@ -10,6 +10,7 @@
   const blocks = new Map(info.blocks.map((b) => [b.path, b]));
   const layers = new Map(info.layers.map((l) => [l.path, l]));
   const rowOf = new Map(view.rows.map((r) => [r.name, r]));
+  const mm = data.millimetres ? data.millimetres.rows : {}; // with --spacing: archc info --spacing's rows, as text, by row name
   const tree = document.getElementById("tree");
   const items = new Map(); // data-id -> element, for the items drawn so far
 
@@ -45,7 +46,8 @@
         path: name.match(/^\d+$/) ? "stages." + name : r.parts.length === 1 ? r.parts[0] : name.replace(/^decoder\.(\d+)$/, "decoder.levels.$1"),
         channels: s.in_channels + " \u2192 " + s.out_channels, kernel: axes(s.kernel), stride: axes(s.stride),
         se: s.se_channels ? String(s.se_channels) : "none", shape: s.output_shape, params: s.params, macs: s.macs, activations: s.activations,
-        rf: s.receptive_field, line: lineOf(r.parts[0]) } };
+        rf: s.receptive_field, line: lineOf(r.parts[0]),
+        ...(mm[name] ? { voxelMm: mm[name].voxel, extentMm: mm[name].extent, rfMm: mm[name].receptive_field } : {}) } };
     }
     if (kind === "run") {
       const [row, start, n] = name.split("|"), r = rowOf.get(row), paths = r.parts.slice(+start, +start + +n), last = blocks.get(paths[n - 1]);
@@ -130,7 +132,7 @@
 
   const FIELDS = [["path", "module"], ["type", "layer"], ["channels", "channels"], ["kernel", "kernel"], ["stride", "stride"], ["groups", "groups"],
     ["se", "SE width"], ["shape", "output shape"], ["params", "parameters"], ["macs", "MACs"], ["activations", "activation memory"],
-    ["rf", "receptive field"], ["line", "spec line"]];
+    ["rf", "receptive field"], ["voxelMm", "voxel (mm)"], ["extentMm", "extent (mm)"], ["rfMm", "receptive field (mm)"], ["line", "spec line"]];
   function select(item) {
     for (const old of tree.querySelectorAll(".item.selected")) { old.classList.remove("selected"); old.setAttribute("aria-selected", "false"); }
     item.classList.add("selected");
@@ -245,6 +247,7 @@
   const scaling = info.scaling.preset !== null ? "preset " + info.scaling.preset : info.scaling.phi !== null ? "phi " + info.scaling.phi : "unscaled";
   document.getElementById("totals").textContent = info.dims + "D, input " + shape(info.input_shape) + ", " + scaling + " \u00b7 " + count(info.params) +
     " parameters \u00b7 " + human(info.macs) + " MACs \u00b7 " + bytes(info.activation_bytes.fp32) + " activations per sample (float32, training)" +
+    (data.millimetres ? " \u00b7 at " + data.millimetres.spacing + " mm voxels" : "") +
     (info.warnings.length ? " \u00b7 " + info.warnings.length + " warning(s): " + info.warnings.join("; ") : "");
   for (const r of view.rows) tree.append(makeItem("row:" + r.name, 1));
   tree.firstElementChild.tabIndex = 0;

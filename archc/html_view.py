@@ -19,6 +19,7 @@ from importlib import resources
 from . import ir
 from .analysis import Report, analyze, block_title, kernel_size
 from .formatting import axes
+from .summary import millimetres, mm_text
 
 _DOCUMENT = """<!DOCTYPE html>
 <html lang="en">
@@ -62,11 +63,20 @@ _DOCUMENT = """<!DOCTYPE html>
 """
 
 
-def to_html(plan: ir.Plan, lines: dict[str, str] | None = None, report: Report | None = None) -> str:
-    """The page of ``plan``; ``lines``: module path -> where the spec wrote it (``lower.spec_lines``)."""
+def to_html(plan: ir.Plan, lines: dict[str, str] | None = None, report: Report | None = None, spacing: tuple[float, ...] | None = None) -> str:
+    """The page of ``plan``; ``lines``: module path -> where the spec wrote it (``lower.spec_lines``); ``spacing``
+    (mm per axis): each stage also shows its voxel size, extent and receptive field in mm, as ``archc info --spacing``."""
     report = report or analyze(plan)
     data = {"info": report.to_dict(), "view": view(plan, report, lines or {})}
+    if spacing is not None:
+        data["millimetres"] = millimetre_rows(report, tuple(spacing))
     return _DOCUMENT.format(style=_asset("html_view.css"), script=_asset("html_view.js"), data=script_json(data))
+
+
+def millimetre_rows(report: Report, spacing: tuple[float, ...]) -> dict:
+    """``archc info --spacing``'s rows (summary.millimetres), written as that table writes them, by row name."""
+    return {"spacing": mm_text(spacing), "rows": {row["name"]: {key: mm_text(row[key]) for key in ("voxel", "extent", "receptive_field")}
+                                                  for row in millimetres(report, spacing)}}
 
 
 def script_json(value) -> str:

@@ -112,6 +112,76 @@ def pool_and_conv(spacing, patch, min_feature_map: int = MIN_FEATURE_MAP, max_po
     return Topology(spacing, patch, tuple(steps), tuple(kernels), stop)
 
 
+# nnU-Net's starting patch holds as many voxels as 256^3 (3D) or 2048^2 (2D) before it is clipped to the median shape
+START_VOXELS = {3: 256**3, 2: 2048**2}
+
+
+def initial_patch(spacing, median_shape) -> tuple[int, ...]:
+    """nnU-Net v2's starting patch (``ExperimentPlanner.get_plans_for_configuration``): proportional to 1/spacing
+    (the same extent in mm on every axis), scaled to :data:`START_VOXELS`, rounded, then clipped to the median shape.
+    nnU-Net plans no 1D network; a 1D patch starts at the median shape."""
+    inverse = [1 / s for s in spacing]
+    voxels = START_VOXELS.get(len(spacing))
+    if voxels is None:
+        return tuple(int(m) for m in median_shape)
+    scale = (voxels / math.prod(inverse)) ** (1 / len(spacing))
+    return tuple(min(round(i * scale), int(m)) for i, m in zip(inverse, median_shape))
+
+
+@dataclass(frozen=True)
+class PatchChoice:
+    """The input patch chosen for a budget, and the way there."""
+
+    median: tuple[int, ...]
+    start: tuple[int, ...]  # :func:`initial_patch`, before padding
+    tried: tuple[tuple[tuple[int, ...], int], ...]  # each patch that did not fit and the axis then reduced
+    patch: tuple[int, ...]  # the first that fits (padded to the total stride)
+
+    limit: str = "fits the budget"  # what fitting means, in words
+
+    @property
+    def reason(self) -> str:
+        head = (f"patch chosen as nnU-Net v2 does: 1/spacing-proportional, {_x(self.start)} after clipping to the median shape "
+                f"{_x(self.median)}, padded to the total stride")
+        if not self.tried:
+            return f"{head}: {_x(self.patch)} {self.limit}"
+        steps = [f"{_x(p)} less axis {a}" for p, a in self.tried]
+        shown = steps if len(steps) <= 4 else steps[:2] + [f"{len(steps) - 3} more"] + steps[-1:]
+        return (f"{head}; while the patch did not fit, the axis largest relative to the median shape lost one stride step "
+                f"({', '.join(shown)}): {_x(self.patch)} is the first that {self.limit}")
+
+    def to_dict(self) -> dict:
+        return {"median_shape": list(self.median), "start": list(self.start), "tried": [{"patch": list(p), "reduced_axis": a} for p, a in self.tried],
+                "patch": list(self.patch), "fits": self.limit}
+
+
+def choose_patch(spacing, median_shape, pad, fits, limit: str = "fits the budget") -> PatchChoice:
+    """The largest patch that ``fits``, found as nnU-Net v2's ``get_plans_for_configuration`` finds it: start at
+    :func:`initial_patch`; while it does not fit, reduce the axis whose size is largest relative to the median shape
+    (the last such axis on a tie, as ``np.argsort(...)[-1]``) by that axis's divisor, where the divisor is recomputed
+    for the reduced size first (so a size like 224 between 256 and 192 is not skipped), then pad again.
+
+    ``pad(patch)`` -> (the patch padded to its network's divisor, that divisor per axis): nnU-Net's
+    ``get_pool_and_conv_props`` gives both; a plan gives its resolution and total stride. ``fits(patch)`` -> bool."""
+    median = tuple(int(m) for m in median_shape)
+    start = initial_patch(spacing, median)
+    patch, divisor = pad(start)
+    tried = []
+    while not fits(patch):
+        ratios = [p / m for p, m in zip(patch, median)]
+        axis = max(range(len(patch)), key=lambda a: (ratios[a], a))
+        smaller = list(patch)
+        smaller[axis] -= divisor[axis]
+        if smaller[axis] < 1:
+            raise PlanningError(f"nothing fits the budget: even a {_x(patch)} patch is too large, and axis {axis} cannot be reduced below "
+                                f"{patch[axis]} (its divisor); a smaller batch, mixed precision, checkpointing or a smaller base lowers the memory")
+        tried.append((tuple(patch), axis))
+        reduced = list(patch)
+        reduced[axis] -= pad(tuple(smaller))[1][axis]
+        patch, divisor = pad(tuple(reduced))
+    return PatchChoice(median, start, tuple(tried), tuple(patch), limit)
+
+
 @dataclass(frozen=True)
 class Decision:
     """One value the planner chose and why, in the data's units."""
@@ -134,6 +204,7 @@ class Planned:
     topology: Topology
     total_stride: tuple[int, ...]
     notes: tuple[str, ...] = field(default=())
+    patch: PatchChoice | None = None  # how a budget chose the input patch
 
     @property
     def reasons(self) -> dict[str, str]:
@@ -151,6 +222,7 @@ class Planned:
                        "stop": t.stop},
             "decisions": [d.to_dict() for d in self.decisions],
             "notes": list(self.notes),
+            "patch": self.patch.to_dict() if self.patch else None,
             "spec": self.text,
         }
 

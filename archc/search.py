@@ -31,8 +31,22 @@ from .spec import Spec
 
 
 def constraint(dims: int) -> str:
-    """The FLOPs constraint per dimensionality: resolution multiplies the cost once per spatial axis."""
+    """The FLOPs constraint per dimensionality: resolution multiplies the cost once per spatial axis it scales
+    (``dims`` is that count: a per-axis gamma that holds an axis at 1 leaves it out, :func:`scaled_axes`)."""
     return f"alpha * beta**2 * gamma**{dims} ≈ budget"
+
+
+def scaled_axes(spec: Spec, dims: int) -> int:
+    """How many axes the searched gamma scales: every axis, or, when the spec's gamma is per axis, the axes not held at 1."""
+    gamma = spec.scaling.gamma
+    return sum(g != 1 for g in gamma) if isinstance(gamma, tuple) else dims
+
+
+def gamma_for(spec: Spec, gamma: float):
+    """The searched gamma as the spec takes it: one number, or, when the spec's gamma is per axis, ``gamma`` on every
+    axis the spec scales and 1 on every axis it holds fixed (a volume's slice count stays the slice count)."""
+    written = spec.scaling.gamma
+    return tuple(1.0 if g == 1 else gamma for g in written) if isinstance(written, tuple) else gamma
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ def _check_grid_size(budget: float, step: float, tolerance: float, dims: int) ->
             room = high / (alpha * beta**2)
             if room < 1:
                 break
-            points += int((room ** (1 / dims) - 1) / step) + 1
+            points += int((room ** (1 / dims) - 1) / step) + 1 if dims else 1
         if points > MAX_POINTS:
             raise ScalingError(f"{asked} puts more than {MAX_POINTS:,} grid points under the budget; the search measures "
                                f"at most {MAX_POINTS:,} grid points: use a coarser step or a smaller budget or tolerance")
@@ -108,7 +122,8 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
         raise ScalingError(f"need step > 0, budget > 1 and tolerance >= 0 (got step={step}, budget={budget}, tolerance={tolerance})")
     spec = read(spec)
     dims = dims or spec.dims
-    _check_grid_size(budget, step, tolerance, dims)
+    scaled = scaled_axes(spec, dims)
+    _check_grid_size(budget, step, tolerance, scaled)
     base = analyze(lower(spec, phi=0, dims=dims, **args)).macs
     low, high = budget * (1 - tolerance), budget * (1 + tolerance)
 
@@ -117,8 +132,8 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
         report = analyze(lower(_with_scaling(spec, alpha, beta, gamma), phi=1, dims=dims, **args))
         return report, report.macs / base
 
-    def steps():
-        return (round(1 + i * step, 10) for i in range(MAX_STEPS))
+    def steps(fixed: bool = False):
+        return (1.0,) if fixed else (round(1 + i * step, 10) for i in range(MAX_STEPS))
 
     # Measured MACs never fall when a coefficient grows (every rounding rule is monotone), so each loop climbs
     # until the measured ratio passes the budget: exact bounds from the Plan, where the formula's would cut off
@@ -130,7 +145,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
         for beta in steps():
             if measure(alpha, beta, 1.0)[1] > high:
                 break
-            for gamma in steps():
+            for gamma in steps(fixed=scaled == 0):  # a per-axis gamma holding every axis at 1: width and depth alone
                 report, ratio = measure(alpha, beta, gamma)
                 if ratio > high:
                     break
@@ -152,7 +167,7 @@ def _network(plan) -> tuple:
 
 def _with_scaling(spec: Spec, alpha: float, beta: float, gamma: float) -> Spec:
     # model_copy keeps the source (file and lines), so errors about a candidate still point into the file.
-    return spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"alpha": alpha, "beta": beta, "gamma": gamma})})
+    return spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"alpha": alpha, "beta": beta, "gamma": gamma_for(spec, gamma)})})
 
 
 @dataclass(frozen=True)
@@ -196,8 +211,10 @@ def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, arg
     from .api import load
     from .spec import parse_spec
 
-    overrides = {"scaling.alpha": candidate.alpha, "scaling.beta": candidate.beta, "scaling.gamma": candidate.gamma}
-    model = load(parse_spec(spec_text, spec_file), phi=1, overrides=overrides, seed=0, **args)
+    spec = parse_spec(spec_text, spec_file)
+    gamma = gamma_for(spec, candidate.gamma)
+    overrides = {"scaling.alpha": candidate.alpha, "scaling.beta": candidate.beta, "scaling.gamma": list(gamma) if isinstance(gamma, tuple) else gamma}
+    model = load(spec, phi=1, overrides=overrides, seed=0, **args)
     return evaluate(model, model.plan.resolution)  # checked where the results are gathered, which knows the candidate
 
 
@@ -239,9 +256,11 @@ class Result:
     macs_ratio: float
     score: float
 
-    def scaling_block(self) -> str:
-        """The winning coefficients as a spec's ``scaling:`` block, ready to paste."""
-        return f"scaling:\n  alpha: {self.alpha:g}\n  beta: {self.beta:g}\n  gamma: {self.gamma:g}\n"
+    def scaling_block(self, spec: Spec | None = None) -> str:
+        """The winning coefficients as a spec's ``scaling:`` block, ready to paste (gamma per axis as ``spec`` has it)."""
+        gamma = gamma_for(spec, self.gamma) if spec is not None else self.gamma
+        shown = f"[{', '.join(f'{g:g}' for g in gamma)}]" if isinstance(gamma, tuple) else f"{gamma:g}"
+        return f"scaling:\n  alpha: {self.alpha:g}\n  beta: {self.beta:g}\n  gamma: {shown}\n"
 
 
 @dataclass(frozen=True)
@@ -327,7 +346,8 @@ def grid(
         say(f"skipped alpha={candidate.alpha:g} beta={candidate.beta:g} gamma={candidate.gamma:g}: {reason}")
     done, repair = _read_results(results)
     todo = [c for c in found if c.key not in done]
-    say(f"{len(found)} candidates under {constraint(dims or spec.dims)} = {budget:g} (±{tolerance:.0%}); {len(found) - len(todo)} already done")
+    held = "" if scaled_axes(spec, dims or spec.dims) == (dims or spec.dims) else f" (gamma on axes {_axes_text(spec)}, the others held at 1)"
+    say(f"{len(found)} candidates under {constraint(scaled_axes(spec, dims or spec.dims))}{held} = {budget:g} (±{tolerance:.0%}); {len(found) - len(todo)} already done")
     lower_args = dict(args, dims=dims) if dims else dict(args)
     started, best = time.monotonic(), max(done.values(), key=lambda r: r.score, default=None)
     # One evaluation per distinct network; the triples that build the same one share its score.
@@ -563,3 +583,7 @@ def plot_curve(points: list[CurvePoint], presets: dict[str, tuple[int, int]], pa
     fig.savefig(buffer, format=fmt, dpi=100)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
+
+
+def _axes_text(spec: Spec) -> str:
+    return ", ".join(str(a) for a, g in enumerate(spec.scaling.gamma) if g != 1)

@@ -78,11 +78,12 @@ def format_millimetres(rows: list[dict], spacing: tuple[float, ...]) -> str:
     """The rows of :func:`millimetres` as a table."""
     cells = [("stage", "voxel (mm)", "extent (mm)", "receptive field (mm)")]
     for row in rows:
-        cells.append((row["name"], _mm(row["voxel"]), _mm(row["extent"]), _mm(row["receptive_field"])))
-    return "\n".join([f"in millimetres, at {_mm(spacing)} mm voxels:", *table(cells, right=set())])
+        cells.append((row["name"], mm_text(row["voxel"]), mm_text(row["extent"]), mm_text(row["receptive_field"])))
+    return "\n".join([f"in millimetres, at {mm_text(spacing)} mm voxels:", *table(cells, right=set())])
 
 
-def _mm(values) -> str:
+def mm_text(values) -> str:
+    """Millimetres per axis as the reports write them (the HTML view shows the same text)."""
     return "x".join(f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in values)
 
 

@@ -100,3 +100,8 @@ def logged(model, resolution) -> float:
         log.write(key_of(model) + "\n")
     time.sleep(float(os.environ.get("ARCHC_SEARCH_SLEEP", "0")))
     return closeness(model, resolution)
+
+
+def in_plane_size(model, resolution) -> float:
+    """Prefers the largest in-plane size (axis 1): one winner among networks that differ in it."""
+    return float(resolution[1])

@@ -261,3 +261,31 @@ def test_unet_skips_and_a_readable_screenshot(browser, pages, tmp_path):
     png = tmp_path / "unet.png"
     assert browser.save_screenshot(str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@needs_browser
+def test_millimetres_equal_info_spacing(browser, tmp_path, capsys):
+    """`archc render --spacing 5,0.7,0.7 -o x.html`: every stage's panel shows the voxel size, extent and receptive
+    field in mm that `archc info --spacing` prints for it (stage 2: 10x5.6x5.6, 320x157x157, 105x46.9x46.9)."""
+    from archc.cli import main
+
+    assert main(["render", "efficientnet3d_b0", "--spacing", "5,0.7,0.7", "-o", str(tmp_path / "ct.html")]) == 0
+    assert main(["info", "efficientnet3d_b0", "--spacing", "5,0.7,0.7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("in millimetres, at 5x0.7x0.7 mm voxels:")
+    printed = {line.split()[0]: line.split()[1:] for line in lines[start + 2:] if line and not line.startswith("-")}
+    assert printed["2"] == ["10x5.6x5.6", "320x157x157", "105x46.9x46.9"]
+    open_page(browser, tmp_path / "ct.html")
+    assert browser.find_element("id", "totals").text.endswith(" \u00b7 at 5x0.7x0.7 mm voxels")
+    for name, (voxel, extent, field) in printed.items():
+        browser.execute_script("archcView.select(arguments[0])", f"row:{name}")
+        shown = panel(browser)
+        assert (shown["voxelMm"], shown["extentMm"], shown["rfMm"]) == (voxel, extent, field), name
+    browser.execute_script("archcView.select('row:classifier')")  # the scores have no extent
+    assert "extentMm" not in panel(browser)
+    with pytest.raises(SystemExit) as exit:  # a usage error, as argparse's own
+        main(["render", "efficientnet3d_b0", "--spacing", "5,0.7,0.7", "-o", str(tmp_path / "ct.svg")])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == "archc: error: --spacing: millimetres are shown on the interactive page: -o FILE.html (or archc info --spacing)\n"
+    assert main(["render", "efficientnet3d_b0", "--spacing", "5,0.7", "-o", str(tmp_path / "bad.html")]) == 1
+    assert "spacing has 2 values for a 3D network" in capsys.readouterr().err and not (tmp_path / "bad.html").exists()

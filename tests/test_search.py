@@ -382,3 +382,34 @@ def test_search_cli_says_when_every_candidate_scores_alike(tmp_path):
     assert data["winner"] is None and data["noise"] == 10 and len(data["tie"]) == 12
     assert data["message"].endswith("(score on more data or train longer, or choose one); that is every candidate: "
                                     "the scores say nothing about the coefficients")
+
+
+def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path, capsys):
+    """gamma [1, 1.1, 1.1] (a thin-slab volume: the slice axis held at 1): the search tries one gamma on axes 1 and 2,
+    keeps axis 0 at 1, counts resolution twice in the constraint, and pastes the winner per axis."""
+    from archc.search import Result, constraint, evaluate_candidate, gamma_for, scaled_axes
+
+    path = tmp_path / "slab.yaml"
+    path.write_text(TINY3D.read_text() + "scaling: {gamma: [1, 1.1, 1.1]}\n")
+    spec = archc.read(str(path))
+    assert scaled_axes(spec, 3) == 2 and constraint(2) == "alpha * beta**2 * gamma**2 ≈ budget"
+    assert gamma_for(spec, 1.3) == (1.0, 1.3, 1.3) and gamma_for(archc.read(TINY), 1.3) == 1.3
+    found, _ = candidates(spec, budget=2.0, step=0.2, tolerance=0.1)
+    base = archc.lower(spec, phi=0).resolution
+    seen = set()
+    for c in found:
+        resolution = archc.lower(spec, phi=1, overrides={"scaling.alpha": c.alpha, "scaling.beta": c.beta,
+                                                         "scaling.gamma": [1, c.gamma, c.gamma]}).resolution
+        assert resolution[0] == base[0] == 32 and resolution[1] == resolution[2] == c.network[0][1]
+        seen.add(resolution[1])
+    assert len(seen) > 1  # the in-plane size is searched
+    widest = max(found, key=lambda c: c.gamma)
+    built = evaluate_candidate(spec.source.text, str(path), widest, {}, lambda model, resolution: resolution)  # what a worker builds
+    assert built == widest.network[0] and built[0] == 32 and built[1] > 32
+    assert Result(1.2, 1.1, 1.3, 2.0, 0.5).scaling_block(spec) == "scaling:\n  alpha: 1.2\n  beta: 1.1\n  gamma: [1, 1.3, 1.3]\n"
+    from archc.cli import main
+
+    assert main(["search", str(path), "--evaluate", "tests.search_evaluators:in_plane_size", "--step", "0.2", "--tolerance", "0.1"]) == 0
+    assert capsys.readouterr().out.endswith("# paste into the spec:\nscaling:\n  alpha: 1\n  beta: 1\n  gamma: [1, 1.4, 1.4]\n")
+    held = archc.read(str(path), {"scaling.gamma": [1, 1, 1]})  # every axis held: width and depth alone
+    assert {c.gamma for c in candidates(held, budget=2.0, step=0.2, tolerance=0.1)[0]} == {1.0}
