@@ -19,6 +19,7 @@ from . import ir
 from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
+from .kinds.decoders import decoder_kind
 from .kinds.sources import NAMES, SOURCES, named_source
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
@@ -424,12 +425,13 @@ def _value_problems(key: str, peer_key: str, tensor: torch.Tensor) -> list[str]:
 
 
 def _headless(plan: ir.Plan) -> str:
-    return "a U-Net" if plan.decoder is not None else "an encoder"
+    return decoder_kind(plan.decoder.type).title if plan.decoder is not None else "an encoder"
 
 
 def _fresh_decoder(target: dict, peer: dict, source: str) -> set[str]:
-    """The U-Net decoder's keys that keep their initial values: all of them, unless the weights are an archc
-    U-Net's, which hold the decoder too (then every key is imported, and a missing one is an error)."""
+    """The decoder's keys that keep their initial values: all of them, unless the weights are an archc network's
+    with a decoder, which hold it too (then every key is imported, and a missing one is an error; each decoder
+    kind's ``weights_note`` says so)."""
     keys = {key for key in target if key.startswith("decoder.")}
     if source == "archc" and any(key in peer for key in keys):
         return set()

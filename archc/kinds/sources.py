@@ -93,7 +93,7 @@ _RECORDS = (
 )
 
 
-def _registry(records: tuple[WeightsSource, ...]) -> dict[str, WeightsSource]:
+def registry(records: tuple[WeightsSource, ...]) -> dict[str, WeightsSource]:
     """name -> record, in the order above (the order errors and ``--from`` list them), checked once at import."""
     found: dict[str, WeightsSource] = {}
     for source in records:
@@ -111,7 +111,7 @@ def _registry(records: tuple[WeightsSource, ...]) -> dict[str, WeightsSource]:
     return found
 
 
-SOURCES: Mapping[str, WeightsSource] = MappingProxyType(_registry(_RECORDS))
+SOURCES: Mapping[str, WeightsSource] = MappingProxyType(registry(_RECORDS))
 NAMES = tuple(SOURCES)  # what --from and weights_from accept, in the order errors list them
 
 
