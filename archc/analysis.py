@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from . import ir
 from .formatting import axes as format_axes
 from .formatting import shape as format_shape
+from .kinds.decoders import decoder_kind
 
 # The activations after which a batch norm's output is recomputed in backward, not kept (emit.fusion.INPUT_BACKWARD;
 # tests/test_fusion.py checks the two agree).
@@ -306,7 +307,7 @@ def analyze(plan: ir.Plan) -> Report:
     if plan.head is not None:
         _head(walk, plan.head, parts, rows)
     if plan.decoder is not None:
-        _decoder(walk, plan.decoder, taps, parts, rows)
+        decoder_kind(plan.decoder.type).part("analysis")(walk, plan.decoder, taps, parts, rows)
     rounded = walk.stride_warning() if plan.resolution_given else None
     warnings = ([rounded] if rounded else []) + walk.warnings
     return Report(plan, (plan.in_channels, *plan.resolution), tuple(parts), tuple(rows), tuple(dict.fromkeys(warnings)),
@@ -349,7 +350,7 @@ def _conv_kind(conv: ir.ConvUnit) -> str:
     return "depthwise" if conv.groups > 1 and conv.groups == conv.in_channels else "grouped" if conv.groups > 1 else "dense"
 
 
-def _decoder(walk: _Walker, decoder: ir.Decoder, taps: dict, parts: list, rows: list) -> None:
+def unet_costs(walk: _Walker, decoder: ir.Decoder, taps: dict, parts: list, rows: list) -> None:
     """A U-Net decoder's levels after the encoder: each upsamples the walker's map to its skip's size (or the input's),
     joins the skip, runs its blocks. The receptive field is the deeper path's (the larger); the jump shrinks by the
     upsampling factor. Kept for backward: the joined map (the first conv's input) and what the blocks keep; an

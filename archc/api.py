@@ -619,12 +619,13 @@ def _with_name_conventions(conventions: dict, name: str | None, source: str, ove
     """The conventions the weights are built with when the target's name carries its own (a timm tf_ name: TF's
     padding and eps, as timm builds that name). timm's weights of such a name are the TF port (timm and timm_tf
     share one key layout), so the name decides; another source trained otherwise is refused, naming the fix."""
+    from .kinds.sources import SOURCES, named_source
     from .weights import name_conventions
 
     named = name_conventions(name) if name else {}
     if not named:
         return conventions
-    if source == "timm":
+    if SOURCES[source].keys == named_source(name).keys:  # the name's own source's key layout (timm's): the name decides
         return {**conventions, **named}
     given = {str(item).partition("=")[0].strip() for item in overrides} if overrides else set()  # the user's own choices stand
     clashes = {path: value for path, value in conventions.items() if path in named and value != named[path] and path not in given}

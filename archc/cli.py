@@ -524,7 +524,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_json_flag(build)
     build.set_defaults(run=_build)
 
-    from .weights import INFLATE_MODES, SOURCES
+    from .kinds.sources import NAMES as SOURCES
+    from .weights import INFLATE_MODES
 
     convert = commands.add_parser("convert", help="import a peer's weights into the archc model of a spec and save it")
     convert.add_argument("spec", help="spec file or shipped spec name")

@@ -9,7 +9,8 @@ its skip's size, so any size works):
   ``same`` padding specialises: its per-axis padding depends on each size's remainder modulo the stride, and
   torch.export guards on it, so those programs keep the example's spatial size and refuse others. So do U-Nets': a
   decoder level's crop to its skip's size is a guard torch.export cannot prove for every size (export ONNX or
-  TorchScript for sliding-window inference at any size).
+  TorchScript for sliding-window inference at any size). Each decoder kind's record (``archc.kinds.decoders``) says
+  whether torch.export keeps its spatial axes (``export_dynamic``) and why not (``export_note``).
 - ONNX (``.onnx``): dynamic, for the classifier's input, for every feature map of a ``features_only`` model and for a
   U-Net's output (which has the input's size),
   with either padding (``emit.ops`` writes the "same" padding's ceiling division without negative numbers, which
@@ -30,6 +31,7 @@ from .extras import require
 from .files import write_atomic
 from .formatting import shape as format_shape
 from .formatting import size as format_size
+from .kinds.decoders import decoder_kind
 
 FORMATS = {".pt": "torchscript", ".torchscript": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 
@@ -124,7 +126,8 @@ AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 def _spatial_dynamic(plan, fmt: str) -> bool:
-    return fmt == "onnx" or plan.padding != "same" and plan.decoder is None  # see the module's docstring
+    decoder = plan.decoder is None or decoder_kind(plan.decoder.type).export_dynamic  # a U-Net's crops specialise torch.export
+    return fmt == "onnx" or plan.padding != "same" and decoder  # see the module's docstring
 
 
 def _export_dims(plan) -> dict:

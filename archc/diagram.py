@@ -21,6 +21,7 @@ from .analysis import Report, analyze, block_title, kernel_size, stage_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
+from .kinds.decoders import decoder_kind
 
 DETAILS = ("stage", "block", "layer")
 DIRECTIONS = ("TB", "LR")
@@ -63,7 +64,7 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
         ends[stage.index] = previous
     last = dot_text(_shape(report.shape_of(_last_path(plan))))
     if plan.decoder is not None:
-        _decoder_nodes(graph, plan, report, previous, ends, beside=detail == "stage")
+        decoder_kind(plan.decoder.type).part("drawing")(graph, plan, report, previous, ends, beside=detail == "stage")
         return graph
     if plan.head is None:  # a features encoder: its output is the map of each reduction level
         levels = [f"stage {f.stage}: {f.channels} ch, /{_axes(f.reduction)}" for f in plan.features]
@@ -190,7 +191,7 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
     return source
 
 
-def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: dict, beside: bool) -> None:
+def unet_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: dict, beside: bool) -> None:
     """A U-Net's decoder: one node per level going back up, each beside the encoder stage whose map it joins
     (``beside``: the same rank, which draws the U), a dashed skip edge from that stage, then the head."""
     decoder = plan.decoder

@@ -14,11 +14,13 @@ end its element.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 
 from . import ir
 from .analysis import Report, analyze, block_title, kernel_size
 from .formatting import axes
+from .kinds.decoders import decoder_kind
 from .summary import millimetres, mm_text
 
 _DOCUMENT = """<!DOCTYPE html>
@@ -97,7 +99,7 @@ def view(plan: ir.Plan, report: Report, lines: dict[str, str]) -> dict:
         owner = next(p for p in owners if layer.path == p or layer.path.startswith(p + "."))
         layers[owner].append(layer.path)
     labels = {"stem": f"Stem conv k{kernel_size(plan.stem.kernel)} s{axes(plan.stem.stride)}", "classifier": "Classifier (linear)"}
-    kinds = {"stem": "stem", "head": "head", "classifier": "head", "decoder.head": "decoder"}
+    kinds = {"stem": "stem", "head": "head", "classifier": "head"}
     residual = set()
     for block in plan.blocks:
         labels[block.path] = _block_label(block)
@@ -106,23 +108,16 @@ def view(plan: ir.Plan, report: Report, lines: dict[str, str]) -> dict:
             residual.add(block.path)
     if plan.head is not None and plan.head.conv is not None:
         labels["head"] = f"Head conv 1x1 to {plan.head.conv.out_channels}" + (" (after pooling)" if plan.head.type == "efficient" else "")
-    skips = {}
-    if plan.decoder is not None:
-        labels["decoder.head"] = "Segmentation head conv 1x1"
-        for level in plan.decoder.levels:
-            up = level.up
-            labels[f"{level.path}.up"] = f"Up x{axes(up.scale)} {up.mode}, {up.in_channels} to {up.out_channels} ch"
-            kinds[f"{level.path}.up"] = "decoder"
-            for block in (level.lateral, *level.blocks, level.aux):
-                if block is not None:
-                    labels[block.path], kinds[block.path] = _block_label(block), "decoder"
-            skips[f"decoder.{level.index}"] = None if level.skip is None else ("stem" if level.skip.stage < 0 else str(level.skip.stage))
+    decoder = decoder_kind(plan.decoder.type).part("page")(plan) if plan.decoder is not None else DecoderPage({}, {}, {})
+    labels.update(decoder.labels)
+    kinds.update(decoder.kinds)
     rows = []
     for row in report.rows:
-        mine = [p for p in parts if _in_row(row.name, p)]
-        label, note = _row_label(row.name, plan, row.block)
+        mine = [p for p in parts if _in_row(row.name, p, decoder)]
+        label, note = _row_label(row.name, row.block, decoder)
+        skip = decoder.rows[row.name].skip if row.name in decoder.rows else None
         rows.append({"name": row.name, "label": label, "note": note, "kind": kinds.get(mine[0], "decoder"),
-                     "parts": mine, "runs": _runs(plan, mine), "skip": skips.get(row.name)})
+                     "parts": mine, "runs": _runs(plan, mine), "skip": skip})
     return {
         "rows": rows,
         "parts": {p: {"label": labels.get(p, p), "kind": kinds.get(p, "layer"), "residual": p in residual, "layers": layers[p],
@@ -130,23 +125,61 @@ def view(plan: ir.Plan, report: Report, lines: dict[str, str]) -> dict:
     }
 
 
-def _in_row(row: str, part: str) -> bool:
+def _in_row(row: str, part: str, decoder: DecoderPage) -> bool:
     if row.isdigit():
         return part.startswith(f"stages.{row}.")
-    if row.startswith("decoder.") and row != "decoder.head":
-        return part.startswith(f"decoder.levels.{row.split('.')[1]}.")
+    if row in decoder.rows:
+        holds = decoder.rows[row].parts
+        return part.startswith(holds) if holds.endswith(".") else part == holds
     return part == row
 
 
-def _row_label(name: str, plan: ir.Plan, title: str) -> tuple[str, str | None]:
+def _row_label(name: str, title: str, decoder: DecoderPage) -> tuple[str, str | None]:
     """A row's title and what the page writes after its repeats (where a decoder level's skip comes from)."""
     if name.isdigit():
         return f"Stage {name}: {title}", None
-    if name.startswith("decoder.") and name != "decoder.head":
-        level = plan.decoder.levels[int(name.split(".")[1])]
+    if name in decoder.rows:
+        row = decoder.rows[name]
+        return row.title.format(title), row.note
+    return {"stem": "Stem", "head": "Head", "classifier": "Classifier"}.get(name, name), None
+
+
+@dataclass(frozen=True)
+class DecoderRow:
+    """One of the analysis's rows of a decoder, as the page shows it."""
+
+    title: str  # "{}" stands for the row's block title (the analysis's)
+    note: str | None  # written after its repeats
+    skip: str | None  # the row whose map it joins ("stem", a stage's number): the page draws an arc from it
+    parts: str  # the module path of its one part, or (ending ".") the prefix of every part it holds
+
+
+@dataclass(frozen=True)
+class DecoderPage:
+    """What the page draws of a decoder (its kind's ``page`` gives it, ``archc.kinds.decoders``): each part's label
+    and kind (its colour, html_view.css), and each of its rows by the analysis's row name."""
+
+    labels: dict[str, str]
+    kinds: dict[str, str]
+    rows: dict[str, DecoderRow]
+
+
+def unet_page(plan: ir.Plan) -> DecoderPage:
+    """A U-Net's parts: each level's upsampling and blocks, one row per level (a dashed arc from the stage its skip
+    comes from), then the segmentation head."""
+    labels, kinds, rows = {"decoder.head": "Segmentation head conv 1x1"}, {"decoder.head": "decoder"}, {}
+    for level in plan.decoder.levels:
+        up = level.up
+        labels[f"{level.path}.up"] = f"Up x{axes(up.scale)} {up.mode}, {up.in_channels} to {up.out_channels} ch"
+        kinds[f"{level.path}.up"] = "decoder"
+        for block in (level.lateral, *level.blocks, level.aux):
+            if block is not None:
+                labels[block.path], kinds[block.path] = _block_label(block), "decoder"
+        skip = None if level.skip is None else ("stem" if level.skip.stage < 0 else str(level.skip.stage))
         joins = "no skip: back to the input's size" if level.skip is None else "joins the stem" if level.skip.stage < 0 else f"joins stage {level.skip.stage}"
-        return f"Decoder level {level.index}: {title}", joins
-    return {"stem": "Stem", "head": "Head", "classifier": "Classifier", "decoder.head": "Segmentation head"}.get(name, name), None
+        rows[f"decoder.{level.index}"] = DecoderRow(f"Decoder level {level.index}: {{}}", joins, skip, f"{level.path}.")
+    rows["decoder.head"] = DecoderRow("Segmentation head", None, None, "decoder.head")
+    return DecoderPage(labels, kinds, rows)
 
 
 def _block_label(block: ir.Block) -> str:

@@ -298,6 +298,7 @@ class Decoder:
     levels: tuple[DecoderLevel, ...]
     head: Block  # one kxk conv with a bias, no norm or activation (MONAI SegmentationHead): ``decoder.head``
     num_classes: int
+    type: str = "unet"  # its kind: the record (archc.kinds.decoders) every consumer builds, counts and draws it by
 
     @property
     def blocks(self) -> tuple[Block, ...]:

@@ -14,6 +14,7 @@ import os
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
+from .kinds.decoders import decoder_kind
 from .scaling import MAX_BLOCKS, Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec, Stage
 
@@ -117,7 +118,8 @@ def lower(
     norm = ir.Norm(spec.norm.type, spec.norm.eps, spec.norm.momentum, spec.norm.groups)
     features = _feature_levels(stem, stages)
     classes = spec.num_classes if num_classes is None else num_classes
-    decoder = None if features_only or spec.decoder is None else _decoder(spec, axes, features, classes, num_classes is None, stages)
+    decoder = None if features_only or spec.decoder is None else \
+        decoder_kind(spec.decoder.type).part("lowering")(spec, axes, features, classes, num_classes is None, stages)
     if norm.type == "group":
         head = head_conv if decoder is None and spec.head.type != "pool" and head_conv.norm else None
         _check_groups(spec, norm.groups, stem, stages, head, decoder.blocks if decoder else ())
@@ -345,8 +347,8 @@ def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.Feat
     return tuple(levels)
 
 
-def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num_classes: int, spec_classes: bool,
-             stages: list[ir.Stage]) -> ir.Decoder:
+def unet_decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num_classes: int, spec_classes: bool,
+                 stages: list[ir.Stage]) -> ir.Decoder:
     """The spec's U-Net decoder over the encoder's feature levels. The deepest level is the bottleneck; the decoder
     has one level per finer feature level (its skip), deepest first, and one more without a skip when the finest
     feature level is reduced, which brings the map back to the input's size. Each level upsamples by the ratio of
@@ -404,7 +406,7 @@ def _decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...], num
         c_in, deeper = out, reduction
     # MONAI's SegmentationHead: a 3x3 conv with a bias, no norm or activation.
     head = one_conv("decoder.head", count, c_in, num_classes, (3,) * axes.dims, None)
-    return ir.Decoder(d.fuse, tuple(levels), head, num_classes)
+    return ir.Decoder(d.fuse, tuple(levels), head, num_classes, d.type)
 
 
 def _check_groups(spec: Spec, groups: int, stem, stages, head, decoder_blocks=()) -> None:

@@ -34,6 +34,7 @@ from pydantic import (
 from .errors import SpecError, shown
 from .files import read_bytes
 from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
+from .kinds.decoders import DECODERS
 from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -355,11 +356,20 @@ class Scaling(Model):
         return self
 
 
-class Decoder(Model):
-    """A U-Net decoder over the encoder's feature levels: the network then segments, `num_classes` output
-    channels at the input's size (docs/segmentation.md)."""
+def _decoder_type(value: str) -> str:
+    # The registry is read as each spec is checked, so a kind registered after import is accepted like archc's own.
+    if value not in DECODERS:
+        raise ValueError("expected " + _or_list(map(repr, DECODERS)))
+    return value
 
-    type: Annotated[Literal["unet"], _doc("unet: the deepest feature level is the bottleneck; each level upsamples and joins the next finer one")]
+
+class Decoder(Model):
+    """A decoder over the encoder's feature levels (a U-Net by default): the network then segments, `num_classes`
+    output channels at the input's size (docs/segmentation.md). Each type is a record of archc.kinds.decoders."""
+
+    type: Annotated[str, Strict(), AfterValidator(_decoder_type), WithJsonSchema({"type": "string", "enum": list(DECODERS)}), _doc(
+        "; ".join(kind.summary for kind in DECODERS.values())
+    )] = "unet"
     width: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "width of the finest level, doubling per level deeper: 16 gives 256, 128, 64, 32, 16 for EfficientNet's five "
         "levels (MONAI FlexibleUNet's and SMP's default decoder_channels); not scaled with the network's width"
@@ -385,6 +395,20 @@ class Decoder(Model):
         "extra 1x1 heads on this many levels before the last; in training the module returns [output, head outputs "
         "finest first], each at the input's size; in evaluation the output alone"
     )] = 0
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self):
+        kind = DECODERS[self.type]
+        wrong = sorted(self.model_fields_set - kind.fields - {"type"})
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not apply to a {self.type} decoder (its fields: {', '.join(sorted(kind.fields)) or 'none'})")
+        return self
+
+
+# Each decoder kind reads fields of this section: one naming a field it does not have fails at import, with its name.
+for _kind in DECODERS.values():
+    if _kind.fields - set(Decoder.model_fields):
+        raise SpecError(f"decoder kind {_kind.name!r} reads {', '.join(sorted(_kind.fields - set(Decoder.model_fields)))}, not a decoder field")
 
 
 def _printable(text: str) -> str:

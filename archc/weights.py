@@ -10,7 +10,6 @@ sides is used exactly once, and anything left over is reported by name.
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -20,44 +19,27 @@ from . import ir
 from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
+from .kinds.decoders import decoder_kind
+from .kinds.sources import NAMES, SOURCES, named_source
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
 
 MAX_WEIGHTS_BYTES = MAX_READ  # 500M float32 parameters (api.MAX_PARAMS) and headers
 
-# The conventions each peer's weights were trained with. Importing applies them as spec overrides (the
-# user's own overrides win), so the archc model computes what the peer computes: TF-ported weights expect
-# TF "same" padding and batch-norm eps 1e-3; torchvision and timm's own weights symmetric padding and 1e-5.
-CONVENTIONS = {
-    "archc": {},
-    "monai": {"padding": "same", "norm.eps": 1e-3},
-    "efficientnet_pytorch": {"padding": "same", "norm.eps": 1e-3},
-    "timm_tf": {"padding": "same", "norm.eps": 1e-3},
-    "torchvision": {"padding": "symmetric", "norm.eps": 1e-5},
-    "timm": {"padding": "symmetric", "norm.eps": 1e-5},
-}
-SOURCES = tuple(CONVENTIONS)  # the weight sources: one list, the keys above
 INFLATE_MODES = ("center", "mean")  # see inflate_kernel
 
 
 def conventions(source: str, block_types: set[str]) -> dict:
-    """The spec overrides ``source``'s weights need, for a network of these block types. torchvision builds
-    EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3 and EfficientNet with torch's 1e-5."""
-    found = dict(CONVENTIONS[source])
-    if source == "torchvision" and "fused_mbconv" in block_types:
-        found["norm.eps"] = 1e-3
-    return found
-
-
-# timm names its ports of TF's weights tf_<name> and builds every one with TF's conventions, whatever weights it is
-# given (timm efficientnet.py and mobilenetv3.py: each tf_ constructor sets bn_eps=BN_EPS_TF_DEFAULT, pad_type='same').
-TF_PORT_PREFIX = "tf_"
+    """The spec overrides ``source``'s weights need, for a network of these block types (its record in
+    :mod:`archc.kinds.sources`: padding and norm eps, and torchvision's eps 1e-3 for the Fused-MBConv family)."""
+    return SOURCES[source].conventions_for(block_types)
 
 
 def name_conventions(name: str) -> dict:
     """The spec overrides a shipped name brings by itself: a timm tf_ name TF's padding and eps, as timm builds it."""
-    return dict(CONVENTIONS["timm_tf"]) if name.startswith(TF_PORT_PREFIX) else {}
+    named = named_source(name)
+    return dict(named.conventions) if named else {}
 
 
 # archc block role -> the peer's name, for peers that name roles (MONAI and efficientnet-pytorch).
@@ -143,7 +125,7 @@ def _storage_problems(key, value: torch.Tensor) -> list[str]:
 def check_request(source: str, inflate: str) -> None:
     """Refuse an unknown source or inflation whether or not weights are given: a typo is never ignored."""
     if source not in SOURCES:
-        raise CheckpointError(f"unknown weights source {shown(source)}; expected one of {', '.join(SOURCES)}")
+        raise CheckpointError(f"unknown weights source {shown(source)}; expected one of {', '.join(NAMES)}")
     if inflate not in INFLATE_MODES:
         raise CheckpointError(f"unknown inflation {shown(inflate)}; 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))}")
 
@@ -165,22 +147,30 @@ def _check_unpacked_size(path: str) -> None:
 def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     """archc key -> the same tensor's key in ``source``'s state_dict."""
     if source not in SOURCES:
-        raise CheckpointError(f"unknown weights source {source!r}; expected one of {', '.join(SOURCES)}")
-    if source == "archc":
+        raise CheckpointError(f"unknown weights source {source!r}; expected one of {', '.join(NAMES)}")
+    record = SOURCES[source]
+    if record.keys is None:
         return {key: key for key in keys}
+    layout = _layout(source)
     blocks = {block.path: block for block in plan.blocks}
-    global_index = {block.path: block.index for block in plan.blocks}
     names = {}
     for key in keys:
         prefix, _, leaf = key.rpartition(".")
         if prefix.startswith("stages."):
             _, stage, j, role = prefix.split(".", 3)
-            path = f"stages.{stage}.{j}"
+            block = blocks[f"stages.{stage}.{j}"]
+            if record.block_kinds is not None and block.type not in record.block_kinds:
+                raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
             role, part = _part(role)
-            names[key] = _block_name(source, blocks[path], role, int(stage), int(j), global_index[path], part + leaf)
+            names[key] = layout(plan, block, role, part + leaf)
         else:
-            names[key] = _network_name(source, prefix, leaf, plan)
+            names[key] = layout(plan, None, prefix, leaf)
     return names
+
+
+def _layout(source: str):
+    """The key-layout function a source's record names (one of the ``*_key`` functions below)."""
+    return globals()[SOURCES[source].keys]
 
 
 def _part(role: str) -> tuple[str, str]:
@@ -218,32 +208,26 @@ def layout_hint(plan: ir.Plan, keys: list[str], peer_keys, source: str) -> str:
     if len(found) == 1:
         [name] = found
         return f"these look like {name} weights: use --from {name} (weights_from='{name}')"
-    if set(found) == {"timm", "timm_tf"}:
-        return ("these look like timm or timm_tf weights (the same names; timm_tf for tf_efficientnet_* weights): "
-                "use --from timm or --from timm_tf (weights_from='timm' or 'timm_tf')")
+    if len({SOURCES[name].keys for name in found}) == 1:  # one key layout (timm's own and its TF ports): the conventions differ
+        found = sorted(found, key=lambda name: bool(SOURCES[name].hint))  # the plain source first, then those a hint tells apart
+        hints = "; ".join(SOURCES[name].hint for name in found if SOURCES[name].hint)
+        return (f"these look like {' or '.join(found)} weights (the same names{'; ' + hints if hints else ''}): "
+                f"use --from {' or --from '.join(found)} (weights_from={' or '.join(repr(name) for name in found)})")
     return f"these look like {' or '.join(found)} weights: use --from " + " or --from ".join(found)
-
-
-# Where each layout says which block a tensor belongs to: (stage, block in the stage), or for MONAI (stage,
-# global index), or for efficientnet-pytorch the global index alone.
-_BLOCK_KEYS = {
-    "archc": r"stages\.(\d+)\.(\d+)\.", "timm": r"blocks\.(\d+)\.(\d+)\.", "timm_tf": r"blocks\.(\d+)\.(\d+)\.",
-    "torchvision": r"features\.(\d+)\.(\d+)\.block\.", "monai": r"_blocks\.(\d+)\.(\d+)\.", "efficientnet_pytorch": r"_blocks\.(\d+)\.",
-}
 
 
 def block_summary(plan: ir.Plan, peer_keys, source: str) -> list[str]:
     """What the key names tell about a misfit before any single key does: "16 blocks given, 26 expected" and,
     where the layout numbers stages, each stage whose repeats differ ("stage 3 has 4 repeats in the weights,
     5 in the spec"). Empty when the numbers of blocks agree."""
-    pattern = re.compile(_BLOCK_KEYS[source])
-    found = {tuple(int(n) for n in match.groups()) for key in peer_keys if (match := pattern.match(key))}
+    record = SOURCES[source]  # where its layout says which block a tensor belongs to
+    found = {where for key in peer_keys if (where := record.stage_and_block(key))}
     if len(found) == len(plan.blocks):
         return []
     summary = [f"{len(found)} blocks given, {len(plan.blocks)} expected"]
-    if source == "efficientnet_pytorch" or not found:  # the layout numbers blocks, not stages; or none has a block
+    if not record.numbers_stages or not found:  # the layout numbers blocks, not stages; or none has a block
         return summary
-    first = 1 if source == "torchvision" else 0  # torchvision's features.0 is the stem
+    first = record.first_stage
     given = Counter(stage - first for stage, _ in found)
     stages = []
     for stage in sorted(set(given) | {s.index for s in plan.stages}):
@@ -259,44 +243,64 @@ def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
     if plan.head is not None:
         return peer, 0
     parts = ("head.conv", "head.bn", "classifier")
-    if source == "archc":
+    if SOURCES[source].keys is None:
         prefixes = parts
     else:
-        prefixes = tuple(_network_name(source, part, "", plan).rstrip(".") for part in parts)
+        prefixes = tuple(_layout(source)(plan, None, part, "").rstrip(".") for part in parts)
     kept = {key: value for key, value in peer.items() if key.rpartition(".")[0] not in prefixes}
     return kept, len(peer) - len(kept)
 
 
-def _network_name(source: str, prefix: str, leaf: str, plan: ir.Plan) -> str:
-    head_index = len(plan.stages) + 1  # torchvision: features.0 is the stem, then one entry per stage
-    # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
-    head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
-    table = {
-        "monai": {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"},
-        "torchvision": {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
-                        "head.bn": f"features.{head_index}.1", "classifier": "classifier.1"},
-        "timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"},
-    }[_family(source)]
-    return f"{table[prefix]}.{leaf}"
+# The key layouts the records of archc.kinds.sources name: (plan, block, role, leaf) -> the source's key of one archc
+# tensor; ``block`` None for the stem, head and classifier (``role`` then "stem.conv", "head.bn", "classifier", ...).
+
+def monai_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """MONAI nests blocks per stage but names each by its global index: ``_blocks.<stage>.<index>.<TF role>``."""
+    if block is None:
+        return _MONAI_NETWORK[role] + "." + leaf
+    return f"_blocks.{block.stage}.{block.index}.{_TF_PORT_ROLES[role]}.{leaf}"
 
 
-def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, index: int, leaf: str) -> str:
-    family = _family(source)
-    if block.type != "mbconv" and family != "timm" and not (family == "torchvision" and block.type in ("fused_mbconv", "conv")):
-        raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
-    if family == "monai":
-        # MONAI nests blocks per stage but names each by its global index; efficientnet-pytorch is flat.
-        where = f"_blocks.{stage}.{index}" if source == "monai" else f"_blocks.{index}"
-        return f"{where}.{_TF_PORT_ROLES[role]}.{leaf}"
-    if family == "timm":
-        return f"blocks.{stage}.{j}.{_TIMM_ROLES.get(_timm_kind(block), {}).get(role, role)}.{leaf}"
-    # torchvision: block.<position in the layer list>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
+def efficientnet_pytorch_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """efficientnet-pytorch: MONAI's names, its blocks numbered flat: ``_blocks.<index>.<TF role>``."""
+    if block is None:
+        return _MONAI_NETWORK[role] + "." + leaf
+    return f"_blocks.{block.index}.{_TF_PORT_ROLES[role]}.{leaf}"
+
+
+_MONAI_NETWORK = {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"}
+
+
+def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``."""
+    if block is None:
+        # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
+        head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
+        table = {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"}
+        return f"{table[role]}.{leaf}"
+    return f"blocks.{block.stage}.{_position(block)}.{_TIMM_ROLES.get(_timm_kind(block), {}).get(role, role)}.{leaf}"
+
+
+def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """torchvision: ``features.<stage + 1>.<j>.block.<position in the layer list>.<0 conv | 1 norm>``, the SE as
+    ``block.<position>.fc1`` / ``fc2``; ``features.0`` the stem, the head the entry after the last stage."""
+    if block is None:
+        head_index = len(plan.stages) + 1  # features.0 is the stem, then one entry per stage
+        table = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
+                 "head.bn": f"features.{head_index}.1", "classifier": "classifier.1"}
+        return f"{table[role]}.{leaf}"
+    stage, j = block.stage, _position(block)
     positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
     positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
     if role.startswith("se."):
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
+
+
+def _position(block: ir.Block) -> int:
+    """A block's place in its stage: the last part of its path (``stages.3.1`` -> 1)."""
+    return int(block.path.rpartition(".")[2])
 
 
 def _timm_kind(block: ir.Block) -> str | None:
@@ -307,10 +311,6 @@ def _timm_kind(block: ir.Block) -> str | None:
     if block.type == "fused_mbconv" and "conv_pwl" not in convs:
         return "conv"
     return _TIMM_KINDS.get(block.type)
-
-
-def _family(source: str) -> str:
-    return {"monai": "monai", "efficientnet_pytorch": "monai", "torchvision": "torchvision", "timm": "timm", "timm_tf": "timm"}[source]
 
 
 def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
@@ -425,12 +425,13 @@ def _value_problems(key: str, peer_key: str, tensor: torch.Tensor) -> list[str]:
 
 
 def _headless(plan: ir.Plan) -> str:
-    return "a U-Net" if plan.decoder is not None else "an encoder"
+    return decoder_kind(plan.decoder.type).title if plan.decoder is not None else "an encoder"
 
 
 def _fresh_decoder(target: dict, peer: dict, source: str) -> set[str]:
-    """The U-Net decoder's keys that keep their initial values: all of them, unless the weights are an archc
-    U-Net's, which hold the decoder too (then every key is imported, and a missing one is an error)."""
+    """The decoder's keys that keep their initial values: all of them, unless the weights are an archc network's
+    with a decoder, which hold it too (then every key is imported, and a missing one is an error; each decoder
+    kind's ``weights_note`` says so)."""
     keys = {key for key in target if key.startswith("decoder.")}
     if source == "archc" and any(key in peer for key in keys):
         return set()

@@ -19,8 +19,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import ir
 from ..errors import EmitError
+from ..kinds.decoders import decoder_kind
 from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
-from .decoder import UNetDecoder
 from .depthwise import plain_only
 from .fusion import inference_layout
 from .ops import NORMS, Layers
@@ -63,7 +63,7 @@ class Network(nn.Module):
         self.pools_first = False
         self._taps = tuple(f.stage for f in plan.features)
         if plan.decoder is not None:
-            self.decoder = UNetDecoder(plan, layers)
+            self.decoder = decoder_kind(plan.decoder.type).part("module")(plan, layers)  # emit.decoder's UNetDecoder for a U-Net
         if plan.head is None:  # a features encoder or a U-Net: no classifier
             return
         head = plan.head
@@ -346,7 +346,7 @@ class Network(nn.Module):
 
     def _no_decoder(self, name: str) -> None:
         if self.plan.decoder is not None:
-            raise EmitError(f"{name}: a U-Net (a spec with a decoder) has no single feature path to tap; "
+            raise EmitError(f"{name}: {decoder_kind(self.plan.decoder.type).title} (a spec with a decoder) has no single feature path to tap; "
                             "forward_pyramid(x) gives its encoder's maps")
 
     def _head(self, name: str) -> ir.Head:
@@ -359,7 +359,7 @@ class Network(nn.Module):
             raise EmitError(f"{name}: {self._headless()} has no head or classifier")
 
     def _headless(self) -> str:
-        return "a U-Net (a spec with a decoder)" if self.plan.decoder is not None else "a features encoder (features_only)"
+        return f"{decoder_kind(self.plan.decoder.type).title} (a spec with a decoder)" if self.plan.decoder is not None else "a features encoder (features_only)"
 
 
 # TorchScript compiles a module's properties with its forward; the timm API's are Python (dicts, the Plan).

@@ -1,0 +1,1 @@
+"""Kinds as records: each member of a closed set (a decoder type, a weights source, ...) is one record in one place."""

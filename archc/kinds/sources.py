@@ -1,0 +1,125 @@
+"""Weights sources: one :class:`WeightsSource` record per peer whose EfficientNet checkpoints archc imports.
+
+A record says everything archc knows of a source: the name ``--from`` and ``weights_from`` take, its key layout (the
+function of :mod:`archc.weights` that names each archc tensor as the source does, and the pattern of its block
+keys), the conventions its weights were trained with (padding, norm eps: applied as spec overrides), and which
+block kinds its checkpoints hold. ``weights.check_request``, ``weights.peer_names``/``conventions``/
+``name_conventions``, the API's import and the CLI's ``--from`` choices all read :data:`SOURCES`.
+
+Adding a source is one record here, plus its key-layout function in :mod:`archc.weights` (say ``keras_key``,
+named by ``keys="keras_key"``) when no existing layout fits. The registry checks itself at import: a duplicate
+name, a malformed pattern or an override of something other than a spec path fails there, with the name.
+
+Nothing here imports torch or the spec: the key-layout functions are named, and looked up when weights are imported.
+Block kinds are named as strings (``ir.Block.type``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from ..errors import ArchcError
+
+# The spec paths a source's conventions may set: the two a peer's training fixed, and nothing the user must choose.
+CONVENTION_PATHS = ("padding", "norm.eps")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    name: str  # what --from and weights_from take
+    # The function of archc.weights that gives the source's name of an archc tensor: (plan, block | None, role, leaf)
+    # -> key, block None for the stem, head and classifier. None: archc's own keys.
+    keys: str | None
+    # Where the layout says which block a tensor belongs to: a pattern matched at a key's start whose groups are
+    # (stage, block in the stage), or one group when the layout numbers blocks globally (efficientnet-pytorch).
+    block_keys: str
+    # Spec overrides the weights were trained with (CONVENTION_PATHS): importing applies them, so archc computes what
+    # the source computes; the user's own overrides win.
+    conventions: Mapping[str, object] = field(default_factory=dict)
+    # Further overrides for a network that has a block of the kind named: (block kind, overrides), first match wins.
+    block_conventions: tuple[tuple[str, Mapping[str, object]], ...] = ()
+    # The block kinds (ir.Block.type) the source's checkpoints hold; None: any (archc's own, timm's families).
+    block_kinds: frozenset[str] | None = None
+    first_stage: int = 0  # the layout's number of archc's stage 0 (torchvision's features.0 is the stem)
+    # A shipped name starting with this (timm's tf_<name>) is built with this source's conventions, whatever weights.
+    name_prefix: str | None = None
+    # Told after the name where another source has the same key names ("timm_tf for tf_efficientnet_* weights").
+    hint: str = ""
+
+    def conventions_for(self, block_kinds: set[str]) -> dict:
+        """The spec overrides this source's weights need, for a network of these block kinds."""
+        found = dict(self.conventions)
+        for kind, overrides in self.block_conventions:
+            if kind in block_kinds:
+                found.update(overrides)
+        return found
+
+    def stage_and_block(self, key: str) -> tuple[int, ...] | None:
+        """(stage, block) of a block's tensor in this layout, (global index,) where it numbers blocks only; None for
+        any other key."""
+        match = re.match(self.block_keys, key)
+        return tuple(int(n) for n in match.groups()) if match else None
+
+    @property
+    def numbers_stages(self) -> bool:
+        return re.compile(self.block_keys).groups == 2
+
+
+# TF-ported weights expect TF "same" padding and batch-norm eps 1e-3; torchvision's and timm's own weights
+# symmetric padding and 1e-5.
+_TF = MappingProxyType({"padding": "same", "norm.eps": 1e-3})
+_TORCH = MappingProxyType({"padding": "symmetric", "norm.eps": 1e-5})
+# MONAI and efficientnet-pytorch port TF's MBConv EfficientNets only.
+_MBCONV_ONLY = frozenset({"mbconv"})
+
+_RECORDS = (
+    WeightsSource("archc", keys=None, block_keys=r"stages\.(\d+)\.(\d+)\."),
+    # MONAI nests blocks per stage but names each by its global index.
+    WeightsSource("monai", keys="monai_key", block_keys=r"_blocks\.(\d+)\.(\d+)\.", conventions=_TF, block_kinds=_MBCONV_ONLY),
+    WeightsSource("efficientnet_pytorch", keys="efficientnet_pytorch_key", block_keys=r"_blocks\.(\d+)\.", conventions=_TF,
+                  block_kinds=_MBCONV_ONLY),
+    # timm names its ports of TF's weights tf_<name> and builds every one with TF's conventions, whatever weights it is
+    # given (timm efficientnet.py and mobilenetv3.py: each tf_ constructor sets bn_eps=BN_EPS_TF_DEFAULT, pad_type='same').
+    WeightsSource("timm_tf", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TF, name_prefix="tf_",
+                  hint="timm_tf for tf_efficientnet_* weights"),
+    # torchvision builds EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3, EfficientNet with torch's 1e-5.
+    WeightsSource("torchvision", keys="torchvision_key", block_keys=r"features\.(\d+)\.(\d+)\.block\.", conventions=_TORCH,
+                  block_conventions=(("fused_mbconv", MappingProxyType({"norm.eps": 1e-3})),),
+                  block_kinds=frozenset({"mbconv", "fused_mbconv", "conv"}), first_stage=1),
+    WeightsSource("timm", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TORCH),
+)
+
+
+def registry(records: tuple[WeightsSource, ...]) -> dict[str, WeightsSource]:
+    """name -> record, in the order above (the order errors and ``--from`` list them), checked once at import."""
+    found: dict[str, WeightsSource] = {}
+    for source in records:
+        problem = (
+            "a duplicate name" if source.name in found
+            else f"a key-layout function named {source.keys!r}, not an identifier" if source.keys is not None and not source.keys.isidentifier()
+            else f"a block-key pattern with {re.compile(source.block_keys).groups} groups, not 1 or 2" if re.compile(source.block_keys).groups not in (1, 2)
+            else "conventions for " + ", ".join(sorted(bad)) + f", not one of {', '.join(CONVENTION_PATHS)}"
+            if (bad := {path for overrides in (source.conventions, *dict(source.block_conventions).values()) for path in overrides} - set(CONVENTION_PATHS))
+            else None
+        )
+        if problem:
+            raise ArchcError(f"weights source {source.name!r}: {problem}")
+        found[source.name] = source
+    return found
+
+
+SOURCES: Mapping[str, WeightsSource] = MappingProxyType(registry(_RECORDS))
+NAMES = tuple(SOURCES)  # what --from and weights_from accept, in the order errors list them
+
+
+def source(name: str) -> WeightsSource:
+    """The record of a known source (callers check the name first with ``weights.check_request``)."""
+    return SOURCES[name]
+
+
+def named_source(name: str) -> WeightsSource | None:
+    """The source whose conventions a shipped name brings by itself (a timm tf_ name: timm_tf's), or None."""
+    return next((s for s in SOURCES.values() if s.name_prefix and name.startswith(s.name_prefix)), None)
