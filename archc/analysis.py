@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from . import ir
 from .formatting import axes as format_axes
 from .formatting import shape as format_shape
+from .kinds.blocks import BLOCKS
 
 # The activations after which a batch norm's output is recomputed in backward, not kept (emit.fusion.INPUT_BACKWARD;
 # tests/test_fusion.py checks the two agree).
@@ -406,9 +407,8 @@ def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -
 def block_title(block: ir.Block) -> str:
     """``MBConv6``, ``MBConv2.5``, ``FusedMBConv4``, ``DSConv``, ``Conv``, ``UIB4`` as papers name them; mixed depthwise
     kernels follow (``MBConv6 k3,5,7``)."""
-    name = {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv", "uib": "UIB", "conv": "Conv", "ds": "DSConv", "dsa": "DSConv"}[block.type]
-    if block.type in ("mbconv", "fused_mbconv", "uib"):
-        name += f"{block.expand_ratio:g}"
+    kind = BLOCKS[block.type]
+    name = kind.title + (f"{block.expand_ratio:g}" if kind.expands else "")
     mixed = block.mixed_kernels
     return name + (" k" + ",".join(kernel_size(k) for k in mixed) if mixed else "")
 

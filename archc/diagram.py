@@ -21,16 +21,14 @@ from .analysis import Report, analyze, block_title, kernel_size, stage_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
+from .kinds.blocks import BLOCKS
 
 DETAILS = ("stage", "block", "layer")
 DIRECTIONS = ("TB", "LR")
 FORMATS = ("dot", "svg", "png", "pdf")
 
-# One colour per role, the same in every diagram.
-COLOURS = {
-    "stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "fused_mbconv": "#e4dcf3", "conv": "#fbe3c8",
-    "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8",
-}
+# One colour per role, the same in every diagram; a block's is its kind's (archc.kinds.blocks).
+COLOURS = {"stem": "#d6e4f0", "head": "#f2d7d5", "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8"}
 NORM_NAMES = {"batch": "BN", "group": "GN", "instance": "IN", "layer": "LN"}
 
 
@@ -132,7 +130,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
         f"out {_shape(report.shape_of(blocks[-1].path))}",
         f"{params:,} params",
     ]
-    graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS.get(blocks[-1].type, "#eeeeee"))
+    graph.node(name, dot_text("\n".join(lines)), fillcolor=BLOCKS[blocks[-1].type].colour)
     graph.edge(previous, name, label=dot_text(_shape(_input_shape(blocks[0], report))))
     return name
 
@@ -147,7 +145,7 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
     ]
     if block.residual:
         lines.append(f"drop-path {block.drop_path:.3f}")
-    cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=COLOURS.get(block.type, "#eeeeee"))
+    cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=BLOCKS[block.type].colour)
     graph.edge(previous, block.path, label=dot_text(_shape(_input_shape(block, report))))
     if not block.residual:
         return block.path
@@ -204,7 +202,7 @@ def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: di
         lines = [
             f"decoder level {level.index}: up ×{_axes(up.scale)} {up.mode}{joined}",
             f"{block_title(first)} k{_axes(first.kernel)} ×{len(level.blocks)}   {first.in_channels}→{level.out_channels}"
-            + (f", {norm}, {unit.activation}" if first.type == "conv" else ""),
+            + (f", {norm}, {unit.activation}" if len(first.layers) == 1 else ""),  # a single conv unit: its norm and activation
             f"out {_shape(report.shape_of(level.blocks[-1].path))}",
             f"{params:,} params",
         ]

@@ -19,6 +19,7 @@ from importlib import resources
 from . import ir
 from .analysis import Report, analyze, block_title, kernel_size
 from .formatting import axes
+from .kinds.blocks import BLOCKS
 
 _DOCUMENT = """<!DOCTYPE html>
 <html lang="en">
@@ -66,7 +67,12 @@ def to_html(plan: ir.Plan, lines: dict[str, str] | None = None, report: Report |
     """The page of ``plan``; ``lines``: module path -> where the spec wrote it (``lower.spec_lines``)."""
     report = report or analyze(plan)
     data = {"info": report.to_dict(), "view": view(plan, report, lines or {})}
-    return _DOCUMENT.format(style=_asset("html_view.css"), script=_asset("html_view.js"), data=script_json(data))
+    return _DOCUMENT.format(style=_kind_colours() + _asset("html_view.css"), script=_asset("html_view.js"), data=script_json(data))
+
+
+def _kind_colours() -> str:
+    """A block's box in its kind's colour, as the diagrams draw it; first, so that the stylesheet's roles (``.run``) win."""
+    return "".join(f".{kind.name} > .box {{ background: {kind.colour}; }}\n" for kind in BLOCKS.values())
 
 
 def script_json(value) -> str:

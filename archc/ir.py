@@ -16,7 +16,6 @@ Axes = tuple[int, ...]
 # keyed by them (tests/test_emit.py checks that the activation, gate and norm tables cover their sets exactly).
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
-BlockType = Literal["mbconv", "fused_mbconv", "conv", "ds", "dsa", "uib"]
 HeadType = Literal["conv", "efficient", "pool"]
 NormType = Literal["batch", "group", "instance", "layer"]
 Padding = Literal["symmetric", "same"]
@@ -116,19 +115,13 @@ Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
 
 @dataclass(frozen=True)
 class Block:
-    """One block of a stage: its layers in order, then the skip. By ``type`` the layers are:
-
-    - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project
-    - ``ds`` / ``dsa``: depthwise kxk -> [SE] -> 1x1 project (``dsa``: with an activation)
-    - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project; without expansion a single kxk conv
-    - ``conv``: kxk conv -> norm -> activation
-    - ``uib``: [depthwise kxk] -> 1x1 expand -> [depthwise kxk] -> [SE] -> 1x1 project -> [layer scale]
-    """
+    """One block of a stage: its layers in order, then the skip. Which layers a kind of block has (``type``) is its
+    record's recipe in :mod:`archc.kinds.blocks`; every consumer reads the layers, not the kind."""
 
     path: str  # "stages.3.1": stage 3, block 1, the module path in the emitted model
     stage: int
     index: int  # global index among all blocks, 0-based
-    type: BlockType
+    type: str  # its kind: a name in archc.kinds.blocks.BLOCKS, which holds its recipe, title, colour and peers' names
     in_channels: int
     out_channels: int
     kernel: Axes

@@ -33,7 +33,8 @@ from pydantic import (
 
 from .errors import SpecError, shown
 from .files import read_bytes
-from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
+from .ir import Activation, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
+from .kinds.blocks import BLOCK_NAMES, BLOCKS, ROW_FIELDS
 from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -200,18 +201,13 @@ def _unambiguous_kernel(value, info: ValidationInfo):
 _AXES = {2: "height, width", 3: "depth, height, width"}
 
 
-EXPANDING_BLOCKS = ("mbconv", "fused_mbconv", "uib")
+BlockType = Literal[BLOCK_NAMES]  # the kinds of archc.kinds.blocks
 
 
 class Stage(Model):
     """One row of the stage table (the paper's Table 1). A row is a stage, or continues the one above (``continues``)."""
 
-    block: Annotated[BlockType, _doc(
-        "mbconv: [1x1 expand] depthwise [SE] 1x1 project; ds: depthwise [SE] 1x1 project (MobileNet's depthwise-separable "
-        "block); dsa: ds with an activation after the projection and no skip (MobileNetV1, LCNet); fused_mbconv "
-        "(EfficientNetV2): kxk expand [SE] 1x1 project; conv: conv, norm, activation; uib (MobileNetV4's universal inverted "
-        "bottleneck): [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] 1x1 project [layer scale]"
-    )] = "mbconv"
+    block: Annotated[BlockType, _doc("; ".join(f"{kind.name}: {kind.summary}" for kind in BLOCKS.values()))] = "mbconv"
     expand: Annotated[float, Strict(), Field(ge=1, le=MAX_SIZE, allow_inf_nan=False), _doc(
         "expansion ratio of the inverted bottleneck (1: no expand conv). A whole ratio multiplies the input width exactly; "
         "a fractional one (2.5, 4.5, 3.67) is rounded to a multiple of scaling.divisor (timm make_divisible)"
@@ -277,34 +273,36 @@ class Stage(Model):
     @model_validator(mode="after")
     def _fits_its_block(self):
         given = self.model_fields_set
-        block = self.block
+        kind = BLOCKS[self.block]
+        block = kind.name
         if self.mixed_kernels is not None:
-            if block not in ("mbconv", "ds", "dsa"):
-                raise ValueError(f"mixed_kernels needs a depthwise block (mbconv, ds or dsa), not {block}")
+            if not kind.mixed_kernels:
+                raise ValueError(f"mixed_kernels needs a depthwise block ({_names(k.name for k in BLOCKS.values() if k.mixed_kernels)}), not {block}")
             if "kernel" in given and self.kernel is not None:
                 raise ValueError("give kernel or mixed_kernels, not both")
-        elif self.kernel is None and block != "uib":
-            raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for uib only)")
-        wrong = [name for name, blocks in _ROW_FIELD_BLOCKS.items() if name in given and getattr(self, name) not in (None, 1) and block not in blocks]
+        elif self.kernel is None and not kind.kernel_optional:
+            raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for "
+                             f"{_names(k.name for k in BLOCKS.values() if k.kernel_optional)} only)")
+        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1) and name not in kind.fields]
         if wrong:
             name = wrong[0]
-            raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(_ROW_FIELD_BLOCKS[name])})")
-        if block in ("ds", "dsa", "conv") and "expand" in given and self.expand != 1:
+            raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(k.name for k in BLOCKS.values() if name in k.fields)})")
+        if not kind.expands and "expand" in given and self.expand != 1:
             raise ValueError(f"a {block} block has no expansion: expand must be 1 (or use mbconv)")
-        if block == "uib" and self.kernel is None and self.start_kernel is None and any(s > 1 for s in self.stride):
-            raise ValueError("a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride")
+        problem = kind.check(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
-# Which rows each optional field applies to; a field given to another block is refused (it would do nothing).
-_ROW_FIELD_BLOCKS = {
-    "start_kernel": ("uib",),
-    "layer_scale": ("uib",),
-    "expand_groups": ("mbconv", "uib"),
-    "project_groups": ("mbconv", "ds", "dsa", "fused_mbconv", "uib"),
-    "expand_from": ("mbconv", "fused_mbconv"),
-    "expand_conv": ("mbconv", "fused_mbconv"),
-}
+_unknown = set(ROW_FIELDS) - set(Stage.model_fields)
+if _unknown:  # a kind's optional field must be one a row can write
+    raise TypeError(f"archc.kinds.blocks.ROW_FIELDS names {sorted(_unknown)}, which are no stage-row fields")
+
+
+def _names(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 class Preset(Model):

@@ -20,6 +20,7 @@ from . import ir
 from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
+from .kinds.blocks import BLOCKS
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
@@ -65,18 +66,7 @@ _TF_PORT_ROLES = {
     "conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
     "se.conv_reduce": "_se_reduce", "se.conv_expand": "_se_expand", "conv_pwl": "_project_conv", "bn3": "_bn2",
 }
-# timm's names of archc's roles, per kind of timm block; a role not listed keeps its name (InvertedResidual and
-# EdgeResidual use archc's names: conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3 / conv_exp, bn1, conv_pwl, bn2).
-_TIMM_ROLES = {
-    # DepthwiseSeparableConv (ds, dsa, and mbconv at expand 1) numbers its layers differently from InvertedResidual.
-    "separable": {"bn2": "bn1", "conv_pwl": "conv_pw", "bn3": "bn2"},
-    # ConvBnAct (conv, and fused_mbconv at expand 1: a single kxk conv).
-    "conv": {"conv_exp": "conv", "bn": "bn1"},
-    # UniversalInvertedResidual (MobileNetV4): each unit a ConvNormAct with conv and bn.
-    "uib": {"conv_dw_start": "dw_start.conv", "bn_dw_start": "dw_start.bn", "conv_pw": "pw_exp.conv", "bn1": "pw_exp.bn",
-            "conv_dw": "dw_mid.conv", "bn2": "dw_mid.bn", "conv_pwl": "pw_proj.conv", "bn3": "pw_proj.bn"},
-}
-_TIMM_KINDS = {"ds": "separable", "dsa": "separable", "conv": "conv", "uib": "uib"}
+# timm's names of archc's roles, and which layouts carry which block kind, are the kinds' own (archc.kinds.blocks).
 
 
 @dataclass(frozen=True)
@@ -281,15 +271,15 @@ def _network_name(source: str, prefix: str, leaf: str, plan: ir.Plan) -> str:
 
 
 def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, index: int, leaf: str) -> str:
-    family = _family(source)
-    if block.type != "mbconv" and family != "timm" and not (family == "torchvision" and block.type in ("fused_mbconv", "conv")):
+    family, kind = _family(source), BLOCKS[block.type]
+    if family not in kind.peers:
         raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
     if family == "monai":
         # MONAI nests blocks per stage but names each by its global index; efficientnet-pytorch is flat.
         where = f"_blocks.{stage}.{index}" if source == "monai" else f"_blocks.{index}"
         return f"{where}.{_TF_PORT_ROLES[role]}.{leaf}"
     if family == "timm":
-        return f"blocks.{stage}.{j}.{_TIMM_ROLES.get(_timm_kind(block), {}).get(role, role)}.{leaf}"
+        return f"blocks.{stage}.{j}.{kind.timm_roles(block).get(role, role)}.{leaf}"
     # torchvision: block.<position in the layer list>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
     positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
     positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
@@ -297,16 +287,6 @@ def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, ind
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
-
-
-def _timm_kind(block: ir.Block) -> str | None:
-    """Which of timm's block classes ``block`` is, where its names differ from archc's."""
-    convs = {unit.conv for unit in block.convs}
-    if block.type == "mbconv" and "conv_pw" not in convs:
-        return "separable"  # timm builds EfficientNet's expand-1 stage as a DepthwiseSeparableConv
-    if block.type == "fused_mbconv" and "conv_pwl" not in convs:
-        return "conv"
-    return _TIMM_KINDS.get(block.type)
 
 
 def _family(source: str) -> str:
