@@ -22,6 +22,8 @@ from .errors import EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
 from .kinds.blocks import BLOCKS
+from .kinds.layers import table
+from .kinds.norms import NORMS
 
 DETAILS = ("stage", "block", "layer")
 DIRECTIONS = ("TB", "LR")
@@ -29,7 +31,6 @@ FORMATS = ("dot", "svg", "png", "pdf")
 
 # One colour per role, the same in every diagram; a block's is its kind's (archc.kinds.blocks).
 COLOURS = {"stem": "#d6e4f0", "head": "#f2d7d5", "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8"}
-NORM_NAMES = {"batch": "BN", "group": "GN", "instance": "IN", "layer": "LN"}
 
 
 def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "graphviz.Digraph":  # noqa: F821
@@ -159,18 +160,12 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
 
 def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
-    norm = NORM_NAMES[report.plan.norm.type]
+    norm = NORMS[report.plan.norm.type].label
     in_shape = _input_shape(block, report)
     layers, shape = [], in_shape  # (role, label, output shape): the Plan's layers, the shapes the analysis found
     for layer in block.layers:
-        if isinstance(layer, ir.SqueezeExcite):  # gates its input: the shape stays
-            layers.append((layer.name, f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape))
-        elif isinstance(layer, ir.LayerScale):
-            layers.append((layer.name, f"layer scale ×{layer.init:g}", shape))
-        else:
-            first = report.layer(f"{block.path}.{layer.conv}" + (".0" if layer.kernels else ""))  # a mixed conv's first part
-            shape = (layer.out_channels, *first.shape[1:])
-            layers.append((layer.conv, _conv_label(layer, norm), shape))
+        label, shape = _LABELS[type(layer)](layer, block.path, report, norm, shape)
+        layers.append((layer.name, label, shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
         inner.attr(label=dot_text(f"{block.path}{drop_path}"), style="rounded", color="#bbbbbb", fontsize="10")
@@ -192,7 +187,7 @@ def _decoder_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: di
     """A U-Net's decoder: one node per level going back up, each beside the encoder stage whose map it joins
     (``beside``: the same rank, which draws the U), a dashed skip edge from that stage, then the head."""
     decoder = plan.decoder
-    norm = NORM_NAMES[plan.norm.type]
+    norm = NORMS[plan.norm.type].label
     shape_in = report.shape_of(_last_path(plan))
     for level in decoder.levels:
         name, up, first = level.path, level.up, level.blocks[0]
@@ -238,6 +233,20 @@ def _conv_label(conv: ir.ConvUnit, norm: str) -> str:
     return f"conv k{_axes(conv.kernel)} s{_axes(conv.stride)} {conv.in_channels}→{conv.out_channels}{tail}"
 
 
+def _conv_node(conv: ir.ConvUnit, prefix: str, report: Report, norm: str, shape) -> tuple[str, tuple[int, ...]]:
+    first = report.layer(f"{prefix}.{conv.conv}" + (".0" if conv.kernels else ""))  # a mixed conv's first part
+    return _conv_label(conv, norm), (conv.out_channels, *first.shape[1:])
+
+
+# Each layer kind's node in the layer view: (layer, its block's path, report, norm label, input shape) -> (label,
+# output shape). An SE and a layer scale keep their input's shape.
+_LABELS = table("diagram", {
+    ir.ConvUnit: _conv_node,
+    ir.SqueezeExcite: lambda layer, prefix, report, norm, shape: (f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape),
+    ir.LayerScale: lambda layer, prefix, report, norm, shape: (f"layer scale ×{layer.init:g}", shape),
+})
+
+
 def _add_node(cluster, block: ir.Block) -> str:
     """The "+" where a residual block's output and its skip meet, drawn inside the block's own cluster."""
     add = f"{block.path}.add"
@@ -259,7 +268,7 @@ def _title(report: Report) -> str:
 def _stem_label(plan: ir.Plan, report: Report) -> str:
     stem = plan.stem
     return "\n".join([
-        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORM_NAMES[plan.norm.type]}, {stem.activation}",
+        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORMS[plan.norm.type].label}, {stem.activation}",
         f"in {_shape(report.input_shape)}",
         f"{stem.in_channels}→{stem.out_channels}   {report.parts[0].params:,} params",
     ])
@@ -272,11 +281,11 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
     if head.conv is None:
         first, then = "head: global average pool", classifier
     elif head.type == "efficient":  # pooled first: the conv sees one position
-        norm = f", {NORM_NAMES[plan.norm.type]}" if head.conv.norm else " with bias"
+        norm = f", {NORMS[plan.norm.type].label}" if head.conv.norm else " with bias"
         first, then = f"head: global average pool → 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}{norm}, {head.conv.activation}", classifier
     else:
         conv = f"1×1 conv {head.conv.in_channels}→{head.conv.out_channels}"
-        first, then = f"head: {conv}, {NORM_NAMES[plan.norm.type]}, {head.conv.activation}", f"global average pool → {classifier}"
+        first, then = f"head: {conv}, {NORMS[plan.norm.type].label}, {head.conv.activation}", f"global average pool → {classifier}"
     return "\n".join([
         first,
         then,

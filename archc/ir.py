@@ -13,22 +13,21 @@ from typing import Literal, Union, get_args
 Axes = tuple[int, ...]
 
 # The closed sets, defined once: the spec's fields take their values from these, and the emitters' tables are
-# keyed by them (tests/test_emit.py checks that the activation, gate and norm tables cover their sets exactly).
+# keyed by them (tests/test_emit.py checks that the activation and gate tables cover their sets exactly); block kinds and norms
+# are records in archc.kinds.
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
 HeadType = Literal["conv", "efficient", "pool"]
-NormType = Literal["batch", "group", "instance", "layer"]
 Padding = Literal["symmetric", "same"]
 UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
-NORM_TYPES: tuple[str, ...] = get_args(NormType)
 
 
 @dataclass(frozen=True)
 class Norm:
-    type: NormType
+    type: str  # a name in archc.kinds.norms.NORMS
     eps: float
     momentum: float  # batch norm only
     groups: int  # group norm only
@@ -74,6 +73,16 @@ class ConvUnit:
     kernels: tuple[Axes, ...] = ()
 
     @property
+    def name(self) -> str:
+        """The layer's name in its block (every layer kind has one): the conv's."""
+        return self.conv
+
+    @property
+    def folds(self) -> tuple[tuple[str, str], ...]:
+        """(conv, norm) module names BN folding merges: this unit's, if it has a norm."""
+        return ((self.conv, self.norm),) if self.norm else ()
+
+    @property
     def parts(self) -> tuple[tuple[int, int, Axes, int], ...]:
         """(in, out, kernel, groups) of each conv this unit is: one, or one per channel split of a mixed unit."""
         if not self.kernels:
@@ -99,6 +108,7 @@ class SqueezeExcite:
     squeeze: int  # bottleneck width
     activation: Activation
     gate: Gate
+    folds = ()  # nothing for BN folding
 
 
 @dataclass(frozen=True)
@@ -108,9 +118,13 @@ class LayerScale:
     name: str  # module name: "layer_scale"
     channels: int
     init: float  # initial value of every scale
+    folds = ()  # nothing for BN folding
 
 
 Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
+# The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
+# table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale)
 
 
 @dataclass(frozen=True)

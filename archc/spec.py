@@ -33,8 +33,9 @@ from pydantic import (
 
 from .errors import SpecError, shown
 from .files import read_bytes
-from .ir import Activation, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
+from .ir import Activation, FuseMode, Gate, HeadType, Padding, UpsampleMode
 from .kinds.blocks import BLOCK_NAMES, BLOCKS, ROW_FIELDS
+from .kinds.norms import NORM_NAMES
 from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -112,6 +113,9 @@ Resolution = Annotated[
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+NormType = Literal[NORM_NAMES]  # the kinds of archc.kinds.norms
 
 
 class Norm(Model):

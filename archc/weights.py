@@ -21,6 +21,7 @@ from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
 from .kinds.blocks import BLOCKS
+from .kinds.layers import table
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
     import torch
@@ -281,7 +282,7 @@ def _block_name(source: str, block: ir.Block, role: str, stage: int, j: int, ind
     if family == "timm":
         return f"blocks.{stage}.{j}.{kind.timm_roles(block).get(role, role)}.{leaf}"
     # torchvision: block.<position in the layer list>.<0 conv | 1 norm>, the SE as block.<position>.fc1 / fc2.
-    positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
+    positions = {layer.name: i for i, layer in enumerate(block.layers)}
     positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
     if role.startswith("se."):
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
@@ -308,21 +309,23 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
         new = blocks.get(old.path)
         if new is None:
             continue
-        order = [_layer_name(layer) for layer in old.layers], [_layer_name(layer) for layer in new.layers]
+        order = [layer.name for layer in old.layers], [layer.name for layer in new.layers]
         if order[0] != order[1]:
             pairs.append((f"{old.path} layers", " -> ".join(order[0]), " -> ".join(order[1])))
             continue
         for was, now in zip(old.layers, new.layers):
-            if isinstance(was, ir.ConvUnit) and was.act:
-                pairs.append((f"{old.path}.{was.act}", was.activation, now.activation))
-            elif isinstance(was, ir.SqueezeExcite):
-                pairs += [(f"{old.path}.{was.name}.act", was.activation, now.activation), (f"{old.path}.{was.name}.gate", was.gate, now.gate)]
+            pairs += [(f"{old.path}.{what}", have, want) for (what, have), (_, want) in zip(_COMPUTES[type(was)](was), _COMPUTES[type(now)](now))]
     differences += [f"{what}: the weights have {have}, this spec {want}" for what, have, want in pairs if have != want]
     return differences
 
 
-def _layer_name(layer: ir.Layer) -> str:
-    return layer.conv if isinstance(layer, ir.ConvUnit) else layer.name
+# What each layer kind computes that its weights do not hold: (module, value) pairs that must agree between the Plan
+# the weights were trained in and the one they go into.
+_COMPUTES = table("weights", {
+    ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
+    ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
+    ir.LayerScale: lambda scale: [],
+})
 
 
 def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str = "center") -> Imported:

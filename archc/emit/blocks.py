@@ -14,6 +14,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .. import ir
+from ..kinds.layers import table
 from .fusion import conv_norm_act, one_by_one
 from .ops import GATE, Layers
 
@@ -114,28 +115,11 @@ class Block(nn.Module):
         self.units = block.layers  # the Plan's records: forward and BN folding follow them
         steps, calls = [], []
         for unit in block.layers:
-            if isinstance(unit, ir.ConvUnit):
-                conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
-                                                                                 groups=unit.groups, bias=unit.bias)
-                self.add_module(unit.conv, conv)
-                steps.append(unit.conv)
-                if unit.norm:
-                    self.add_module(unit.norm, layers.norm(unit.out_channels))
-                    steps.append(unit.norm)
-                if unit.act:
-                    self.add_module(unit.act, layers.act(unit.activation))
-                    steps.append(unit.act)
-                calls.append((unit.conv, unit.norm, unit.act))
-            elif isinstance(unit, ir.SqueezeExcite):
-                self.add_module(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))
-                steps.append(unit.name)
-                calls.append((unit.name,))
-            elif isinstance(unit, ir.LayerScale):
-                self.add_module(unit.name, LayerScale(unit.channels, unit.init, layers.dims))
-                steps.append(unit.name)
-                calls.append((unit.name,))
-            else:
-                raise TypeError(f"{block.path}: no module for the layer {unit!r}")
+            modules, call = _MODULES[type(unit)](unit, layers)
+            for name, module in modules:
+                self.add_module(name, module)
+                steps.append(name)
+            calls.append(call)
         self.steps = tuple(steps)  # module names in the order forward applies them
         self.calls = tuple(calls)  # the same, a conv unit's (conv, norm, act) as one call: emit.fusion runs them
         self.fast_paths = True  # Network.set_fast_paths
@@ -158,6 +142,22 @@ class Block(nn.Module):
         if self.has_residual:
             x = self.drop_path(x) + shortcut
         return x
+
+
+def _conv_unit(unit: ir.ConvUnit, layers: Layers) -> tuple[list, tuple]:
+    conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
+                                                                     groups=unit.groups, bias=unit.bias)
+    modules = [(unit.conv, conv)] + ([(unit.norm, layers.norm(unit.out_channels))] if unit.norm else [])
+    modules += [(unit.act, layers.act(unit.activation))] if unit.act else []
+    return modules, (unit.conv, unit.norm, unit.act)
+
+
+# Each layer kind's modules (name, module) and its call in forward: a conv unit's (conv, norm, act) runs as one call.
+_MODULES = table("emit.blocks", {
+    ir.ConvUnit: _conv_unit,
+    ir.SqueezeExcite: lambda unit, layers: ([(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))], (unit.name,)),
+    ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
+})
 
 
 class CheckpointedStage(nn.Sequential):

@@ -451,13 +451,11 @@ def fuse_norms(model: Network) -> Network:
     Which norm follows which conv is read from the Plan's conv units, for the stem and head as for blocks."""
     model.eval()
     for module in model.modules():
-        for unit in getattr(module, "units", ()):
-            if not isinstance(unit, ir.ConvUnit) or unit.norm is None:
-                continue
-            conv, norm = getattr(module, unit.conv), getattr(module, unit.norm)
+        for conv_name, norm_name in (pair for unit in getattr(module, "units", ()) for pair in unit.folds):
+            conv, norm = getattr(module, conv_name), getattr(module, norm_name)
             if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                setattr(module, unit.conv, _fused(conv, norm))
-                setattr(module, unit.norm, nn.Identity())
+                setattr(module, conv_name, _fused(conv, norm))
+                setattr(module, norm_name, nn.Identity())
     model.fused = True
     return model
 
