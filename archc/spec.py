@@ -111,14 +111,16 @@ Resolution = Annotated[
 ]
 
 
-class Model(BaseModel):
+class SpecPart(BaseModel):
+    """A part of the spec as written (pydantic): unknown keys refused, frozen, strict types."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 NormType = Literal[NORM_NAMES]  # the kinds of archc.kinds.norms
 
 
-class Norm(Model):
+class Norm(SpecPart):
     """The normalisation layer after every convolution."""
 
     type: Annotated[NormType, _doc(
@@ -131,7 +133,7 @@ class Norm(Model):
     groups: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("group norm only: number of groups; must divide every width")] = 8
 
 
-class Stem(Model):
+class Stem(SpecPart):
     """The first convolution (conv, norm, activation)."""
 
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")] = 32
@@ -143,7 +145,7 @@ class Stem(Model):
     )] = True
 
 
-class Head(Model):
+class Head(SpecPart):
     """1x1 conv, norm, activation, global average pooling, dropout, linear classifier."""
 
     type: Annotated[HeadType, _doc(
@@ -164,7 +166,7 @@ class Head(Model):
     dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
 
 
-class SE(Model):
+class SE(SpecPart):
     """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""
 
     ratio: Annotated[Fraction, _doc("squeeze width = max(1, int(reference channels * ratio)); 0 turns SE off")] = 0.25
@@ -208,7 +210,7 @@ _AXES = {2: "height, width", 3: "depth, height, width"}
 BlockType = Literal[BLOCK_NAMES]  # the kinds of archc.kinds.blocks
 
 
-class Stage(Model):
+class Stage(SpecPart):
     """One row of the stage table (the paper's Table 1). A row is a stage, or continues the one above (``continues``)."""
 
     block: Annotated[BlockType, _doc("; ".join(f"{kind.name}: {kind.summary}" for kind in BLOCKS.values()))] = "mbconv"
@@ -309,7 +311,7 @@ def _names(names) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-class Preset(Model):
+class Preset(SpecPart):
     """One released model size, e.g. EfficientNet-B3."""
 
     width: Annotated[Multiplier, _doc("channel multiplier")]
@@ -321,7 +323,7 @@ class Preset(Model):
     dropout: Annotated[Optional[Fraction], _doc("classifier dropout; null or left out: head.dropout")] = None
 
 
-class Scaling(Model):
+class Scaling(SpecPart):
     """Compound scaling (depth alpha**phi, width beta**phi, resolution gamma**phi) and named presets."""
 
     alpha: Annotated[Multiplier, _doc("depth base (paper, section 3.3)")] = 1.2
@@ -357,7 +359,7 @@ class Scaling(Model):
         return self
 
 
-class Decoder(Model):
+class Decoder(SpecPart):
     """A U-Net decoder over the encoder's feature levels: the network then segments, `num_classes` output
     channels at the input's size (docs/segmentation.md)."""
 
@@ -397,7 +399,7 @@ def _printable(text: str) -> str:
     return text
 
 
-class Spec(Model):
+class Spec(SpecPart):
     """A whole network, as written."""
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from archc import ir
-from archc.emit.ops import ChannelLayerNorm, Layers
+from archc.emit.ops import ChannelLayerNorm, LayerFactory
 from archc.kinds import blocks, layers, norms
 
 
@@ -17,7 +17,7 @@ def test_each_norm_builds_torchs_module_with_the_parameters_its_record_counts(di
                 "instance": (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[dims - 1], "layer": ChannelLayerNorm}
     assert set(expected) == set(norms.NORMS)
     for name, kind in norms.NORMS.items():
-        module = Layers(dims, ir.Norm(name, 1e-3, 0.01, 4), "symmetric").norm(24)
+        module = LayerFactory(dims, ir.Norm(name, 1e-3, 0.01, 4), "symmetric").norm(24)
         assert type(module) is expected[name]
         assert kind.params(24) == sum(p.numel() for p in module.parameters()) == 48  # every archc norm is affine
     # torch's own modules as archc asks for them, to the parameter

@@ -16,13 +16,13 @@ from torch import nn
 from .. import ir
 from ..kinds.layers import table
 from .fusion import conv_norm_act, one_by_one
-from .ops import GATE, Layers
+from .ops import GATE, LayerFactory
 
 
 class ConvNormAct(nn.Sequential):
     """conv -> [norm] -> activation: the stem and the head's 1x1 conv (the efficient head's has a bias, no norm)."""
 
-    def __init__(self, layers: Layers, layer: ir.ConvLayer):
+    def __init__(self, layers: LayerFactory, layer: ir.ConvLayer):
         unit = layer.unit
         modules = OrderedDict(conv=layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride, bias=unit.bias))
         if unit.norm:
@@ -47,7 +47,7 @@ class MixedConv(nn.ModuleList):
     their own kernels, or 1x1 parts (grouped pointwise). Parts are ``0``, ``1``, ... as in timm's ``MixedConv2d``,
     so their state_dict keys are ``conv_dw.0.weight``, ``conv_dw.1.weight``."""
 
-    def __init__(self, layers: Layers, unit: ir.ConvUnit):
+    def __init__(self, layers: LayerFactory, unit: ir.ConvUnit):
         super().__init__(layers.conv(c_in, c_out, kernel, unit.stride, groups=groups, bias=unit.bias) for c_in, c_out, kernel, groups in unit.parts)
         self.splits = [c_in for c_in, _, _, _ in unit.parts]
 
@@ -72,7 +72,7 @@ class LayerScale(nn.Module):
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al. 2018): global average, 1x1 reduce, activation, 1x1 expand, gate."""
 
-    def __init__(self, layers: Layers, channels: int, squeeze: int, activation: str, gate: str):
+    def __init__(self, layers: LayerFactory, channels: int, squeeze: int, activation: str, gate: str):
         super().__init__()
         self.spatial = tuple(range(2, 2 + layers.dims))  # every spatial axis, whatever dims is
         self.conv_reduce = layers.conv(channels, squeeze, bias=True)
@@ -110,7 +110,7 @@ class Block(nn.Module):
     unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip with stochastic depth.
     Every block type (MBConv, Fused-MBConv, conv) is this one module; only its layer list differs."""
 
-    def __init__(self, block: ir.Block, layers: Layers):
+    def __init__(self, block: ir.Block, layers: LayerFactory):
         super().__init__()
         self.units = block.layers  # the Plan's records: forward and BN folding follow them
         steps, calls = [], []
@@ -144,7 +144,7 @@ class Block(nn.Module):
         return x
 
 
-def _conv_unit(unit: ir.ConvUnit, layers: Layers) -> tuple[list, tuple]:
+def _conv_unit(unit: ir.ConvUnit, layers: LayerFactory) -> tuple[list, tuple]:
     conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
                                                                      groups=unit.groups, bias=unit.bias)
     modules = [(unit.conv, conv)] + ([(unit.norm, layers.norm(unit.out_channels))] if unit.norm else [])

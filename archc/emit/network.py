@@ -23,7 +23,7 @@ from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
 from .decoder import UNetDecoder
 from .depthwise import plain_only
 from .fusion import inference_layout
-from .ops import NORMS, Layers
+from .ops import NORMS, LayerFactory
 
 # What timm's data pipeline normalises inputs with (``timm.data.IMAGENET_DEFAULT_MEAN`` / ``_STD``). A model
 # with other than 3 input channels gets the mean of the three for every channel: that is what
@@ -51,7 +51,7 @@ class Network(nn.Module):
         self.fused = False
         self.channels_last = False  # set_channels_last() changes it (a flag: torch.save cannot pickle a memory_format)
         self.fast_paths = True  # set_fast_paths() changes it
-        layers = Layers.of(plan)
+        layers = LayerFactory.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         self.stem = ConvNormAct(layers, plan.stem)
         self.stages = nn.Sequential(

@@ -99,7 +99,7 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)
-class Layers:
+class LayerFactory:
     """Makes the layers of one Plan: its dimensionality, norm and padding decided once."""
 
     dims: int
@@ -107,7 +107,7 @@ class Layers:
     padding: str
 
     @classmethod
-    def of(cls, plan: ir.Plan) -> "Layers":
+    def of(cls, plan: ir.Plan) -> "LayerFactory":
         return cls(plan.dims, plan.norm, plan.padding)
 
     def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
