@@ -335,11 +335,23 @@ def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
 
 def _block(walk: _Walker, block: ir.Block, where: str | None = None) -> Cost:
     params = macs = kept = 0
+    where = where or f"stage {block.stage}"
+    entry = (walk.size, walk.rf, walk.jump)
     for layer in block.layers:
-        p, m, k = _COSTS[type(layer)](walk, layer, where or f"stage {block.stage}", block.path)
+        p, m, k = _COSTS[type(layer)](walk, layer, where, block.path)
         params, macs, kept = params + p, macs + m, kept + k
+    if block.shortcut:  # the skip's layers run on the block's input; the map and receptive field are the layers' path's
+        state, (walk.size, walk.rf, walk.jump) = (walk.size, walk.rf, walk.jump), entry
+        for layer in block.shortcut:
+            p, m, k = _COSTS[type(layer)](walk, layer, where, f"{block.path}.{ir.SHORTCUT}")
+            params, macs, kept = params + p, macs + m, kept + k
+        walk.size, walk.rf, walk.jump = state
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum
+    if block.activation_after:
+        shape = (block.out_channels, *walk.size)
+        walk.layers.append(LayerCost(f"{block.path}.act_after", "act", block.activation_after, block.out_channels, block.out_channels, (), (), 1, shape, 0, 0))
+        kept += math.prod(shape)
     return Cost(block.path, params, macs, kept, (block.out_channels, *walk.size), walk.rf)
 
 

@@ -178,8 +178,20 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
         if block.residual:
             add = _add_node(inner, block)
             graph.edge(source, add, label=dot_text(_shape(shape)))
-            graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
+            skip, skip_shape, attributes = previous, in_shape, {"style": "dashed", "color": "#2a7ab0"}
+            for layer in block.shortcut:  # the skip's own layers (a projection), on the dashed path
+                label, layer_shape = _LABELS[type(layer)](layer, f"{block.path}.{ir.SHORTCUT}", report, norm, skip_shape)
+                node = f"{block.path}.{ir.SHORTCUT}.{layer.name}"
+                inner.node(node, dot_text(label), fillcolor=COLOURS["layer"])
+                graph.edge(skip, node, label="skip" if skip == previous else dot_text(_shape(skip_shape)), **attributes)
+                skip, skip_shape = node, layer_shape
+            graph.edge(skip, add, label="skip" if skip == previous else dot_text(_shape(skip_shape)), **attributes)
             source = add
+        if block.activation_after:
+            node = f"{block.path}.act_after"
+            inner.node(node, dot_text(block.activation_after), fillcolor=COLOURS["layer"])
+            graph.edge(source, node, label=dot_text(_shape(report.part(block.path).shape)))
+            source = node
     return source
 
 

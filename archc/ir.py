@@ -125,6 +125,7 @@ Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
 # The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
 # table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
 LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale)
+SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,12 @@ class Block:
     stride: Axes
     expand_ratio: float  # the spec's ratio (1: no expand conv, unless the spec kept it)
     layers: tuple[Layer, ...]  # what the block computes, in order: every consumer reads this
-    residual: bool  # identity skip (stride 1 and in == out, unless the spec turned it off)
+    residual: bool  # a skip: identity (stride 1 and in == out, unless the spec turned it off), or through ``shortcut``
     drop_path: float  # stochastic-depth rate of the skip branch
+    # The skip's own layers, under module ``downsample`` (SHORTCUT) as timm and torchvision name ResNet's projection:
+    # () is an identity skip. Run on the block's input; their output is added to the layers'.
+    shortcut: tuple[Layer, ...] = ()
+    activation_after: Activation | None = None  # an activation after the add (ResNet), module ``act_after``; None: none
 
     @property
     def se_channels(self) -> int:

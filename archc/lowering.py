@@ -253,6 +253,8 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         expand_ratio=expand,
         layers=tuple(layers),
         residual=residual,
+        shortcut=tuple(parts.shortcut) if residual else (),
+        activation_after=activation if parts.act_after else None,
         # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
         drop_path=spec.stochastic_depth * index / total,
     )
@@ -302,7 +304,11 @@ class _Convs:
         return self._unit(conv, norm, act, channels, channels, kernel, stride, self._groups(channels, channels))
 
     def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
-        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride, self._groups(c_in, 1, c_out))
+        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride or self.ones, self._groups(c_in, 1, c_out))
+
+    def shortcut(self, c_in: int, c_out: int, stride) -> ir.ConvUnit:
+        # a projection skip: 1x1 conv with the stride, then norm, numbered as in nn.Sequential (``downsample.0``, ``.1``)
+        return self._unit("0", "1", None, c_in, c_out, self.ones, stride)
 
     def _groups(self, channels: int, default: int, out: int | None = None) -> int:
         size = self.row.group_size

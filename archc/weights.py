@@ -313,7 +313,8 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
         if order[0] != order[1]:
             pairs.append((f"{old.path} layers", " -> ".join(order[0]), " -> ".join(order[1])))
             continue
-        for was, now in zip(old.layers, new.layers):
+        pairs.append((f"{old.path}.act_after", old.activation_after, new.activation_after))
+        for was, now in zip(old.layers + old.shortcut, new.layers + new.shortcut):
             pairs += [(f"{old.path}.{what}", have, want) for (what, have), (_, want) in zip(_COMPUTES[type(was)](was), _COMPUTES[type(now)](now))]
     differences += [f"{what}: the weights have {have}, this spec {want}" for what, have, want in pairs if have != want]
     return differences

@@ -107,7 +107,8 @@ class DropPath(nn.Module):
 
 class Block(nn.Module):
     """One block of the Plan, built from its layer list: each conv unit's conv, norm and activation under the
-    unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip with stochastic depth.
+    unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip (through ``downsample`` where the
+    Plan gives it layers) with stochastic depth, then ``act_after`` where the Plan has one (ResNet).
     Every block type (MBConv, Fused-MBConv, conv) is this one module; only its layer list differs."""
 
     def __init__(self, block: ir.Block, layers: LayerFactory):
@@ -125,12 +126,19 @@ class Block(nn.Module):
         self.fast_paths = True  # Network.set_fast_paths
         self.has_residual = block.residual
         self.drop_path = DropPath(block.drop_path) if block.residual and block.drop_path > 0 else nn.Identity()
+        # The skip's layers (ResNet's projection), as torchvision's and timm's BasicBlock hold them: None, or a
+        # Sequential (``downsample.0``, ``downsample.1``) that carries its units for BN folding.
+        self.downsample = None
+        if block.shortcut:
+            self.downsample = nn.Sequential(OrderedDict(module for unit in block.shortcut for module in _MODULES[type(unit)](unit, layers)[0]))
+            self.downsample.units = block.shortcut
+        self.act_after = layers.act(block.activation_after) if block.activation_after else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         if torch.jit.is_scripting():  # TorchScript: the modules one by one, in the order they were added (``steps``)
             for name, module in self.named_children():
-                if name != "drop_path":
+                if name != "drop_path" and name != "downsample" and name != "act_after":
                     x = module(x)
         else:
             run = conv_norm_act if self.fast_paths else one_by_one
@@ -139,8 +147,12 @@ class Block(nn.Module):
                     x = getattr(self, call[0])(x)
                 else:
                     x = run(x, *(getattr(self, name) if name else None for name in call))
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
         if self.has_residual:
             x = self.drop_path(x) + shortcut
+        if self.act_after is not None:
+            x = self.act_after(x)
         return x
 
 

@@ -29,8 +29,8 @@ class Parts:
 
     before: list
     after: list = field(default_factory=list)
-    shortcut: tuple = ()
-    act_after: str | None = None  # the module name of the activation after the add
+    shortcut: tuple = ()  # used only where the block has a skip
+    act_after: bool = False  # the block's activation after the add
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,14 @@ def _uib(make, shape, block_in, mid, out, stride, keep) -> Parts:
     return Parts(start + [make.expand(block_in, mid)] + middle, [make.project("bn3", mid, out)])
 
 
+def _basic(make, shape, block_in, mid, out, stride, keep) -> Parts:
+    # ResNet's basic block (timm and torchvision BasicBlock): kxk conv, norm, act; kxk conv, norm; + skip; act. Where
+    # the shapes differ the skip is a 1x1 conv with the stride and a norm (timm downsample_conv: ``downsample.0/.1``).
+    projection = block_in != out or any(s > 1 for s in stride)
+    return Parts([make.spatial("conv1", "bn1", "act1", block_in, out, stride), make.spatial("conv2", "bn2", None, out, out, None)],
+                 shortcut=(make.shortcut(block_in, out, stride),) if projection else (), act_after=True)
+
+
 def _uib_check(row) -> str | None:
     if row.kernel is None and row.start_kernel is None and any(s > 1 for s in row.stride):
         return "a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride"
@@ -121,6 +129,8 @@ _KINDS = (
     BlockKind("uib", "UIB", "#eeeeee", "(MobileNetV4's universal inverted bottleneck) [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] "
               "1x1 project [layer scale]", _uib, expands=True, always_expands=True, kernel_optional=True, check=_uib_check,
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
+    # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
+    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic),
 )
 
 
