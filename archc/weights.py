@@ -47,8 +47,8 @@ def conventions(source: str, block_types: set[str]) -> dict:
     """The spec overrides ``source``'s weights need, for a network of these block types. torchvision builds
     EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3 and EfficientNet with torch's 1e-5."""
     found = dict(CONVENTIONS[source])
-    if source == "torchvision" and "fused_mbconv" in block_types:
-        found["norm.eps"] = 1e-3
+    for kind in sorted(block_types):
+        found.update(BLOCKS[kind].conventions.get(source, {}))
     return found
 
 

@@ -54,6 +54,8 @@ class BlockKind:
     peers: frozenset[str] = frozenset()  # PEER_LAYOUTS whose weights carry the kind
     # archc role -> timm's name for it in this block (timm's block classes name some roles differently)
     timm_roles: Callable[[ir.Block], Mapping[str, str]] = lambda block: {}
+    # weights source -> the spec overrides its weights need in a network with this kind (beyond the source's own)
+    conventions: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
 # timm's names for archc's roles, per timm block class (timm _efficientnet_blocks.py); a role not listed keeps its name.
@@ -119,7 +121,9 @@ _KINDS = (
     BlockKind("mbconv", "MBConv", "#d5efe2", "[1x1 expand] depthwise [SE] 1x1 project", _inverted, expands=True, mixed_kernels=True,
               fields=frozenset({"expand_groups", "project_groups", "expand_from", "expand_conv"}), peers=frozenset(PEER_LAYOUTS), timm_roles=_mbconv_timm),
     BlockKind("fused_mbconv", "FusedMBConv", "#e4dcf3", "(EfficientNetV2) kxk expand [SE] 1x1 project", _fused, expands=True,
-              fields=frozenset({"project_groups", "expand_from", "expand_conv"}), peers=frozenset({"torchvision", "timm"}), timm_roles=_fused_timm),
+              fields=frozenset({"project_groups", "expand_from", "expand_conv"}), peers=frozenset({"torchvision", "timm"}), timm_roles=_fused_timm,
+              # torchvision builds EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3, EfficientNet with torch's 1e-5
+              conventions={"torchvision": {"norm.eps": 1e-3}}),
     BlockKind("conv", "Conv", "#fbe3c8", "conv, norm, activation", _conv, se=False, skip=False,
               peers=frozenset({"torchvision", "timm"}), timm_roles=lambda block: _CONV_BN_ACT),
     BlockKind("ds", "DSConv", "#eeeeee", "depthwise [SE] 1x1 project (MobileNet's depthwise-separable block)", _inverted, mixed_kernels=True,
