@@ -73,3 +73,21 @@ def test_analysis_counts_a_basic_network_as_torch_does(tmp_path, dims):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 3, *plan.resolution))
     assert 2 * report.macs == counter.get_total_flops()  # FLOPs count a multiply and an add
+
+
+def test_a_basic_networks_projection_folds_and_scripts(tmp_path):
+    """BN folding reads the skip's units as a block's (downsample.1 folds into downsample.0); TorchScript compiles the
+    skip and the activation after the add."""
+    from archc.emit.network import fuse_norms
+
+    plan, x = _plan(tmp_path, 2), torch.randn(2, 3, 16, 16)
+    model = archc.build(plan, seed=0).eval()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if "running_var" in name:
+                tensor.uniform_(0.5, 1.5)
+        expected = model.set_fast_paths(False)(x)
+        torch.testing.assert_close(torch.jit.script(model)(x), expected, atol=1e-6, rtol=1e-6)
+        fused = fuse_norms(model)
+        assert isinstance(fused.get_submodule("stages.1.0.downsample.1"), torch.nn.Identity)
+        torch.testing.assert_close(fused(x), expected, atol=1e-5, rtol=1e-5)
