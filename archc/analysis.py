@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from . import ir
 from .formatting import axes as format_axes
 from .formatting import shape as format_shape
+from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
+from .kinds.layers import table
+from .kinds.norms import NORMS
 
 # The activations after which a batch norm's output is recomputed in backward, not kept (emit.fusion.INPUT_BACKWARD;
 # tests/test_fusion.py checks the two agree).
@@ -204,16 +207,16 @@ class _Walker:
         modules = [(f"{prefix}.{conv.conv}", conv)] if not conv.kernels else [
             (f"{prefix}.{conv.conv}.{i}", dataclasses.replace(conv, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups, kernels=()))
             for i, (c_in, c_out, kernel, groups) in enumerate(conv.parts)]
-        weights = 0
+        weights, norm_params = 0, NORMS[self.plan.norm.type].params(conv.out_channels)
         for path, part in modules:
             w = part.out_channels * (part.in_channels // part.groups) * math.prod(part.kernel)
             weights += w
             self._layer(path, "conv", _conv_kind(part), part, (part.out_channels, *out), w + (part.out_channels if part.bias else 0), w * math.prod(out))
         if conv.norm:
-            self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, 2 * conv.out_channels, 0)
+            self._layer(f"{prefix}.{conv.norm}", "norm", self.plan.norm.type, conv, shape, norm_params, 0)
         if conv.act:
             self._layer(f"{prefix}.{conv.act}", "act", conv.activation, conv, shape, 0, 0)
-        params = weights + (conv.out_channels if conv.bias else 0) + (2 * conv.out_channels if conv.norm else 0)
+        params = weights + (conv.out_channels if conv.bias else 0) + (norm_params if conv.norm else 0)
         recomputed = self.plan.norm.type == "batch" and conv.norm and conv.act and conv.activation in RECOMPUTED_NORM_OUTPUT
         kept = math.prod(shape) * (1 + bool(conv.norm) + bool(conv.act) - bool(recomputed))  # conv, norm, activation outputs
         return params, weights * math.prod(out), kept
@@ -333,17 +336,33 @@ def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
 
 def _block(walk: _Walker, block: ir.Block, where: str | None = None) -> Cost:
     params = macs = kept = 0
+    where = where or f"stage {block.stage}"
+    entry = (walk.size, walk.rf, walk.jump)
     for layer in block.layers:
-        if isinstance(layer, ir.SqueezeExcite):
-            p, m, k = walk.se(layer, block.path)
-        elif isinstance(layer, ir.LayerScale):
-            p, m, k = walk.scale(layer, block.path)
-        else:
-            p, m, k = walk.conv(layer, where or f"stage {block.stage}", block.path)
+        p, m, k = _COSTS[type(layer)](walk, layer, where, block.path)
         params, macs, kept = params + p, macs + m, kept + k
+    if block.shortcut:  # the skip's layers run on the block's input; the map and receptive field are the layers' path's
+        state, (walk.size, walk.rf, walk.jump) = (walk.size, walk.rf, walk.jump), entry
+        for layer in block.shortcut:
+            p, m, k = _COSTS[type(layer)](walk, layer, where, f"{block.path}.{ir.SHORTCUT}")
+            params, macs, kept = params + p, macs + m, kept + k
+        walk.size, walk.rf, walk.jump = state
     if block.residual:
         kept += block.out_channels * math.prod(walk.size)  # the sum
+    if block.activation_after:
+        shape = (block.out_channels, *walk.size)
+        walk.layers.append(LayerCost(f"{block.path}.act_after", "act", block.activation_after, block.out_channels, block.out_channels, (), (), 1, shape, 0, 0))
+        kept += math.prod(shape)
     return Cost(block.path, params, macs, kept, (block.out_channels, *walk.size), walk.rf)
+
+
+# Each layer kind's (params, MACs, elements kept for backward), recorded as layers of module path ``prefix.<name>``;
+# the walker's size advances past it. Called as (walker, layer, where: for warnings, prefix: the block's path).
+_COSTS = table("analysis", {
+    ir.ConvUnit: lambda walk, layer, where, prefix: walk.conv(layer, where, prefix),
+    ir.SqueezeExcite: lambda walk, layer, where, prefix: walk.se(layer, prefix),
+    ir.LayerScale: lambda walk, layer, where, prefix: walk.scale(layer, prefix),
+})
 
 
 def _conv_kind(conv: ir.ConvUnit) -> str:
@@ -407,9 +426,8 @@ def _row(name: str, block: str, repeats: int, layer: ir.ConvLayer, cost: Cost) -
 def block_title(block: ir.Block) -> str:
     """``MBConv6``, ``MBConv2.5``, ``FusedMBConv4``, ``DSConv``, ``Conv``, ``UIB4`` as papers name them; mixed depthwise
     kernels follow (``MBConv6 k3,5,7``)."""
-    name = {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv", "uib": "UIB", "conv": "Conv", "ds": "DSConv", "dsa": "DSConv"}[block.type]
-    if block.type in ("mbconv", "fused_mbconv", "uib"):
-        name += f"{block.expand_ratio:g}"
+    kind = BLOCKS[block.type]
+    name = kind.title + (f"{block.expand_ratio:g}" if kind.expands else "")
     mixed = block.mixed_kernels
     return name + (" k" + ",".join(kernel_size(k) for k in mixed) if mixed else "")
 

@@ -21,18 +21,17 @@ from .analysis import Report, analyze, block_title, kernel_size, stage_title
 from .errors import EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
+from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
+from .kinds.layers import table
+from .kinds.norms import NORMS
 
 DETAILS = ("stage", "block", "layer")
 DIRECTIONS = ("TB", "LR")
 FORMATS = ("dot", "svg", "png", "pdf")
 
-# One colour per role, the same in every diagram.
-COLOURS = {
-    "stem": "#d6e4f0", "head": "#f2d7d5", "mbconv": "#d5efe2", "fused_mbconv": "#e4dcf3", "conv": "#fbe3c8",
-    "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8",
-}
-NORM_NAMES = {"batch": "BN", "group": "GN", "instance": "IN", "layer": "LN"}
+# One colour per role, the same in every diagram; a block's is its kind's (archc.kinds.blocks).
+COLOURS = {"stem": "#d6e4f0", "head": "#f2d7d5", "layer": "#ffffff", "add": "#fdf2c4", "decoder": "#dcecc8"}
 
 
 def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "graphviz.Digraph":  # noqa: F821
@@ -133,7 +132,7 @@ def _stage_node(graph, stage: ir.Stage, report: Report, previous: str) -> str:
         f"out {_shape(report.shape_of(blocks[-1].path))}",
         f"{params:,} params",
     ]
-    graph.node(name, dot_text("\n".join(lines)), fillcolor=COLOURS.get(blocks[-1].type, "#eeeeee"))
+    graph.node(name, dot_text("\n".join(lines)), fillcolor=BLOCKS[blocks[-1].type].colour)
     graph.edge(previous, name, label=dot_text(_shape(_input_shape(blocks[0], report))))
     return name
 
@@ -148,7 +147,7 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
     ]
     if block.residual:
         lines.append(f"drop-path {block.drop_path:.3f}")
-    cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=COLOURS.get(block.type, "#eeeeee"))
+    cluster.node(block.path, dot_text("\n".join(lines)), fillcolor=BLOCKS[block.type].colour)
     graph.edge(previous, block.path, label=dot_text(_shape(_input_shape(block, report))))
     if not block.residual:
         return block.path
@@ -162,18 +161,12 @@ def _block_node(cluster, graph, block: ir.Block, report: Report, previous: str) 
 
 def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str) -> str:
     """The block's convolutions and SE in order [-> add], inside a cluster of its own."""
-    norm = NORM_NAMES[report.plan.norm.type]
+    norm = NORMS[report.plan.norm.type].label
     in_shape = _input_shape(block, report)
     layers, shape = [], in_shape  # (role, label, output shape): the Plan's layers, the shapes the analysis found
     for layer in block.layers:
-        if isinstance(layer, ir.SqueezeExcite):  # gates its input: the shape stays
-            layers.append((layer.name, f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape))
-        elif isinstance(layer, ir.LayerScale):
-            layers.append((layer.name, f"layer scale ×{layer.init:g}", shape))
-        else:
-            first = report.layer(f"{block.path}.{layer.conv}" + (".0" if layer.kernels else ""))  # a mixed conv's first part
-            shape = (layer.out_channels, *first.shape[1:])
-            layers.append((layer.conv, _conv_label(layer, norm), shape))
+        label, shape = _LABELS[type(layer)](layer, block.path, report, norm, shape)
+        layers.append((layer.name, label, shape))
     with cluster.subgraph(name=f"cluster_{block.path}") as inner:
         drop_path = f"   drop-path {block.drop_path:.3f}" if block.residual else ""
         inner.attr(label=dot_text(f"{block.path}{drop_path}"), style="rounded", color="#bbbbbb", fontsize="10")
@@ -186,8 +179,20 @@ def _block_layers(cluster, graph, block: ir.Block, report: Report, previous: str
         if block.residual:
             add = _add_node(inner, block)
             graph.edge(source, add, label=dot_text(_shape(shape)))
-            graph.edge(previous, add, style="dashed", color="#2a7ab0", label="skip")
+            skip, skip_shape, attributes = previous, in_shape, {"style": "dashed", "color": "#2a7ab0"}
+            for layer in block.shortcut:  # the skip's own layers (a projection), on the dashed path
+                label, layer_shape = _LABELS[type(layer)](layer, f"{block.path}.{ir.SHORTCUT}", report, norm, skip_shape)
+                node = f"{block.path}.{ir.SHORTCUT}.{layer.name}"
+                inner.node(node, dot_text(label), fillcolor=COLOURS["layer"])
+                graph.edge(skip, node, label="skip" if skip == previous else dot_text(_shape(skip_shape)), **attributes)
+                skip, skip_shape = node, layer_shape
+            graph.edge(skip, add, label="skip" if skip == previous else dot_text(_shape(skip_shape)), **attributes)
             source = add
+        if block.activation_after:
+            node = f"{block.path}.act_after"
+            inner.node(node, dot_text(block.activation_after), fillcolor=COLOURS["layer"])
+            graph.edge(source, node, label=dot_text(_shape(report.part(block.path).shape)))
+            source = node
     return source
 
 
@@ -195,7 +200,7 @@ def unet_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: dict, 
     """A U-Net's decoder: one node per level going back up, each beside the encoder stage whose map it joins
     (``beside``: the same rank, which draws the U), a dashed skip edge from that stage, then the head."""
     decoder = plan.decoder
-    norm = NORM_NAMES[plan.norm.type]
+    norm = NORMS[plan.norm.type].label
     shape_in = report.shape_of(_last_path(plan))
     for level in decoder.levels:
         name, up, first = level.path, level.up, level.blocks[0]
@@ -205,7 +210,7 @@ def unet_nodes(graph, plan: ir.Plan, report: Report, previous: str, ends: dict, 
         lines = [
             f"decoder level {level.index}: up ×{_axes(up.scale)} {up.mode}{joined}",
             f"{block_title(first)} k{_axes(first.kernel)} ×{len(level.blocks)}   {first.in_channels}→{level.out_channels}"
-            + (f", {norm}, {unit.activation}" if first.type == "conv" else ""),
+            + (f", {norm}, {unit.activation}" if len(first.layers) == 1 else ""),  # a single conv unit: its norm and activation
             f"out {_shape(report.shape_of(level.blocks[-1].path))}",
             f"{params:,} params",
         ]
@@ -241,6 +246,20 @@ def _conv_label(conv: ir.ConvUnit, norm: str) -> str:
     return f"conv k{_axes(conv.kernel)} s{_axes(conv.stride)} {conv.in_channels}→{conv.out_channels}{tail}"
 
 
+def _conv_node(conv: ir.ConvUnit, prefix: str, report: Report, norm: str, shape) -> tuple[str, tuple[int, ...]]:
+    first = report.layer(f"{prefix}.{conv.conv}" + (".0" if conv.kernels else ""))  # a mixed conv's first part
+    return _conv_label(conv, norm), (conv.out_channels, *first.shape[1:])
+
+
+# Each layer kind's node in the layer view: (layer, its block's path, report, norm label, input shape) -> (label,
+# output shape). An SE and a layer scale keep their input's shape.
+_LABELS = table("diagram", {
+    ir.ConvUnit: _conv_node,
+    ir.SqueezeExcite: lambda layer, prefix, report, norm, shape: (f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape),
+    ir.LayerScale: lambda layer, prefix, report, norm, shape: (f"layer scale ×{layer.init:g}", shape),
+})
+
+
 def _add_node(cluster, block: ir.Block) -> str:
     """The "+" where a residual block's output and its skip meet, drawn inside the block's own cluster."""
     add = f"{block.path}.add"
@@ -262,7 +281,7 @@ def _title(report: Report) -> str:
 def _stem_label(plan: ir.Plan, report: Report) -> str:
     stem = plan.stem
     return "\n".join([
-        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORM_NAMES[plan.norm.type]}, {stem.activation}",
+        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORMS[plan.norm.type].label}, {stem.activation}",
         f"in {_shape(report.input_shape)}",
         f"{stem.in_channels}→{stem.out_channels}   {report.parts[0].params:,} params",
     ])
@@ -275,11 +294,11 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
     if head.conv is None:
         first, then = "head: global average pool", classifier
     elif head.type == "efficient":  # pooled first: the conv sees one position
-        norm = f", {NORM_NAMES[plan.norm.type]}" if head.conv.norm else " with bias"
+        norm = f", {NORMS[plan.norm.type].label}" if head.conv.norm else " with bias"
         first, then = f"head: global average pool → 1×1 conv {head.conv.in_channels}→{head.conv.out_channels}{norm}, {head.conv.activation}", classifier
     else:
         conv = f"1×1 conv {head.conv.in_channels}→{head.conv.out_channels}"
-        first, then = f"head: {conv}, {NORM_NAMES[plan.norm.type]}, {head.conv.activation}", f"global average pool → {classifier}"
+        first, then = f"head: {conv}, {NORMS[plan.norm.type].label}, {head.conv.activation}", f"global average pool → {classifier}"
     return "\n".join([
         first,
         then,

@@ -20,6 +20,7 @@ from importlib import resources
 from . import ir
 from .analysis import Report, analyze, block_title, kernel_size
 from .formatting import axes
+from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
 from .summary import millimetres, mm_text
 
@@ -72,7 +73,12 @@ def to_html(plan: ir.Plan, lines: dict[str, str] | None = None, report: Report |
     data = {"info": report.to_dict(), "view": view(plan, report, lines or {})}
     if spacing is not None:
         data["millimetres"] = millimetre_rows(report, tuple(spacing))
-    return _DOCUMENT.format(style=_asset("html_view.css"), script=_asset("html_view.js"), data=script_json(data))
+    return _DOCUMENT.format(style=_kind_colours() + _asset("html_view.css"), script=_asset("html_view.js"), data=script_json(data))
+
+
+def _kind_colours() -> str:
+    """A block's box in its kind's colour, as the diagrams draw it; first, so that the stylesheet's roles (``.run``) win."""
+    return "".join(f".{kind.name} > .box {{ background: {kind.colour}; }}\n" for kind in BLOCKS.values())
 
 
 def millimetre_rows(report: Report, spacing: tuple[float, ...]) -> dict:

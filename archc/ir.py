@@ -13,23 +13,21 @@ from typing import Literal, Union, get_args
 Axes = tuple[int, ...]
 
 # The closed sets, defined once: the spec's fields take their values from these, and the emitters' tables are
-# keyed by them (tests/test_emit.py checks that the activation, gate and norm tables cover their sets exactly).
+# keyed by them (tests/test_emit.py checks that the activation and gate tables cover their sets exactly); block kinds and norms
+# are records in archc.kinds.
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
-BlockType = Literal["mbconv", "fused_mbconv", "conv", "ds", "dsa", "uib"]
 HeadType = Literal["conv", "efficient", "pool"]
-NormType = Literal["batch", "group", "instance", "layer"]
 Padding = Literal["symmetric", "same"]
 UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
-NORM_TYPES: tuple[str, ...] = get_args(NormType)
 
 
 @dataclass(frozen=True)
 class Norm:
-    type: NormType
+    type: str  # a name in archc.kinds.norms.NORMS
     eps: float
     momentum: float  # batch norm only
     groups: int  # group norm only
@@ -75,6 +73,16 @@ class ConvUnit:
     kernels: tuple[Axes, ...] = ()
 
     @property
+    def name(self) -> str:
+        """The layer's name in its block (every layer kind has one): the conv's."""
+        return self.conv
+
+    @property
+    def folds(self) -> tuple[tuple[str, str], ...]:
+        """(conv, norm) module names BN folding merges: this unit's, if it has a norm."""
+        return ((self.conv, self.norm),) if self.norm else ()
+
+    @property
     def parts(self) -> tuple[tuple[int, int, Axes, int], ...]:
         """(in, out, kernel, groups) of each conv this unit is: one, or one per channel split of a mixed unit."""
         if not self.kernels:
@@ -100,6 +108,7 @@ class SqueezeExcite:
     squeeze: int  # bottleneck width
     activation: Activation
     gate: Gate
+    folds = ()  # nothing for BN folding
 
 
 @dataclass(frozen=True)
@@ -109,34 +118,37 @@ class LayerScale:
     name: str  # module name: "layer_scale"
     channels: int
     init: float  # initial value of every scale
+    folds = ()  # nothing for BN folding
 
 
 Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
+# The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
+# table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale)
+SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 
 @dataclass(frozen=True)
 class Block:
-    """One block of a stage: its layers in order, then the skip. By ``type`` the layers are:
-
-    - ``mbconv``: [1x1 expand] -> depthwise kxk -> [SE] -> 1x1 project
-    - ``ds`` / ``dsa``: depthwise kxk -> [SE] -> 1x1 project (``dsa``: with an activation)
-    - ``fused_mbconv``: kxk expand -> [SE] -> 1x1 project; without expansion a single kxk conv
-    - ``conv``: kxk conv -> norm -> activation
-    - ``uib``: [depthwise kxk] -> 1x1 expand -> [depthwise kxk] -> [SE] -> 1x1 project -> [layer scale]
-    """
+    """One block of a stage: its layers in order, then the skip. Which layers a kind of block has (``type``) is its
+    record's recipe in :mod:`archc.kinds.blocks`; every consumer reads the layers, not the kind."""
 
     path: str  # "stages.3.1": stage 3, block 1, the module path in the emitted model
     stage: int
     index: int  # global index among all blocks, 0-based
-    type: BlockType
+    type: str  # its kind: a name in archc.kinds.blocks.BLOCKS, which holds its recipe, title, colour and peers' names
     in_channels: int
     out_channels: int
     kernel: Axes
     stride: Axes
     expand_ratio: float  # the spec's ratio (1: no expand conv, unless the spec kept it)
     layers: tuple[Layer, ...]  # what the block computes, in order: every consumer reads this
-    residual: bool  # identity skip (stride 1 and in == out, unless the spec turned it off)
+    residual: bool  # a skip: identity (stride 1 and in == out, unless the spec turned it off), or through ``shortcut``
     drop_path: float  # stochastic-depth rate of the skip branch
+    # The skip's own layers, under module ``downsample`` (SHORTCUT) as timm and torchvision name ResNet's projection:
+    # () is an identity skip. Run on the block's input; their output is added to the layers'.
+    shortcut: tuple[Layer, ...] = ()
+    activation_after: Activation | None = None  # an activation after the add (ResNet), module ``act_after``; None: none
 
     @property
     def se_channels(self) -> int:

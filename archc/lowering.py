@@ -14,9 +14,10 @@ import os
 
 from . import ir
 from .errors import LoweringError, ScalingError, format_path, shown
+from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
 from .scaling import MAX_BLOCKS, Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
-from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec, Stage
+from .spec import MAX_SIZE, Spec, Stage
 
 
 def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
@@ -228,32 +229,20 @@ class _RowShape:
 def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int, total: int, block_in: int, out: int, stride) -> ir.Block:
     """One block of a stage row, every number resolved, as its layers in order."""
     activation = row.activation or spec.activation
-    expands = row.block in EXPANDING_BLOCKS
-    expand = row.expand if expands else 1
-    mid = _expanded(block_in if shape.expand_from is None else shape.expand_from, expand, spec.scaling.divisor) if expands else block_in
-    keep = expand != 1 or bool(row.expand_conv) or row.block == "uib"  # the expansion (or the fused projection) stays
-    convs = _Convs(spec, row, shape, path, activation)
-    if row.block == "conv":
-        before, after = [convs.spatial("conv", "bn", "act", block_in, out, stride)], []
-    elif row.block == "fused_mbconv":
-        if not keep:  # a single kxk conv (torchvision FusedMBConv with expand ratio 1)
-            before, after = [convs.spatial("conv_exp", "bn1", "act1", block_in, out, stride)], []
-        else:
-            before, after = [convs.spatial("conv_exp", "bn1", "act1", block_in, mid, stride)], [convs.project("bn2", mid, out)]
-    elif row.block == "uib":
-        # MobileNetV4 (timm UniversalInvertedResidual): the stride goes to the middle depthwise conv, else to the first.
-        start = [convs.depthwise("conv_dw_start", "bn_dw_start", None, block_in, shape.start, stride if shape.kernel is None else None)] if shape.start else []
-        middle = [convs.depthwise("conv_dw", "bn2", "act2", mid, shape.kernel, stride)] if shape.kernel else []
-        before, after = start + [convs.expand(block_in, mid)] + middle, [convs.project("bn3", mid, out)]
-    else:  # mbconv, ds, dsa: [1x1 expand] depthwise [SE] 1x1 project
-        expansion = [convs.expand(block_in, mid)] if keep else []
-        before = expansion + [convs.depthwise("conv_dw", "bn2", "act2", mid, shape.kernel, stride, shape.mixed)]
-        after = [convs.project("bn3", mid, out, act="act3" if row.block == "dsa" else None)]
-    se = _squeeze_excite(spec, row, activation, block_in, mid, before, after)
+    kind = BLOCKS[row.block]
+    expand = row.expand if kind.expands else 1
+    mid = _expanded(block_in if shape.expand_from is None else shape.expand_from, expand, spec.scaling.divisor) if kind.expands else block_in
+    keep = expand != 1 or bool(row.expand_conv) or kind.always_expands  # the expansion (or the fused projection) stays
+    parts = kind.recipe(_Convs(spec, row, shape, path, activation), shape, block_in, mid, out, stride, keep)
+    before, after = list(parts.before), list(parts.after)
+    se = _squeeze_excite(spec, row, activation, block_in, mid, before, after) if kind.se else []
     layers = before + se + after if spec.se.placement == "after_depthwise" else before + after + se
     if row.layer_scale:
         layers.append(ir.LayerScale("layer_scale", out, row.layer_scale))
-    default_skip = row.block not in ("conv", "dsa")  # timm: ConvBnAct has no skip unless asked; dsa never (MobileNetV1)
+    # timm: ConvBnAct has no skip unless asked; dsa never (MobileNetV1). A kind with a shortcut (ResNet's projection)
+    # has a skip whatever the shapes; the others only an identity one, where shapes allow.
+    skip = kind.skip if row.residual is None else row.residual
+    residual = skip and (bool(parts.shortcut) or block_in == out and all(st == 1 for st in stride))
     return ir.Block(
         path=path,
         stage=stage,
@@ -265,7 +254,9 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         stride=stride,
         expand_ratio=expand,
         layers=tuple(layers),
-        residual=(default_skip if row.residual is None else row.residual) and block_in == out and all(st == 1 for st in stride),
+        residual=residual,
+        shortcut=tuple(parts.shortcut) if residual else (),
+        activation_after=activation if parts.act_after else None,
         # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
         drop_path=spec.stochastic_depth * index / total,
     )
@@ -279,7 +270,7 @@ def _expanded(width: int, ratio: float, divisor: int) -> int:
 
 
 def _squeeze_excite(spec: Spec, row, activation, block_in: int, mid: int, before: list, after: list) -> list:
-    ratio = 0.0 if row.block == "conv" or spec.se.placement == "none" else (spec.se.ratio if row.se is None else row.se)
+    ratio = 0.0 if spec.se.placement == "none" else (spec.se.ratio if row.se is None else row.se)
     if not ratio:
         return []
     reference = block_in if spec.se.relative_to == "block_input" else mid
@@ -315,7 +306,11 @@ class _Convs:
         return self._unit(conv, norm, act, channels, channels, kernel, stride, self._groups(channels, channels))
 
     def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
-        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride, self._groups(c_in, 1, c_out))
+        return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride or self.ones, self._groups(c_in, 1, c_out))
+
+    def shortcut(self, c_in: int, c_out: int, stride) -> ir.ConvUnit:
+        # a projection skip: 1x1 conv with the stride, then norm, numbered as in nn.Sequential (``downsample.0``, ``.1``)
+        return self._unit("0", "1", None, c_in, c_out, self.ones, stride)
 
     def _groups(self, channels: int, default: int, out: int | None = None) -> int:
         size = self.row.group_size
@@ -381,7 +376,7 @@ def unet_decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...],
                             **_where(spec, ("decoder", "deep_supervision")))
     kernel = axes.get(d.kernel, ("decoder", "kernel"))
     # The spec's block machinery builds the decoder's blocks, as a stage row would (SE as the network's).
-    row = Stage.model_construct(block=d.block, expand=d.expand if d.block != "conv" else 1, channels=1, kernel=kernel,
+    row = Stage.model_construct(block=d.block, expand=d.expand if BLOCKS[d.block].expands else 1, channels=1, kernel=kernel,
                                 activation=d.activation or spec.activation)
     shape = _RowShape(axes, row, 0, None)
 

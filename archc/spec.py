@@ -33,8 +33,10 @@ from pydantic import (
 
 from .errors import SpecError, shown
 from .files import read_bytes
-from .ir import Activation, BlockType, FuseMode, Gate, HeadType, NormType, Padding, UpsampleMode
+from .ir import Activation, FuseMode, Gate, HeadType, Padding, UpsampleMode
+from .kinds.blocks import BLOCK_NAMES, BLOCKS, ROW_FIELDS
 from .kinds.decoders import DECODERS
+from .kinds.norms import NORM_NAMES
 from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -110,11 +112,16 @@ Resolution = Annotated[
 ]
 
 
-class Model(BaseModel):
+class SpecPart(BaseModel):
+    """A part of the spec as written (pydantic): unknown keys refused, frozen, strict types."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class Norm(Model):
+NormType = Literal[NORM_NAMES]  # the kinds of archc.kinds.norms
+
+
+class Norm(SpecPart):
     """The normalisation layer after every convolution."""
 
     type: Annotated[NormType, _doc(
@@ -127,7 +134,7 @@ class Norm(Model):
     groups: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("group norm only: number of groups; must divide every width")] = 8
 
 
-class Stem(Model):
+class Stem(SpecPart):
     """The first convolution (conv, norm, activation)."""
 
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")] = 32
@@ -139,7 +146,7 @@ class Stem(Model):
     )] = True
 
 
-class Head(Model):
+class Head(SpecPart):
     """1x1 conv, norm, activation, global average pooling, dropout, linear classifier."""
 
     type: Annotated[HeadType, _doc(
@@ -160,7 +167,7 @@ class Head(Model):
     dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
 
 
-class SE(Model):
+class SE(SpecPart):
     """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""
 
     ratio: Annotated[Fraction, _doc("squeeze width = max(1, int(reference channels * ratio)); 0 turns SE off")] = 0.25
@@ -201,18 +208,13 @@ def _unambiguous_kernel(value, info: ValidationInfo):
 _AXES = {2: "height, width", 3: "depth, height, width"}
 
 
-EXPANDING_BLOCKS = ("mbconv", "fused_mbconv", "uib")
+BlockType = Literal[BLOCK_NAMES]  # the kinds of archc.kinds.blocks
 
 
-class Stage(Model):
+class Stage(SpecPart):
     """One row of the stage table (the paper's Table 1). A row is a stage, or continues the one above (``continues``)."""
 
-    block: Annotated[BlockType, _doc(
-        "mbconv: [1x1 expand] depthwise [SE] 1x1 project; ds: depthwise [SE] 1x1 project (MobileNet's depthwise-separable "
-        "block); dsa: ds with an activation after the projection and no skip (MobileNetV1, LCNet); fused_mbconv "
-        "(EfficientNetV2): kxk expand [SE] 1x1 project; conv: conv, norm, activation; uib (MobileNetV4's universal inverted "
-        "bottleneck): [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] 1x1 project [layer scale]"
-    )] = "mbconv"
+    block: Annotated[BlockType, _doc("; ".join(f"{kind.name}: {kind.summary}" for kind in BLOCKS.values()))] = "mbconv"
     expand: Annotated[float, Strict(), Field(ge=1, le=MAX_SIZE, allow_inf_nan=False), _doc(
         "expansion ratio of the inverted bottleneck (1: no expand conv). A whole ratio multiplies the input width exactly; "
         "a fractional one (2.5, 4.5, 3.67) is rounded to a multiple of scaling.divisor (timm make_divisible)"
@@ -278,37 +280,39 @@ class Stage(Model):
     @model_validator(mode="after")
     def _fits_its_block(self):
         given = self.model_fields_set
-        block = self.block
+        kind = BLOCKS[self.block]
+        block = kind.name
         if self.mixed_kernels is not None:
-            if block not in ("mbconv", "ds", "dsa"):
-                raise ValueError(f"mixed_kernels needs a depthwise block (mbconv, ds or dsa), not {block}")
+            if not kind.mixed_kernels:
+                raise ValueError(f"mixed_kernels needs a depthwise block ({_names(k.name for k in BLOCKS.values() if k.mixed_kernels)}), not {block}")
             if "kernel" in given and self.kernel is not None:
                 raise ValueError("give kernel or mixed_kernels, not both")
-        elif self.kernel is None and block != "uib":
-            raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for uib only)")
-        wrong = [name for name, blocks in _ROW_FIELD_BLOCKS.items() if name in given and getattr(self, name) not in (None, 1) and block not in blocks]
+        elif self.kernel is None and not kind.kernel_optional:
+            raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for "
+                             f"{_names(k.name for k in BLOCKS.values() if k.kernel_optional)} only)")
+        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1) and name not in kind.fields]
         if wrong:
             name = wrong[0]
-            raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(_ROW_FIELD_BLOCKS[name])})")
-        if block in ("ds", "dsa", "conv") and "expand" in given and self.expand != 1:
+            raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(k.name for k in BLOCKS.values() if name in k.fields)})")
+        if not kind.expands and "expand" in given and self.expand != 1:
             raise ValueError(f"a {block} block has no expansion: expand must be 1 (or use mbconv)")
-        if block == "uib" and self.kernel is None and self.start_kernel is None and any(s > 1 for s in self.stride):
-            raise ValueError("a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride")
+        problem = kind.check(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
-# Which rows each optional field applies to; a field given to another block is refused (it would do nothing).
-_ROW_FIELD_BLOCKS = {
-    "start_kernel": ("uib",),
-    "layer_scale": ("uib",),
-    "expand_groups": ("mbconv", "uib"),
-    "project_groups": ("mbconv", "ds", "dsa", "fused_mbconv", "uib"),
-    "expand_from": ("mbconv", "fused_mbconv"),
-    "expand_conv": ("mbconv", "fused_mbconv"),
-}
+_unknown = set(ROW_FIELDS) - set(Stage.model_fields)
+if _unknown:  # a kind's optional field must be one a row can write
+    raise TypeError(f"archc.kinds.blocks.ROW_FIELDS names {sorted(_unknown)}, which are no stage-row fields")
 
 
-class Preset(Model):
+def _names(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+class Preset(SpecPart):
     """One released model size, e.g. EfficientNet-B3."""
 
     width: Annotated[Multiplier, _doc("channel multiplier")]
@@ -320,7 +324,7 @@ class Preset(Model):
     dropout: Annotated[Optional[Fraction], _doc("classifier dropout; null or left out: head.dropout")] = None
 
 
-class Scaling(Model):
+class Scaling(SpecPart):
     """Compound scaling (depth alpha**phi, width beta**phi, resolution gamma**phi) and named presets."""
 
     alpha: Annotated[Multiplier, _doc("depth base (paper, section 3.3)")] = 1.2
@@ -363,7 +367,7 @@ def _decoder_type(value: str) -> str:
     return value
 
 
-class Decoder(Model):
+class Decoder(SpecPart):
     """A decoder over the encoder's feature levels (a U-Net by default): the network then segments, `num_classes`
     output channels at the input's size (docs/segmentation.md). Each type is a record of archc.kinds.decoders."""
 
@@ -419,7 +423,7 @@ def _printable(text: str) -> str:
     return text
 
 
-class Spec(Model):
+class Spec(SpecPart):
     """A whole network, as written."""
 
     @model_validator(mode="after")

@@ -19,7 +19,9 @@ from . import ir
 from .errors import CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
+from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
+from .kinds.layers import table
 from .kinds.sources import NAMES, SOURCES, named_source
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so the CLI starts without it
@@ -47,18 +49,7 @@ _TF_PORT_ROLES = {
     "conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
     "se.conv_reduce": "_se_reduce", "se.conv_expand": "_se_expand", "conv_pwl": "_project_conv", "bn3": "_bn2",
 }
-# timm's names of archc's roles, per kind of timm block; a role not listed keeps its name (InvertedResidual and
-# EdgeResidual use archc's names: conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3 / conv_exp, bn1, conv_pwl, bn2).
-_TIMM_ROLES = {
-    # DepthwiseSeparableConv (ds, dsa, and mbconv at expand 1) numbers its layers differently from InvertedResidual.
-    "separable": {"bn2": "bn1", "conv_pwl": "conv_pw", "bn3": "bn2"},
-    # ConvBnAct (conv, and fused_mbconv at expand 1: a single kxk conv).
-    "conv": {"conv_exp": "conv", "bn": "bn1"},
-    # UniversalInvertedResidual (MobileNetV4): each unit a ConvNormAct with conv and bn.
-    "uib": {"conv_dw_start": "dw_start.conv", "bn_dw_start": "dw_start.bn", "conv_pw": "pw_exp.conv", "bn1": "pw_exp.bn",
-            "conv_dw": "dw_mid.conv", "bn2": "dw_mid.bn", "conv_pwl": "pw_proj.conv", "bn3": "pw_proj.bn"},
-}
-_TIMM_KINDS = {"ds": "separable", "dsa": "separable", "conv": "conv", "uib": "uib"}
+# timm's names of archc's roles, and which layouts carry which block kind, are the kinds' own (archc.kinds.blocks).
 
 
 @dataclass(frozen=True)
@@ -159,7 +150,7 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
         if prefix.startswith("stages."):
             _, stage, j, role = prefix.split(".", 3)
             block = blocks[f"stages.{stage}.{j}"]
-            if record.block_kinds is not None and block.type not in record.block_kinds:
+            if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
                 raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
             role, part = _part(role)
             names[key] = layout(plan, block, role, part + leaf)
@@ -278,7 +269,7 @@ def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str
         head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
         table = {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"}
         return f"{table[role]}.{leaf}"
-    return f"blocks.{block.stage}.{_position(block)}.{_TIMM_ROLES.get(_timm_kind(block), {}).get(role, role)}.{leaf}"
+    return f"blocks.{block.stage}.{_position(block)}.{BLOCKS[block.type].timm_roles(block).get(role, role)}.{leaf}"
 
 
 def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
@@ -290,7 +281,7 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
                  "head.bn": f"features.{head_index}.1", "classifier": "classifier.1"}
         return f"{table[role]}.{leaf}"
     stage, j = block.stage, _position(block)
-    positions = {(layer.conv if isinstance(layer, ir.ConvUnit) else layer.name): i for i, layer in enumerate(block.layers)}
+    positions = {layer.name: i for i, layer in enumerate(block.layers)}
     positions.update({unit.norm: positions[unit.conv] for unit in block.convs if unit.norm})
     if role.startswith("se."):
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
@@ -302,15 +293,6 @@ def _position(block: ir.Block) -> int:
     """A block's place in its stage: the last part of its path (``stages.3.1`` -> 1)."""
     return int(block.path.rpartition(".")[2])
 
-
-def _timm_kind(block: ir.Block) -> str | None:
-    """Which of timm's block classes ``block`` is, where its names differ from archc's."""
-    convs = {unit.conv for unit in block.convs}
-    if block.type == "mbconv" and "conv_pw" not in convs:
-        return "separable"  # timm builds EfficientNet's expand-1 stage as a DepthwiseSeparableConv
-    if block.type == "fused_mbconv" and "conv_pwl" not in convs:
-        return "conv"
-    return _TIMM_KINDS.get(block.type)
 
 
 def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
@@ -328,21 +310,24 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
         new = blocks.get(old.path)
         if new is None:
             continue
-        order = [_layer_name(layer) for layer in old.layers], [_layer_name(layer) for layer in new.layers]
+        order = [layer.name for layer in old.layers], [layer.name for layer in new.layers]
         if order[0] != order[1]:
             pairs.append((f"{old.path} layers", " -> ".join(order[0]), " -> ".join(order[1])))
             continue
-        for was, now in zip(old.layers, new.layers):
-            if isinstance(was, ir.ConvUnit) and was.act:
-                pairs.append((f"{old.path}.{was.act}", was.activation, now.activation))
-            elif isinstance(was, ir.SqueezeExcite):
-                pairs += [(f"{old.path}.{was.name}.act", was.activation, now.activation), (f"{old.path}.{was.name}.gate", was.gate, now.gate)]
+        pairs.append((f"{old.path}.act_after", old.activation_after, new.activation_after))
+        for was, now in zip(old.layers + old.shortcut, new.layers + new.shortcut):
+            pairs += [(f"{old.path}.{what}", have, want) for (what, have), (_, want) in zip(_COMPUTES[type(was)](was), _COMPUTES[type(now)](now))]
     differences += [f"{what}: the weights have {have}, this spec {want}" for what, have, want in pairs if have != want]
     return differences
 
 
-def _layer_name(layer: ir.Layer) -> str:
-    return layer.conv if isinstance(layer, ir.ConvUnit) else layer.name
+# What each layer kind computes that its weights do not hold: (module, value) pairs that must agree between the Plan
+# the weights were trained in and the one they go into.
+_COMPUTES = table("weights", {
+    ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
+    ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
+    ir.LayerScale: lambda scale: [],
+})
 
 
 def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str = "center") -> Imported:

@@ -9,7 +9,7 @@ from conftest import TINY3D as TINY
 import archc
 from archc.emit import depthwise
 from archc.emit.depthwise import DepthwiseConv
-from archc.emit.ops import Layers
+from archc.emit.ops import LayerFactory
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -47,7 +47,7 @@ def test_function_equals_the_plain_convolution(dims, kernel, stride, padding):
 @pytest.mark.parametrize("padding", ["symmetric", "same"])
 @pytest.mark.parametrize("kernel", [3, 5, (1, 3, 3)])
 def test_emitted_depthwise_conv_keeps_its_module_and_computes_the_plain_result(padding, kernel):
-    layers = Layers(3, None, padding)
+    layers = LayerFactory(3, None, padding)
     conv = layers.conv(8, 8, kernel, 1, groups=8)
     plain = layers.conv(8, 8, kernel, 1, groups=4)  # not depthwise: the plain class
     assert isinstance(conv, torch.nn.Conv3d) and type(conv) is not type(plain)

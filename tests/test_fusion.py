@@ -15,7 +15,7 @@ from torch import nn
 import archc
 from archc import analysis, ir
 from archc.emit import fusion
-from archc.emit.ops import ACTIVATION, Layers
+from archc.emit.ops import ACTIVATION, LayerFactory
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
@@ -26,7 +26,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> N
 
 def _unit(dims: int, c_in: int, c_out: int, kernel, stride, padding: str, groups: int = 1, act: str = "silu", momentum=0.1):
     """conv, batch norm and activation as the emitter makes them, the norm with non-trivial statistics and affine."""
-    layers = Layers(dims, ir.Norm("batch", 1e-3, momentum, 1), padding)
+    layers = LayerFactory(dims, ir.Norm("batch", 1e-3, momentum, 1), padding)
     conv, norm, activation = layers.conv(c_in, c_out, kernel, stride, groups=groups), layers.norm(c_out), layers.act(act)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -14,14 +14,15 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .. import ir
+from ..kinds.layers import table
 from .fusion import conv_norm_act, one_by_one
-from .ops import GATE, Layers
+from .ops import GATE, LayerFactory
 
 
 class ConvNormAct(nn.Sequential):
     """conv -> [norm] -> activation: the stem and the head's 1x1 conv (the efficient head's has a bias, no norm)."""
 
-    def __init__(self, layers: Layers, layer: ir.ConvLayer):
+    def __init__(self, layers: LayerFactory, layer: ir.ConvLayer):
         unit = layer.unit
         modules = OrderedDict(conv=layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride, bias=unit.bias))
         if unit.norm:
@@ -46,7 +47,7 @@ class MixedConv(nn.ModuleList):
     their own kernels, or 1x1 parts (grouped pointwise). Parts are ``0``, ``1``, ... as in timm's ``MixedConv2d``,
     so their state_dict keys are ``conv_dw.0.weight``, ``conv_dw.1.weight``."""
 
-    def __init__(self, layers: Layers, unit: ir.ConvUnit):
+    def __init__(self, layers: LayerFactory, unit: ir.ConvUnit):
         super().__init__(layers.conv(c_in, c_out, kernel, unit.stride, groups=groups, bias=unit.bias) for c_in, c_out, kernel, groups in unit.parts)
         self.splits = [c_in for c_in, _, _, _ in unit.parts]
 
@@ -71,7 +72,7 @@ class LayerScale(nn.Module):
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al. 2018): global average, 1x1 reduce, activation, 1x1 expand, gate."""
 
-    def __init__(self, layers: Layers, channels: int, squeeze: int, activation: str, gate: str):
+    def __init__(self, layers: LayerFactory, channels: int, squeeze: int, activation: str, gate: str):
         super().__init__()
         self.spatial = tuple(range(2, 2 + layers.dims))  # every spatial axis, whatever dims is
         self.conv_reduce = layers.conv(channels, squeeze, bias=True)
@@ -106,47 +107,38 @@ class DropPath(nn.Module):
 
 class Block(nn.Module):
     """One block of the Plan, built from its layer list: each conv unit's conv, norm and activation under the
-    unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip with stochastic depth.
+    unit's names (``conv_dw``, ``bn2``, ``act2``), the SE as ``se``, then the skip (through ``downsample`` where the
+    Plan gives it layers) with stochastic depth, then ``act_after`` where the Plan has one (ResNet).
     Every block type (MBConv, Fused-MBConv, conv) is this one module; only its layer list differs."""
 
-    def __init__(self, block: ir.Block, layers: Layers):
+    def __init__(self, block: ir.Block, layers: LayerFactory):
         super().__init__()
         self.units = block.layers  # the Plan's records: forward and BN folding follow them
         steps, calls = [], []
         for unit in block.layers:
-            if isinstance(unit, ir.ConvUnit):
-                conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
-                                                                                 groups=unit.groups, bias=unit.bias)
-                self.add_module(unit.conv, conv)
-                steps.append(unit.conv)
-                if unit.norm:
-                    self.add_module(unit.norm, layers.norm(unit.out_channels))
-                    steps.append(unit.norm)
-                if unit.act:
-                    self.add_module(unit.act, layers.act(unit.activation))
-                    steps.append(unit.act)
-                calls.append((unit.conv, unit.norm, unit.act))
-            elif isinstance(unit, ir.SqueezeExcite):
-                self.add_module(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))
-                steps.append(unit.name)
-                calls.append((unit.name,))
-            elif isinstance(unit, ir.LayerScale):
-                self.add_module(unit.name, LayerScale(unit.channels, unit.init, layers.dims))
-                steps.append(unit.name)
-                calls.append((unit.name,))
-            else:
-                raise TypeError(f"{block.path}: no module for the layer {unit!r}")
+            modules, call = _MODULES[type(unit)](unit, layers)
+            for name, module in modules:
+                self.add_module(name, module)
+                steps.append(name)
+            calls.append(call)
         self.steps = tuple(steps)  # module names in the order forward applies them
         self.calls = tuple(calls)  # the same, a conv unit's (conv, norm, act) as one call: emit.fusion runs them
         self.fast_paths = True  # Network.set_fast_paths
         self.has_residual = block.residual
         self.drop_path = DropPath(block.drop_path) if block.residual and block.drop_path > 0 else nn.Identity()
+        # The skip's layers (ResNet's projection), as torchvision's and timm's BasicBlock hold them: None, or a
+        # Sequential (``downsample.0``, ``downsample.1``) that carries its units for BN folding.
+        self.downsample = None
+        if block.shortcut:
+            self.downsample = nn.Sequential(OrderedDict(module for unit in block.shortcut for module in _MODULES[type(unit)](unit, layers)[0]))
+            self.downsample.units = block.shortcut
+        self.act_after = layers.act(block.activation_after) if block.activation_after else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         if torch.jit.is_scripting():  # TorchScript: the modules one by one, in the order they were added (``steps``)
             for name, module in self.named_children():
-                if name != "drop_path":
+                if name != "drop_path" and name != "downsample" and name != "act_after":
                     x = module(x)
         else:
             run = conv_norm_act if self.fast_paths else one_by_one
@@ -155,9 +147,29 @@ class Block(nn.Module):
                     x = getattr(self, call[0])(x)
                 else:
                     x = run(x, *(getattr(self, name) if name else None for name in call))
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
         if self.has_residual:
             x = self.drop_path(x) + shortcut
+        if self.act_after is not None:
+            x = self.act_after(x)
         return x
+
+
+def _conv_unit(unit: ir.ConvUnit, layers: LayerFactory) -> tuple[list, tuple]:
+    conv = MixedConv(layers, unit) if unit.kernels else layers.conv(unit.in_channels, unit.out_channels, unit.kernel, unit.stride,
+                                                                     groups=unit.groups, bias=unit.bias)
+    modules = [(unit.conv, conv)] + ([(unit.norm, layers.norm(unit.out_channels))] if unit.norm else [])
+    modules += [(unit.act, layers.act(unit.activation))] if unit.act else []
+    return modules, (unit.conv, unit.norm, unit.act)
+
+
+# Each layer kind's modules (name, module) and its call in forward: a conv unit's (conv, norm, act) runs as one call.
+_MODULES = table("emit.blocks", {
+    ir.ConvUnit: _conv_unit,
+    ir.SqueezeExcite: lambda unit, layers: ([(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))], (unit.name,)),
+    ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
+})
 
 
 class CheckpointedStage(nn.Sequential):

@@ -15,14 +15,14 @@ from torch import nn
 
 from .. import ir
 from .blocks import Block, CheckpointedStage
-from .ops import CONV_TRANSPOSE, LINEAR_MODE, Layers
+from .ops import CONV_TRANSPOSE, LINEAR_MODE, LayerFactory
 
 
 class Upsample(nn.Module):
     """``up.conv`` (a transposed conv, or the 1x1 conv before interpolation where the width halves), then
     interpolation by the level's factor per axis (nearest, or (bi/tri)linear without aligned corners)."""
 
-    def __init__(self, up: ir.Upsample, layers: Layers):
+    def __init__(self, up: ir.Upsample, layers: LayerFactory):
         super().__init__()
         unit = up.conv
         if up.mode == "transpose":
@@ -46,7 +46,7 @@ class Upsample(nn.Module):
 
 
 class DecoderLevel(nn.Module):
-    def __init__(self, level: ir.DecoderLevel, layers: Layers, checkpointing: bool):
+    def __init__(self, level: ir.DecoderLevel, layers: LayerFactory, checkpointing: bool):
         super().__init__()
         self.up = Upsample(level.up, layers)
         self.lateral = Block(level.lateral, layers) if level.lateral else None
@@ -64,7 +64,7 @@ class UNetDecoder(nn.Module):
     """Feature maps (finest first, as ``Network.forward_pyramid`` gives them) -> (N, num_classes, *input size).
     With deep-supervision heads, in training: [output, each head's output at the input's size, finest first]."""
 
-    def __init__(self, plan: ir.Plan, layers: Layers):
+    def __init__(self, plan: ir.Plan, layers: LayerFactory):
         super().__init__()
         decoder = plan.decoder
         self.levels = nn.ModuleList(DecoderLevel(level, layers, plan.checkpointing) for level in decoder.levels)

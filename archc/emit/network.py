@@ -23,7 +23,7 @@ from ..kinds.decoders import decoder_kind
 from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
 from .depthwise import plain_only
 from .fusion import inference_layout
-from .ops import NORMS, Layers
+from .ops import NORMS, LayerFactory
 
 # What timm's data pipeline normalises inputs with (``timm.data.IMAGENET_DEFAULT_MEAN`` / ``_STD``). A model
 # with other than 3 input channels gets the mean of the three for every channel: that is what
@@ -51,7 +51,7 @@ class Network(nn.Module):
         self.fused = False
         self.channels_last = False  # set_channels_last() changes it (a flag: torch.save cannot pickle a memory_format)
         self.fast_paths = True  # set_fast_paths() changes it
-        layers = Layers.of(plan)
+        layers = LayerFactory.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
         self.stem = ConvNormAct(layers, plan.stem)
         self.stages = nn.Sequential(
@@ -451,13 +451,11 @@ def fuse_norms(model: Network) -> Network:
     Which norm follows which conv is read from the Plan's conv units, for the stem and head as for blocks."""
     model.eval()
     for module in model.modules():
-        for unit in getattr(module, "units", ()):
-            if not isinstance(unit, ir.ConvUnit) or unit.norm is None:
-                continue
-            conv, norm = getattr(module, unit.conv), getattr(module, unit.norm)
+        for conv_name, norm_name in (pair for unit in getattr(module, "units", ()) for pair in unit.folds):
+            conv, norm = getattr(module, conv_name), getattr(module, norm_name)
             if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                setattr(module, unit.conv, _fused(conv, norm))
-                setattr(module, unit.norm, nn.Identity())
+                setattr(module, conv_name, _fused(conv, norm))
+                setattr(module, norm_name, nn.Identity())
     model.fused = True
     return model
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
@@ -11,11 +12,10 @@ from torch import nn
 
 from .. import ir
 from ..errors import EmitError
+from ..kinds.norms import NORMS as NORM_KINDS
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 ACTIVATION = {
     "silu": lambda: nn.SiLU(inplace=True),
@@ -99,7 +99,7 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)
-class Layers:
+class LayerFactory:
     """Makes the layers of one Plan: its dimensionality, norm and padding decided once."""
 
     dims: int
@@ -107,7 +107,7 @@ class Layers:
     padding: str
 
     @classmethod
-    def of(cls, plan: ir.Plan) -> "Layers":
+    def of(cls, plan: ir.Plan) -> "LayerFactory":
         return cls(plan.dims, plan.norm, plan.padding)
 
     def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
@@ -122,21 +122,22 @@ class Layers:
 
     def norm(self, channels: int) -> nn.Module:
         cfg = self.norm_cfg
-        if cfg.type == "batch":
-            return BATCH_NORM[self.dims](channels, eps=cfg.eps, momentum=cfg.momentum)
-        if cfg.type == "group":
-            return nn.GroupNorm(cfg.groups, channels, eps=cfg.eps)
-        if cfg.type == "instance":
-            return INSTANCE_NORM[self.dims](channels, eps=cfg.eps, affine=True)
-        if cfg.type == "layer":
-            return ChannelLayerNorm(channels, eps=cfg.eps)
-        raise EmitError(f"unknown norm {cfg.type!r}")
+        if cfg.type not in NORM_KINDS:
+            raise EmitError(f"unknown norm {cfg.type!r}; archc knows {', '.join(NORM_KINDS)}")
+        kind = NORM_KINDS[cfg.type]
+        return _named_class(kind.module_name(self.dims))(**kind.arguments(cfg, channels))
 
     @staticmethod
     def act(name: str) -> nn.Module:
         if name not in ACTIVATION:
             raise EmitError(f"no module for activation {name!r}; archc knows {', '.join(ACTIVATION)}")
         return ACTIVATION[name]()
+
+
+def _named_class(name: str) -> type:
+    """The class a kind names by ``module.path.Name`` (kinds name torch's classes and never import torch)."""
+    module, _, attribute = name.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _axes(value, dims: int) -> tuple[int, ...]:

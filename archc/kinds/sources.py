@@ -2,8 +2,8 @@
 
 A record says everything archc knows of a source: the name ``--from`` and ``weights_from`` take, its key layout (the
 function of :mod:`archc.weights` that names each archc tensor as the source does, and the pattern of its block
-keys), the conventions its weights were trained with (padding, norm eps: applied as spec overrides), and which
-block kinds its checkpoints hold. ``weights.check_request``, ``weights.peer_names``/``conventions``/
+keys), the conventions its weights were trained with (padding, norm eps: applied as spec overrides), and its
+peer layout (a block kind's record lists the layouts that carry it). ``weights.check_request``, ``weights.peer_names``/``conventions``/
 ``name_conventions``, the API's import and the CLI's ``--from`` choices all read :data:`SOURCES`.
 
 Adding a source is one record here, plus its key-layout function in :mod:`archc.weights` (say ``keras_key``,
@@ -11,7 +11,6 @@ named by ``keys="keras_key"``) when no existing layout fits. The registry checks
 name, a malformed pattern or an override of something other than a spec path fails there, with the name.
 
 Nothing here imports torch or the spec: the key-layout functions are named, and looked up when weights are imported.
-Block kinds are named as strings (``ir.Block.type``).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import ArchcError
+from .blocks import BLOCKS, PEER_LAYOUTS
 
 # The spec paths a source's conventions may set: the two a peer's training fixed, and nothing the user must choose.
 CONVENTION_PATHS = ("padding", "norm.eps")
@@ -39,10 +39,9 @@ class WeightsSource:
     # Spec overrides the weights were trained with (CONVENTION_PATHS): importing applies them, so archc computes what
     # the source computes; the user's own overrides win.
     conventions: Mapping[str, object] = field(default_factory=dict)
-    # Further overrides for a network that has a block of the kind named: (block kind, overrides), first match wins.
-    block_conventions: tuple[tuple[str, Mapping[str, object]], ...] = ()
-    # The block kinds (ir.Block.type) the source's checkpoints hold; None: any (archc's own, timm's families).
-    block_kinds: frozenset[str] | None = None
+    # The peer layout of its blocks (archc.kinds.blocks.PEER_LAYOUTS): a block kind whose record lists it among its
+    # ``peers`` is one the source's checkpoints hold. None: any kind (archc's own).
+    layout: str | None = None
     first_stage: int = 0  # the layout's number of archc's stage 0 (torchvision's features.0 is the stem)
     # A shipped name starting with this (timm's tf_<name>) is built with this source's conventions, whatever weights.
     name_prefix: str | None = None
@@ -50,11 +49,11 @@ class WeightsSource:
     hint: str = ""
 
     def conventions_for(self, block_kinds: set[str]) -> dict:
-        """The spec overrides this source's weights need, for a network of these block kinds."""
+        """The spec overrides this source's weights need, for a network of these block kinds: the source's own, and
+        what a kind's record adds for this source (torchvision's eps for the Fused-MBConv family)."""
         found = dict(self.conventions)
-        for kind, overrides in self.block_conventions:
-            if kind in block_kinds:
-                found.update(overrides)
+        for kind in sorted(block_kinds):
+            found.update(BLOCKS[kind].conventions.get(self.name, {}))
         return found
 
     def stage_and_block(self, key: str) -> tuple[int, ...] | None:
@@ -72,24 +71,22 @@ class WeightsSource:
 # symmetric padding and 1e-5.
 _TF = MappingProxyType({"padding": "same", "norm.eps": 1e-3})
 _TORCH = MappingProxyType({"padding": "symmetric", "norm.eps": 1e-5})
-# MONAI and efficientnet-pytorch port TF's MBConv EfficientNets only.
-_MBCONV_ONLY = frozenset({"mbconv"})
 
 _RECORDS = (
     WeightsSource("archc", keys=None, block_keys=r"stages\.(\d+)\.(\d+)\."),
     # MONAI nests blocks per stage but names each by its global index.
-    WeightsSource("monai", keys="monai_key", block_keys=r"_blocks\.(\d+)\.(\d+)\.", conventions=_TF, block_kinds=_MBCONV_ONLY),
-    WeightsSource("efficientnet_pytorch", keys="efficientnet_pytorch_key", block_keys=r"_blocks\.(\d+)\.", conventions=_TF,
-                  block_kinds=_MBCONV_ONLY),
+    WeightsSource("monai", keys="monai_key", block_keys=r"_blocks\.(\d+)\.(\d+)\.", conventions=_TF, layout="monai"),
+    # efficientnet-pytorch: MONAI's names, its blocks numbered flat.
+    WeightsSource("efficientnet_pytorch", keys="efficientnet_pytorch_key", block_keys=r"_blocks\.(\d+)\.", conventions=_TF, layout="monai"),
     # timm names its ports of TF's weights tf_<name> and builds every one with TF's conventions, whatever weights it is
     # given (timm efficientnet.py and mobilenetv3.py: each tf_ constructor sets bn_eps=BN_EPS_TF_DEFAULT, pad_type='same').
-    WeightsSource("timm_tf", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TF, name_prefix="tf_",
+    WeightsSource("timm_tf", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TF, layout="timm", name_prefix="tf_",
                   hint="timm_tf for tf_efficientnet_* weights"),
-    # torchvision builds EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3, EfficientNet with torch's 1e-5.
+    # torchvision builds EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3 (the fused_mbconv record says
+    # so), EfficientNet with torch's 1e-5.
     WeightsSource("torchvision", keys="torchvision_key", block_keys=r"features\.(\d+)\.(\d+)\.block\.", conventions=_TORCH,
-                  block_conventions=(("fused_mbconv", MappingProxyType({"norm.eps": 1e-3})),),
-                  block_kinds=frozenset({"mbconv", "fused_mbconv", "conv"}), first_stage=1),
-    WeightsSource("timm", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TORCH),
+                  layout="torchvision", first_stage=1),
+    WeightsSource("timm", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TORCH, layout="timm"),
 )
 
 
@@ -101,8 +98,9 @@ def registry(records: tuple[WeightsSource, ...]) -> dict[str, WeightsSource]:
             "a duplicate name" if source.name in found
             else f"a key-layout function named {source.keys!r}, not an identifier" if source.keys is not None and not source.keys.isidentifier()
             else f"a block-key pattern with {re.compile(source.block_keys).groups} groups, not 1 or 2" if re.compile(source.block_keys).groups not in (1, 2)
+            else f"a layout {source.layout!r}, not one of {', '.join(PEER_LAYOUTS)}" if source.layout is not None and source.layout not in PEER_LAYOUTS
             else "conventions for " + ", ".join(sorted(bad)) + f", not one of {', '.join(CONVENTION_PATHS)}"
-            if (bad := {path for overrides in (source.conventions, *dict(source.block_conventions).values()) for path in overrides} - set(CONVENTION_PATHS))
+            if (bad := set(source.conventions) - set(CONVENTION_PATHS))
             else None
         )
         if problem:
