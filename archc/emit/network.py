@@ -81,6 +81,10 @@ class Network(nn.Module):
         self.channels_last = True
         return self.to(memory_format=self.memory_format)
 
+    def fuse_norms(self) -> "Network":
+        """Fold every batch norm into the conv before it, once and for all, for inference (:func:`fuse_norms`)."""
+        return fuse_norms(self)
+
     @property
     def memory_format(self) -> torch.memory_format:
         """The model's own memory order: the ordinary one, or channels-last after :meth:`set_channels_last`."""
