@@ -187,7 +187,7 @@ def _fit_budget(raw: dict, decisions: list, spec: Spec, budget: dict, batch: int
     macs = parse_count(macs, "macs") if isinstance(macs, str) else macs
     params = parse_count(params, "params") if isinstance(params, str) else params
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ArchcError(f"batch: got {batch!r}, expected a positive whole number")
+        raise ArgumentError(f"batch: got {batch!r}, expected a positive whole number")
     fixed = spec.model_copy(update={"scaling": spec.scaling.model_copy(update={"gamma": 1.0}), "checkpointing": checkpointing})
     fit = largest_phi(lambda phi: _lower(fixed, phi=phi), memory, batch, precision, macs=macs, params=params)
     raw["scaling"]["gamma"] = 1
@@ -409,7 +409,7 @@ def render(
 
     html = format == "html" or (format is None and output is not None and os.fspath(output).lower().endswith(".html"))
     if format not in (None, "html"):
-        raise EmitError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
+        raise ArgumentError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
     if output is not None:
         if html:
             check_destination(os.fspath(output))
@@ -456,10 +456,10 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
 
     path = os.fspath(path)
     if not path.endswith(CHECKPOINT_SUFFIX):
-        raise EmitError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
+        raise ArgumentError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
     source = getattr(model, "archc_source", None)
     if getattr(model, "fused", False):
-        raise EmitError("a fused model is for inference only; save the model before fusing (load(..., fuse=True) fuses on load)", file=path)
+        raise EmitError("a fused model is for inference only; save the model before fusing (model.fuse_norms())", file=path)
     if getattr(model, "pruned", False):
         raise EmitError("a model cut down by prune_intermediate_layers is no longer what its spec builds; save the model "
                         "before pruning, or its state_dict", file=path)

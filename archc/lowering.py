@@ -13,7 +13,7 @@ import math
 import os
 
 from . import ir
-from .errors import LoweringError, ScalingError, format_path, shown
+from .errors import ArgumentError, LoweringError, ScalingError, format_path, shown
 from .request import BuildRequest
 from .scaling import MAX_BLOCKS, Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import EXPANDING_BLOCKS, MAX_SIZE, Spec, Stage
@@ -452,7 +452,7 @@ class _Axes:
     def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         if not values or any(not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE for v in values):
-            raise LoweringError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown(value)}")
+            raise ArgumentError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown(value)}")
         if len(values) not in (1, self.dims):
             raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
         return values * self.dims if len(values) == 1 else values
