@@ -23,6 +23,11 @@ from .yaml_source import read_yaml
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = [
+    "build", "builtin_specs", "export", "load", "lower", "plan", "read", "render", "restore", "save", "shipped_aliases", "shipped_spec", "validate",
+    "BuildRequest", "BuildSource", "CHECKPOINT_SUFFIX", "DEPRECATED", "LOAD_OPTIONS", "MAX_PARAMS", "MAX_SEED", "VALIDATE_BLOCKS",
+]
+
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"

@@ -89,7 +89,7 @@ def test_reset_classifier_keeps_mode_and_refuses_other_pools():
     model = archc_b0().train()
     model.reset_classifier(5, global_pool="avg")
     assert model.get_classifier().training
-    with pytest.raises(EmitError, match="global_pool"):
+    with pytest.raises(archc.ArgumentError, match="global_pool"):
         model.reset_classifier(5, global_pool="max")
 
 

@@ -269,7 +269,7 @@ def test_weight_files(tmp_path, monai_state):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(CheckpointError, match="no such file"):
         archc.load("efficientnet_b0", weights=tmp_path / "absent.pth")
-    with pytest.raises(CheckpointError, match="unknown weights source 'keras'"):
+    with pytest.raises(archc.ArgumentError, match="unknown weights source 'keras'"):
         archc.load("efficientnet_b0", weights=monai_state, weights_from="keras")
 
 
