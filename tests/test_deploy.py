@@ -56,7 +56,7 @@ def test_fused_outputs_equal_unfused(dims, size):
 
 def test_fused_models_are_not_saved(tmp_path):
     with pytest.raises(EmitError, match="a fused model is for inference only"):
-        archc.save(archc.load("efficientnet_b0", resolution=32, fuse=True), tmp_path / "f.safetensors")
+        archc.save(archc.load("efficientnet_b0", resolution=32).fuse_norms(), tmp_path / "f.safetensors")
 
 
 @pytest.mark.slow
@@ -174,7 +174,7 @@ def test_export_errors(tmp_path):
 @pytest.mark.parametrize("dims, size", [(2, 64), (3, 32)])
 def test_channels_last_computes_the_same(dims, size):
     plain = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
-    fast = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0, channels_last=True, fuse=True)
+    fast = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).fuse_norms().set_channels_last()
     assert fast.stem.conv.weight.is_contiguous(memory_format=fast.memory_format)
     x = torch.randn(2, 3, *(size,) * dims)  # an ordinary contiguous input: the model converts it
     with torch.no_grad():

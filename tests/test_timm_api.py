@@ -321,7 +321,7 @@ def test_forward_intermediates_refuses_bad_indices_with_a_value_error(call, mess
     model = archc.load("efficientnet_b0", resolution=32, seed=0)
     with pytest.raises(ValueError) as raised:  # timm's callers catch bad arguments as ValueError
         model.forward_intermediates(torch.randn(1, 3, 32, 32), **call)
-    assert isinstance(raised.value, EmitError) and str(raised.value) == message
+    assert isinstance(raised.value, archc.ArgumentError) and str(raised.value) == message
 
 
 def test_a_unet_has_no_intermediates_to_prune():
