@@ -256,7 +256,7 @@ def test_centre_inflation_is_the_default_of_load_and_of_the_cli(tmp_path, capsys
     ({"inflate": "sideways"}, "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
 ])
 def test_an_unknown_source_or_inflation_is_refused_without_weights_too(argument, message):
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(archc.ArgumentError) as info:
         archc.load("efficientnet_b0", **argument)
     assert str(info.value) == message
 
