@@ -18,6 +18,7 @@ from .api import restore as restore
 from .api import save as save
 from .api import validate as validate
 from .errors import ArchcError as ArchcError
+from .errors import ArgumentError as ArgumentError
 from .errors import CheckpointError as CheckpointError
 from .errors import EmitError as EmitError
 from .errors import LoweringError as LoweringError
@@ -25,6 +26,13 @@ from .errors import PlanningError as PlanningError
 from .errors import ScalingError as ScalingError
 from .errors import SpecError as SpecError
 from .ir import Plan as Plan
+from .request import BuildRequest as BuildRequest
 from .spec import Spec as Spec
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "analyze", "build", "builtin_specs", "export", "load", "lower", "plan", "read", "render", "restore", "save", "validate",
+    "ArchcError", "ArgumentError", "CheckpointError", "EmitError", "LoweringError", "PlanningError", "ScalingError", "SpecError",
+    "BuildRequest", "Plan", "Spec",
+]

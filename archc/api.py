@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -12,21 +11,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import ArchcError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
+from .errors import ArchcError, ArgumentError, CheckpointError, EmitError, LoweringError, SpecError, concat_problems, shown
 from .files import check_destination, write_atomic
 from .formatting import printable
 from .lowering import block_count
 from .lowering import lower as _lower
+from .request import BuildRequest, as_request
 from .spec import Overrides, Spec, load_spec, parse_spec
 from .yaml_source import read_yaml
 
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = [
+    "build", "builtin_specs", "export", "load", "lower", "plan", "read", "render", "restore", "save", "shipped_aliases", "shipped_spec", "validate",
+    "BuildRequest", "BuildSource", "CHECKPOINT_SUFFIX", "DEPRECATED", "LOAD_OPTIONS", "MAX_PARAMS", "MAX_SEED", "VALIDATE_BLOCKS",
+]
+
 _PACKAGE_SPECS = Path(__file__).parent / "specs"  # inside an installed wheel
 _SOURCE_SPECS = Path(__file__).parent.parent / "specs"  # a source checkout (editable install)
 CHECKPOINT_SUFFIX = ".safetensors"
-LOWERING_ARGS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution", "features_only")  # what a request may set
 VALIDATE_BLOCKS = 50_000  # blocks `validate` lowers across a spec and all its presets (EfficientNet B0-B7: 259)
 MAX_PARAMS = 500_000_000  # 2 GB of float32 weights (EfficientNet-B7 has 66M): past this a build is refused unless asked for
 
@@ -37,7 +41,12 @@ class BuildSource:
 
     spec_text: str
     spec_file: str
-    args: dict  # the lowering arguments: phi, preset, dims, in_channels, num_classes, resolution
+    request: BuildRequest  # what it was lowered at (overrides included), as a saved model stores it
+
+    @property
+    def args(self) -> dict:
+        """The request as a saved model's build arguments (:meth:`BuildRequest.to_dict`)."""
+        return self.request.to_dict()
 
 
 def builtin_specs() -> dict[str, Path]:
@@ -88,8 +97,8 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
     """A Spec from a Spec, a YAML file path, the name of a shipped spec, or a saved ``.safetensors`` model (the spec
     it was built from), with ``overrides`` applied (``{"stages[3].se": "none"}`` or ``["stages[3].se=none"]``),
     validated like the file."""
-    if isinstance(spec, Spec):
-        return parse_spec(spec.source.text, spec.source.file, overrides) if overrides else spec
+    if isinstance(spec, Spec):  # what it was read with (an alias's name, preset and conventions), then ``overrides``
+        return parse_spec(spec.source.text, spec.source.file, _combined(spec.source.applied, overrides)) if overrides else spec
     path, name = Path(spec), os.fspath(spec)
     if _is_checkpoint(spec):
         return _saved_spec(name, overrides)
@@ -186,7 +195,7 @@ def _budget(memory, macs, params, batch: int) -> dict:
     from .budget import parse_bytes, parse_count
 
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ArchcError(f"batch: got {batch!r}, expected a positive whole number")
+        raise ArgumentError(f"batch: got {batch!r}, expected a positive whole number")
     return {"memory": parse_bytes(memory) if isinstance(memory, str) else memory, "macs": parse_count(macs, "macs") if isinstance(macs, str) else macs,
             "params": parse_count(params, "params") if isinstance(params, str) else params}
 
@@ -260,83 +269,107 @@ def _axes_text(values) -> str:
     return "x".join(f"{v:.4g}" for v in values)
 
 
-def lower(spec: Spec | str | os.PathLike, overrides: Overrides | None = None, **args) -> ir.Plan:
-    """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan. ``args``: phi, preset, dims,
-    in_channels, num_classes, resolution."""
-    if _is_checkpoint(spec):
+def lower(source: Spec | str | os.PathLike, request: BuildRequest | Overrides | None = None, **fields) -> ir.Plan:
+    """Spec (or path, or shipped name, or saved ``.safetensors`` model) -> Plan, at ``request`` (a
+    :class:`~archc.request.BuildRequest`) or its fields as keywords (phi, preset, dims, in_channels, num_classes,
+    resolution, overrides, features_only, checkpointing). As in earlier releases, the second argument may also be
+    the overrides themselves (``archc.lower("efficientnet_b0", {"norm.type": "group"})``)."""
+    request = _request(request, fields)
+    if _is_checkpoint(source):
         from . import checkpoint
 
-        given = sorted(args) + (["overrides"] if overrides else [])
+        given = sorted(request.to_dict())
         if given:
-            raise LoweringError(f"a saved model is described as it was built; {', '.join(given)} cannot be changed", file=str(spec))
-        return _saved_plan(checkpoint.load(str(spec), tensors=False), str(spec))
-    return _lower(read(spec, overrides), **args)
+            raise ArgumentError(f"a saved model is described as it was built; {', '.join(given)} cannot be changed", file=str(source))
+        return _saved_plan(checkpoint.load(str(source), tensors=False), str(source))
+    return _lower(read(source, request.spec_overrides()), **request.lowering_args())
 
 
-def build(plan: ir.Plan, *, seed: int | None = None) -> "nn.Module":
-    """Plan -> ``nn.Module`` (weights initialised; bit-identical for the same ``seed``). The Plan decides the
-    module entirely, so ``analyze(plan)`` describes exactly what this returns."""
+def _request(request, fields: dict) -> BuildRequest:
+    """A BuildRequest from what a verb was given: a request, or the older positional overrides, and fields as keywords."""
+    if request is not None and not isinstance(request, BuildRequest):
+        if not isinstance(request, (dict, list, tuple)):
+            raise ArgumentError(f"request must be an archc.BuildRequest (or overrides: a mapping or a list of PATH=VALUE), got {shown(request)}")
+        if "overrides" in fields:
+            raise ArgumentError("overrides given twice: as the second argument and as overrides=")
+        request, fields = None, {**fields, "overrides": request}
+    return as_request(request, **fields)
+
+
+def build(source: ir.Plan | Spec | str | os.PathLike, request: BuildRequest | None = None, *, seed: int | None = None, **options) -> "nn.Module":
+    """A module, as ``archc build SPEC`` builds it: from a Plan (``seed`` only; the Plan decides the module entirely,
+    so ``analyze(plan)`` describes exactly what this returns), or from anything :func:`load` takes (a spec file, a
+    shipped name, a Spec, a saved model) with its request and options. Weights are bit-identical for the same ``seed``."""
+    if not isinstance(source, ir.Plan):
+        return load(source, request, seed=seed, **options)
+    if request is not None or options:
+        given = ", ".join(["request"] * (request is not None) + sorted(options))
+        raise ArgumentError(f"a Plan is built as it is; {given} cannot apply to it (lower the spec with them, or pass the spec)")
+    _check_seed(seed)
     from .emit.network import build as emit
 
-    return emit(plan, seed=seed)
+    return emit(source, seed=seed)
+
+
+LOAD_OPTIONS = ("seed", "weights", "weights_from", "inflate", "max_params")  # load's own keywords, besides the request's fields
+# load's and restore's former finishing keywords -> what replaces each (they keep working, with a warning, until 0.3).
+DEPRECATED = {
+    "fuse": "model.fuse_norms()",
+    "sync_bn": "torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)",
+    "channels_last": "model.set_channels_last()",
+}
 
 
 def load(
     source: Spec | str | os.PathLike,
+    request: BuildRequest | None = None,
     *,
-    phi: float | None = None,
-    preset: str | None = None,
-    dims: int | None = None,
-    in_channels: int | None = None,
-    num_classes: int | None = None,
-    resolution: int | tuple[int, ...] | None = None,
-    overrides: Overrides | None = None,
     seed: int | None = None,
-    features_only: bool = False,
     weights=None,
     weights_from: str = "archc",
     inflate: str = "center",
-    fuse: bool = False,
-    checkpointing: bool | None = None,
     max_params: int | None = MAX_PARAMS,
-    sync_bn: bool = False,
-    channels_last: bool = False,
+    **fields,
 ) -> "nn.Module":
     """Compile a spec (path, shipped name or Spec) into a module, or restore a saved ``.safetensors`` model.
 
-    ``overrides`` change spec values without editing the file (``{"norm.type": "group"}``). With
-    ``features_only`` the module returns one feature map per reduction level (``model.feature_info``).
+    What to build is ``request`` (a :class:`~archc.request.BuildRequest`), or its fields as keywords: ``phi`` or
+    ``preset``, ``dims``, ``in_channels``, ``num_classes``, ``resolution``; ``overrides`` change spec values without
+    editing the file (``{"norm.type": "group"}``); with ``features_only`` the module returns one feature map per
+    reduction level (``model.feature_info``); ``checkpointing`` recomputes each block's activations in backward.
+    ``seed`` makes the initial weights bit-identical across runs.
 
     ``weights`` (a state_dict or a file) are imported from ``weights_from`` (archc, monai, efficientnet_pytorch,
     torchvision, timm, timm_tf); 2D weights go into a 3D model by ``inflate`` (``"center"``, the default, as
     ``archc convert`` and ``archc inflate``; or ``"mean"``); the stem's input channels and a classifier of another
     size are adapted. ``model.archc_notes`` says what was. A timm name of a TF port (``tf_efficientnet_b0``)
     builds with TF's padding and eps, as timm's module of that name, whichever source its weights come from.
+    A model over ``max_params`` parameters is refused before anything is allocated (None: no limit).
 
     Inference (eval mode, no autograd) already folds batch norms into their convs on each call and runs
     channels-last on the CPU, and training recomputes each norm's output in backward instead of keeping it
-    (``model.set_fast_paths(False)`` runs the modules one by one instead; docs/performance.md).
-    ``fuse`` folds the batch norms into the convs once and for all (the model comes back in eval mode, for
-    deployment); ``checkpointing`` recomputes each block's activations in backward (the spec's ``checkpointing``).
-    A model over ``max_params`` parameters is refused before anything is allocated (None: no limit).
-    ``sync_bn`` turns batch norms into ``SyncBatchNorm`` for multi-GPU training (same state_dict keys).
-    ``channels_last`` keeps weights and activations in NHWC / NDHWC order in training too: faster for 2D
-    training, slower for 3D training (docs/performance.md).
+    (``model.set_fast_paths(False)`` runs the modules one by one instead; docs/performance.md). The model's own
+    methods finish it further: ``model.fuse_norms()`` folds the batch norms once and for all (eval mode, for
+    deployment); ``model.set_channels_last()`` keeps NHWC / NDHWC order in training too;
+    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)`` prepares multi-GPU training. (The keywords ``fuse``,
+    ``channels_last`` and ``sync_bn`` still do the same, with a DeprecationWarning, until archc 0.3.)
 
     >>> model = archc.load("specs/efficientnet_b0.yaml", phi=2, dims=3, in_channels=1, num_classes=2)
     """
-    request = dict(locals())  # every argument, by name: the request as a record
-    source = request.pop("source")
+    finishing = _deprecated(fields, "load")
+    request = as_request(request, **fields)
+    _check_seed(seed)
+    _check_max_params(max_params)
     from .weights import check_request
 
     check_request(weights_from, inflate)
     if _is_checkpoint(source):
-        changed = sorted(name for name, value in request.items() if name not in _FINISHING and value is not _LOAD_DEFAULTS[name]
-                         and value != _LOAD_DEFAULTS[name])
+        changed = sorted(request.to_dict()) + [name for name, value, default in (
+            ("seed", seed, None), ("weights", weights, None), ("weights_from", weights_from, "archc"), ("inflate", inflate, "center")) if value != default]
         if changed:
-            raise LoweringError(f"a saved model is restored as it was built; {', '.join(changed)} cannot be changed", file=str(source))
-        return restore(source, max_params=max_params, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
-    args = {name: request[name] for name in LOWERING_ARGS if request[name] is not None and request[name] is not False}  # 0 classes is a value
+            raise ArgumentError(f"a saved model is restored as it was built; {', '.join(changed)} cannot be changed", file=str(source))
+        return _finish(_restore(os.fspath(source), max_params), **finishing)
+    overrides = request.spec_overrides()
     weights_path = weights if isinstance(weights, (str, os.PathLike)) else None
     trained = None  # the Plan the weights were trained in, when they are an archc checkpoint
     written, conventions = None, {}  # the spec as the user gave it; what the weights' source was trained with
@@ -345,11 +378,8 @@ def load(
         weights, conventions, trained = _weights_and_conventions(weights, weights_from, {row.block for row in written.stages})
         conventions = _with_name_conventions(conventions, _shipped_name(source), weights_from, overrides)
         overrides = _merged(overrides, under=conventions)
-    if checkpointing is not None:
-        overrides = _merged(overrides, over={"checkpointing": checkpointing})
-    _check_seed(seed)
     spec = read(source, overrides)
-    plan = _lower(spec, **args)
+    plan = _lower(spec, **request.lowering_args())
     if trained is not None:
         from .weights import convention_differences
 
@@ -359,7 +389,8 @@ def load(
                 "the weights were trained with other conventions than this spec builds: " + concat_problems(differences, 4)
                 + " (set the spec's values to the weights', e.g. with overrides)", file=str(weights_path))
     _check_size(plan, max_params)
-    _check_channels_last(plan, channels_last)
+    if finishing.get("channels_last"):
+        _check_channels_last(plan)
     model = build(plan, seed=seed)
     model.archc_notes = ()
     if weights is not None:
@@ -372,24 +403,42 @@ def load(
             raise
         model.load_state_dict(imported.state_dict)
         model.archc_notes = _convention_notes(written, spec, conventions, weights_from) + imported.notes
-    shipped = _shipped_name(source)
-    if shipped in shipped_aliases():  # the file holds the spec's text: what the name adds over it is saved with the overrides
-        overrides = _merged(overrides, under=_alias_overrides(shipped))
-    saved_args = dict(args, **({"overrides": _plain(overrides)} if overrides else {}))
-    model.archc_source = BuildSource(spec.source.text, spec.source.file, saved_args)
-    return _finish(model, sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+    # A saved model is rebuilt from its spec's text and this request; the conventions of the weights' source and
+    # what a shipped alias adds over its file (its name, preset, padding) are part of what was built.
+    saved = _merged(overrides, under=_alias_overrides(_shipped_name(source))) if _shipped_name(source) in shipped_aliases() else overrides
+    if request.checkpointing is not None:  # stored as the request's field, not twice
+        saved = _without(saved, "checkpointing")
+    model.archc_source = BuildSource(spec.source.text, spec.source.file, request.replace(overrides=_plain(saved) if saved else None))
+    return _finish(model, **finishing)
 
 
-# load()'s defaults, and the arguments that finish a module rather than decide it (a restore takes these).
-_LOAD_DEFAULTS = {name: p.default for name, p in inspect.signature(load).parameters.items() if name != "source"}
-_FINISHING = ("max_params", "sync_bn", "fuse", "channels_last")
+def restore(path: str | os.PathLike, *, max_params: int | None = MAX_PARAMS, **finishing) -> "nn.Module":
+    """A model saved by :func:`save`, exactly as it was built (``load`` does this for a ``.safetensors`` path).
+    (``fuse``, ``sync_bn`` and ``channels_last`` still finish it, with a DeprecationWarning, until archc 0.3.)"""
+    finishing = _deprecated(finishing, "restore")
+    _check_max_params(max_params)
+    return _finish(_restore(os.fspath(path), max_params), **finishing)
 
 
-def restore(path: str | os.PathLike, *, max_params: int | None = MAX_PARAMS, sync_bn: bool = False, fuse: bool = False,
-            channels_last: bool = False) -> "nn.Module":
-    """A model saved by :func:`save`, exactly as it was built (``load`` does this for a ``.safetensors`` path);
-    the options finish it as for ``load``."""
-    return _finish(_restore(os.fspath(path), max_params), sync_bn=sync_bn, fuse=fuse, channels_last=channels_last)
+def _deprecated(options: dict, verb: str) -> dict:
+    """Take the former finishing keywords out of ``options`` with a DeprecationWarning naming what replaces each;
+    the ones that are on, to apply. Anything else left in ``options`` is for the caller to check."""
+    import warnings
+
+    taken = {}
+    for name, replacement in DEPRECATED.items():
+        if name not in options:
+            continue
+        value = options.pop(name)
+        if not isinstance(value, bool):
+            raise ArgumentError(f"{name} must be True or False, got {shown(value)}")
+        warnings.warn(f"archc.{verb}(..., {name}=...) is deprecated and goes in archc 0.3: call {replacement} on the model instead",
+                      DeprecationWarning, stacklevel=3)
+        if value:
+            taken[name] = True
+    if verb == "restore" and options:
+        raise ArgumentError(f"{', '.join(options)}: not an argument of archc.restore (it takes max_params)")
+    return taken
 
 
 def _is_checkpoint(source) -> bool:
@@ -404,9 +453,10 @@ def render(
     direction: str = "TB",
     format: str | None = None,
     spacing: tuple[float, ...] | None = None,
-    **args,
+    request: BuildRequest | None = None,
+    **fields,
 ) -> "graphviz.Digraph | str":  # noqa: F821
-    """Diagram of a Plan or spec (``args`` as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
+    """Diagram of a Plan or spec (``request`` or its fields as for :func:`lower`) as a ``graphviz.Digraph``; with ``output``, also
     written there in the format its extension names (.svg, .png, .pdf, or .dot which needs no ``dot`` binary).
 
     ``format="html"`` (or an ``output`` ending in ``.html``): the interactive page instead, one self-contained file
@@ -417,16 +467,19 @@ def render(
 
     html = format == "html" or (format is None and output is not None and os.fspath(output).lower().endswith(".html"))
     if format not in (None, "html"):
-        raise EmitError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
+        raise ArgumentError(f"unknown format {format!r}; expected html, or none (a graphviz diagram, its file format from the output's extension)")
     if spacing is not None and not html:
-        raise EmitError("spacing: millimetres are shown on the interactive page; write it as FILE.html (or use archc info --spacing)")
+        raise ArgumentError("spacing: millimetres are shown on the interactive page; write it as FILE.html (or use archc info --spacing)")
     if output is not None:
         if html:
             check_destination(os.fspath(output))
         else:
             draw.output_format(os.fspath(output))  # refuse a bad extension before any work
+    request = _request(request, fields)
+    if isinstance(source, ir.Plan) and request != BuildRequest():
+        raise ArgumentError(f"a Plan is drawn as it is; {', '.join(sorted(request.to_dict()))} cannot apply to it")
     if not html:
-        plan = source if isinstance(source, ir.Plan) else lower(source, args.pop("overrides", None), **args)
+        plan = source if isinstance(source, ir.Plan) else lower(source, request)
         graph = draw.to_dot(plan, detail=detail, direction=direction)
         if output is not None:
             draw.write(graph, output)
@@ -437,10 +490,10 @@ def render(
     if isinstance(source, ir.Plan):
         plan, lines = source, {}
     elif _is_checkpoint(source):  # described as it was built; its spec's lines are not the file the user has
-        plan, lines = lower(source, args.pop("overrides", None), **args), {}
+        plan, lines = lower(source, request), {}
     else:
-        spec = read(source, args.pop("overrides", None))
-        plan = _lower(spec, **args)
+        spec = read(source, request.spec_overrides())
+        plan = _lower(spec, **request.lowering_args())
         lines = spec_lines(spec, plan)
     page = to_html(plan, lines, spacing=spacing)
     if output is not None:
@@ -463,10 +516,10 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
 
     path = os.fspath(path)
     if not path.endswith(CHECKPOINT_SUFFIX):
-        raise EmitError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
+        raise ArgumentError(f"a saved model is a {CHECKPOINT_SUFFIX} file", file=path)
     source = getattr(model, "archc_source", None)
     if getattr(model, "fused", False):
-        raise EmitError("a fused model is for inference only; save the model before fusing (load(..., fuse=True) fuses on load)", file=path)
+        raise EmitError("a fused model is for inference only; save the model before fusing (model.fuse_norms())", file=path)
     if getattr(model, "pruned", False):
         raise EmitError("a model cut down by prune_intermediate_layers is no longer what its spec builds; save the model "
                         "before pruning, or its state_dict", file=path)
@@ -482,8 +535,8 @@ def save(model: "nn.Module", path: str | os.PathLike) -> None:
             "the module no longer matches its spec (" + concat_problems(problems, 3) + "): change the spec or the build arguments "
             "(num_classes=, overrides=) instead of the module, then save", file=path)
     # The classes are the Plan's (reset_classifier changes them), so the file rebuilds the module as it is now.
-    args = dict(source.args, num_classes=model.plan.head.num_classes) if model.plan.head is not None else source.args
-    checkpoint.save(path, state, source.spec_text, source.spec_file, args)
+    request = source.request.replace(num_classes=model.plan.head.num_classes) if model.plan.head is not None else source.request
+    checkpoint.save(path, state, source.spec_text, source.spec_file, request.to_dict())
 
 
 def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
@@ -491,14 +544,14 @@ def _restore(path: str, max_params: int | None = MAX_PARAMS) -> "nn.Module":
     from .emit.network import instantiate
 
     saved = checkpoint.load(path)
-    plan = _saved_plan(saved, path)
+    request, plan = _saved_request(saved, path), _saved_plan(saved, path)
     _check_size(plan, max_params)
     model = instantiate(plan)
     problems = _misfits(model.state_dict(), saved.tensors)
     if problems:
         raise CheckpointError("weights do not fit the embedded spec: " + concat_problems(problems), file=path)
     model.load_state_dict(saved.tensors, strict=True, assign=True)
-    model.archc_source = BuildSource(saved.spec_text, saved.spec_file, saved.build_args)
+    model.archc_source = BuildSource(saved.spec_text, saved.spec_file, request)
     return model
 
 
@@ -507,22 +560,25 @@ def _saved_spec(path: str, overrides: Overrides | None) -> Spec:
     from . import checkpoint
 
     saved = checkpoint.load(path, tensors=False)
-    built_with = saved.build_args.get("overrides") or []
+    built_with = _saved_request(saved, path).spec_overrides()
     return parse_spec(saved.spec_text, file=f"{path} (spec saved from {printable(saved.spec_file)})",
-                      overrides=_assignments(built_with) + _assignments(overrides or []) or None)
+                      overrides=_combined(built_with, overrides) or None)
+
+
+def _saved_request(saved, path: str) -> BuildRequest:
+    """The request a checkpoint stores (an earlier archc's file stores the same names, fewer of them)."""
+    try:
+        return BuildRequest.from_dict(saved.build_args)
+    except ArgumentError as exc:
+        raise CheckpointError(f"its build arguments are not archc's ({exc.message}): {json.dumps(saved.build_args)[:120]}", file=path) from None
 
 
 def _saved_plan(saved, path: str) -> ir.Plan:
-    """The Plan a checkpoint's embedded spec and build arguments give."""
+    """The Plan a checkpoint's embedded spec and request give."""
     embedded = f"{path} (spec saved from {printable(saved.spec_file)})"
-    args = dict(saved.build_args)
-    overrides = args.pop("overrides", None)
-    if set(args) - set(LOWERING_ARGS) or not isinstance(overrides, (dict, list, type(None))):
-        raise CheckpointError(f"its build arguments are not archc's: {json.dumps(saved.build_args)[:120]}", file=path)
-    if isinstance(args.get("resolution"), list):
-        args["resolution"] = tuple(args["resolution"])
+    request = _saved_request(saved, path)
     try:
-        return _lower(parse_spec(saved.spec_text, file=embedded, overrides=overrides), **args)
+        return _lower(parse_spec(saved.spec_text, file=embedded, overrides=request.spec_overrides()), **request.lowering_args())
     except ArchcError as exc:
         raise CheckpointError(f"its embedded spec no longer compiles: {exc}", file=path) from None
 
@@ -567,25 +623,30 @@ MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
 
 def _check_seed(seed: int | None) -> None:
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
-        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
+        raise ArgumentError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
 
 
-def _check_channels_last(plan: ir.Plan, channels_last: bool) -> None:
-    if channels_last and plan.dims == 1:
-        raise LoweringError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+def _check_max_params(limit: int | None) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ArgumentError(f"max_params must be a positive integer (or None: no limit), got {shown(limit)}")
 
 
-def _finish(model: "nn.Module", *, sync_bn: bool, fuse: bool, channels_last: bool) -> "nn.Module":
-    """What a model compiled from a spec and one restored from a file both go through last."""
-    _check_channels_last(model.plan, channels_last)
+def _check_channels_last(plan: ir.Plan) -> None:
+    if plan.dims == 1:
+        raise ArgumentError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+
+
+def _finish(model: "nn.Module", *, sync_bn: bool = False, fuse: bool = False, channels_last: bool = False) -> "nn.Module":
+    """The former finishing keywords (deprecated), applied as their replacements are: what a model compiled from a
+    spec and one restored from a file both go through last."""
+    if channels_last:
+        _check_channels_last(model.plan)
     if sync_bn:
         from torch.nn import SyncBatchNorm
 
         model = SyncBatchNorm.convert_sync_batchnorm(model)
     if fuse:
-        from .emit.network import fuse_norms
-
-        model = fuse_norms(model)
+        model = model.fuse_norms()
     if channels_last:
         model.set_channels_last()
     return model
@@ -670,6 +731,22 @@ def _merged(overrides: Overrides | None, under: dict | None = None, over: dict |
     return {**under, **(overrides or {}), **over}
 
 
+def _combined(first: Overrides | None, then: Overrides | None) -> Overrides | None:
+    """``first``, then ``then`` (later wins): a mapping when both are (or are empty), else PATH=VALUE texts."""
+    if not first or not then:
+        return then or first
+    if isinstance(first, dict) and isinstance(then, dict):
+        return {**first, **then}
+    return _assignments(first) + _assignments(then)
+
+
+def _without(overrides: Overrides, path: str) -> Overrides | None:
+    """``overrides`` less those that set ``path``."""
+    if isinstance(overrides, dict):
+        return {key: value for key, value in overrides.items() if str(key).strip() != path} or None
+    return [item for item in overrides if str(item).partition("=")[0].strip() != path] or None
+
+
 def _assignments(overrides: Overrides) -> list[str]:
     """Overrides as ``PATH=VALUE`` texts, the CLI's form, whichever form they came in."""
     if not isinstance(overrides, dict):
@@ -684,6 +761,8 @@ def _yaml_scalar(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (list, tuple, dict)):  # JSON is YAML: a list of kernels, a mapping, read back as written
+        return json.dumps(value)
     if not isinstance(value, str):
         return str(value)
     try:

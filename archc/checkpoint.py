@@ -1,4 +1,4 @@
-"""Saved models: safetensors files whose metadata carries the spec text and the build arguments.
+"""Saved models: safetensors files whose metadata carries the spec text and the build request.
 
 safetensors is a flat header (JSON: each tensor's dtype, shape and byte range, plus string metadata) followed
 by raw tensor bytes, so reading one never runs code (a pickle can). We write and read the format ourselves
@@ -24,6 +24,8 @@ from .errors import CheckpointError, shown
 from .files import read_bytes, write_atomic
 from .formatting import printable
 
+__all__ = ["FORMAT", "Checkpoint", "NotArchcCheckpoint", "dtype_name", "load", "save", "serialize"]
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,7 +37,7 @@ _METADATA_KEYS = ("build", "format", "spec", "spec_file")  # with "sha256", and 
 class Checkpoint:
     spec_text: str  # the YAML the model was compiled from
     spec_file: str  # where that YAML came from, for messages
-    build_args: dict  # phi, preset, dims, in_channels, num_classes, resolution (overrides, features_only)
+    build_args: dict  # the build request's fields that were set (archc.request.BuildRequest.to_dict; an earlier archc wrote fewer)
     tensors: dict  # state_dict
 
 

@@ -13,9 +13,10 @@ import time
 
 from . import __version__, api
 from .diagram import DETAILS, DIRECTIONS
-from .errors import ArchcError
+from .errors import ArchcError, ArgumentError
 from .extras import require
 from .formatting import printable_lines
+from .request import FIELDS, BuildRequest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +142,7 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.output:
         _check_output(args.output, _checkpoint_file)
-    model = api.load(args.spec, seed=args.seed, overrides=args.set, max_params=args.max_params, **_lowering_args(args))
+    model = api.load(args.spec, _request(args), seed=args.seed, max_params=args.max_params)
     report = analyze(model.plan)
     measured = sum(p.numel() for p in model.parameters())
     if args.output:
@@ -168,10 +169,10 @@ def _render(args: argparse.Namespace) -> int:
     if args.output and not page:
         _check_output(args.output, output_format)
     if page:
-        api.render(args.spec, args.output, format="html", overrides=args.set, spacing=args.spacing, **_lowering_args(args))
+        api.render(args.spec, args.output, format="html", spacing=args.spacing, request=_request(args))
         print(f"wrote {args.output}")
         return 0
-    graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, overrides=args.set, **_lowering_args(args))
+    graph = api.render(args.spec, args.output, detail=args.detail, direction=args.direction, request=_request(args))
     if args.output:
         print(f"wrote {args.output}")
     else:
@@ -185,7 +186,7 @@ def _info(args: argparse.Namespace) -> int:
 
     if args.compare:
         return _compare(args, page=False)
-    report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
+    report = analyze(api.lower(args.spec, _request(args)))
     formats = {"stage": format_info, "block": format_blocks, "layer": format_layers}
     batches = _largest_batches(report, args.memory) if args.memory else None
     mm = millimetres(report, args.spacing) if args.spacing else None
@@ -225,9 +226,9 @@ def _compare(args: argparse.Namespace, page: bool) -> int:
             raise ValueError(f"unknown {' '.join(extra)}")
     except (argparse.ArgumentError, ValueError) as exc:
         raise _usage(f"--compare: {exc}; give a spec and, optionally, its own flags: --compare 'efficientnet_b0 --preset b3'") from None
-    own = _lowering_args(b)
-    a_report = analyze(api.lower(args.spec, args.set, **_lowering_args(args)))
-    b_report = analyze(api.lower(b.spec, b.set, **own) if own or b.set else api.lower(b.spec, args.set, **_lowering_args(args)))
+    own = _request(b)
+    a_report = analyze(api.lower(args.spec, _request(args)))
+    b_report = analyze(api.lower(b.spec, own if own != BuildRequest() else _request(args)))
     comparison = compare(a_report, b_report)
     if page:
         write_atomic(args.output, to_html(comparison))
@@ -259,8 +260,7 @@ def _convert(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
     _check_output(args.output, _checkpoint_file)
-    model = api.load(args.spec, overrides=args.set, seed=args.seed, weights=args.weights, weights_from=args.source,
-                     inflate=args.inflate, **_lowering_args(args))
+    model = api.load(args.spec, _request(args), seed=args.seed, weights=args.weights, weights_from=args.source, inflate=args.inflate)
     for note in model.archc_notes:
         print(printable_lines(note))  # notes name the weights' tensors
     report = analyze(model.plan)
@@ -287,14 +287,17 @@ def _export(args: argparse.Namespace) -> int:
             print(f"{time.monotonic() - started:5.1f} s  {printable_lines(message)}", file=sys.stderr, flush=True)
 
     if args.spec.endswith(api.CHECKPOINT_SUFFIX):
-        flags = sorted(f"--{name.replace('_', '-')}" for name in (*_lowering_args(args), "set", "seed") if getattr(args, name) is not None)
+        given = [name for name in _request(args).to_dict() if name != "overrides"] + [name for name in ("set", "seed") if getattr(args, name) is not None]
+        flags = sorted(f"--{name.replace('_', '-')}" for name in given)
         if flags:
             raise _usage(f"{', '.join(flags)} cannot apply to a saved model ({args.spec}): it is exported as it was built")
         say(f"restoring {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
-        model = api.load(args.spec, fuse=args.fuse)
+        model = api.load(args.spec)
     else:
         say(f"building {args.spec}" + (" and folding its batch norms" if args.fuse else ""))
-        model = api.load(args.spec, seed=args.seed, overrides=args.set, fuse=args.fuse, **_lowering_args(args))
+        model = api.load(args.spec, _request(args), seed=args.seed)
+    if args.fuse:
+        model = model.fuse_norms()
     api.export(model, args.output, batch=args.batch, opset=args.opset, progress=say)
     say("done")
     print(f"wrote {args.output}")
@@ -459,7 +462,7 @@ def _phi_range(text: str) -> list[float]:
 
 def _checkpoint_file(path: str) -> None:
     if not path.endswith(api.CHECKPOINT_SUFFIX):
-        raise ArchcError(f"a saved model is a {api.CHECKPOINT_SUFFIX} file, got {path!r}")
+        raise ArgumentError(f"a saved model is a {api.CHECKPOINT_SUFFIX} file, got {path!r}")
 
 
 def _check_output(path: str, check) -> None:
@@ -470,9 +473,10 @@ def _check_output(path: str, check) -> None:
         raise _usage(f"-o: {exc.message}") from None
 
 
-def _lowering_args(args: argparse.Namespace) -> dict:
-    given = {name: getattr(args, name, None) for name in api.LOWERING_ARGS}
-    return {name: value for name, value in given.items() if value is not None and value is not False}  # 0 classes is a value
+def _request(args: argparse.Namespace) -> BuildRequest:
+    """The build request the lowering flags give (``--set`` are its overrides); flags a command lacks keep the spec's."""
+    fields = {name: getattr(args, name, None) for name in FIELDS if name != "overrides"}
+    return BuildRequest(**{name: value for name, value in fields.items() if value is not None}, overrides=args.set)
 
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from .errors import ArchcError, EmitError, described
+from .errors import ArchcError, ArgumentError, EmitError, described
 from .extras import require
 from .files import write_atomic
 from .formatting import shape as format_shape
@@ -39,7 +39,7 @@ FORMATS = {".pt": "torchscript", ".torchscript": "torchscript", ".pt2": "export"
 def export_format(path: str) -> str:
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMATS:
-        raise EmitError(f"unknown export format {extension or '(no extension)'}; use .pt (TorchScript), .pt2 (torch.export) or .onnx", file=path)
+        raise ArgumentError(f"unknown export format {extension or '(no extension)'}; use .pt (TorchScript), .pt2 (torch.export) or .onnx", file=path)
     return FORMATS[extension]
 
 
@@ -70,10 +70,10 @@ def check_opset(opset: int | None, path: str) -> None:
     if opset is None:
         return
     if export_format(path) != "onnx":
-        raise EmitError("an opset applies only to ONNX export (.onnx)", file=path)
+        raise ArgumentError("an opset applies only to ONNX export (.onnx)", file=path)
     low, high = opset_range()
     if type(opset) is not int or not low <= opset <= high:
-        raise EmitError(f"opset {opset!r} is not supported by this torch's ONNX exporter ({low} to {high})", file=path)
+        raise ArgumentError(f"opset {opset!r} is not supported by this torch's ONNX exporter ({low} to {high})", file=path)
 
 
 _FORMAT_NAMES = {"torchscript": "TorchScript (torch.jit.trace)", "export": "torch.export", "onnx": "ONNX (torch.onnx.export)"}

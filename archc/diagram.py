@@ -18,7 +18,7 @@ import os
 
 from . import ir
 from .analysis import Report, analyze, block_title, kernel_size, stage_title
-from .errors import EmitError
+from .errors import ArgumentError, EmitError
 from .files import check_destination, write_atomic
 from .formatting import axes, describe_scaling, human, shape
 from .kinds.blocks import BLOCKS
@@ -39,9 +39,9 @@ def to_dot(plan: ir.Plan, detail: str = "stage", direction: str = "TB") -> "grap
     import graphviz
 
     if detail not in DETAILS:
-        raise EmitError(f"unknown detail {detail!r}; expected {', '.join(DETAILS)}")
+        raise ArgumentError(f"unknown detail {detail!r}; expected {', '.join(DETAILS)}")
     if direction not in DIRECTIONS:
-        raise EmitError(f"unknown direction {direction!r}; expected {' or '.join(DIRECTIONS)}")
+        raise ArgumentError(f"unknown direction {direction!r}; expected {' or '.join(DIRECTIONS)}")
     report = analyze(plan)
     graph = graphviz.Digraph(dot_text(plan.name))
     graph.attr(rankdir=direction, label=dot_text(_title(report)), labelloc="t", fontname="Helvetica", fontsize="16", nodesep="0.3")
@@ -112,7 +112,7 @@ def write(graph: "graphviz.Digraph", path: str | os.PathLike) -> None:  # noqa: 
 def output_format(path: str) -> str:
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     if extension not in FORMATS:
-        raise EmitError(f"unknown output format {('.' + extension) if extension else '(no extension)'}; "
+        raise ArgumentError(f"unknown output format {('.' + extension) if extension else '(no extension)'}; "
                         f"use {', '.join('.' + f for f in FORMATS)}, or .html for the interactive page", file=path)
     return extension
 

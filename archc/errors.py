@@ -1,10 +1,19 @@
-"""One base error, one subclass per pipeline stage; each carries where it failed.
+"""One base error, one subclass per pipeline stage, and one for bad arguments; each carries where it failed.
+
+A stage's class is raised only for that stage's failures (a spec that does not validate, a Plan that cannot be
+emitted, a file that cannot be read back); a value given to a function or a command that it does not accept
+(a seed, a weights source, a count) is an :class:`ArgumentError`, whichever stage checks it.
 
 The string form is the message a user sees, in the compiler style
 ``specs/b0.yaml:14: stages[3].stride: got 3, expected 1 or 2``.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "ArchcError", "ArgumentError", "CheckpointError", "EmitError", "LoweringError", "PlanningError", "ScalingError", "SpecError",
+    "concat_problems", "described", "format_path", "shown",
+]
 
 
 class ArchcError(ValueError):
@@ -65,12 +74,18 @@ class SpecError(ArchcError):
     """The YAML cannot be read, or what it says is not a valid spec."""
 
 
-class ScalingError(ArchcError):
-    """The scaling request is impossible: phi and preset together, an unknown preset, a bad multiplier."""
+class ArgumentError(ArchcError, ValueError):
+    """A value given to a function or a command is not one it accepts (its type or range), before any stage runs
+    on it: a seed, a count, an option's name, a field of a build request."""
 
 
 class LoweringError(ArchcError):
     """The spec is valid on its own but cannot be resolved into a Plan with these arguments."""
+
+
+class ScalingError(LoweringError):
+    """The scaling request is impossible for this spec: phi and preset together, an unknown preset, a bad multiplier.
+    Scaling is part of lowering, so it is a :class:`LoweringError`."""
 
 
 class PlanningError(ArchcError):

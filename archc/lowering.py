@@ -13,34 +13,18 @@ import math
 import os
 
 from . import ir
-from .errors import LoweringError, ScalingError, format_path, shown
+from .errors import ArgumentError, LoweringError, ScalingError, format_path, shown
 from .kinds.blocks import BLOCKS
 from .kinds.decoders import decoder_kind
+from .request import BuildRequest
 from .scaling import MAX_BLOCKS, Multipliers, compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels, unknown_preset
 from .spec import MAX_SIZE, Spec, Stage
 
 
-def _check_request(*, phi, preset, dims, in_channels, num_classes, features_only) -> None:
-    """The request's arguments come from Python callers and saved files as well as the CLI: check their types
-    here, once, so ``dims=True`` or ``phi="x"`` is an error and not a 1 or a traceback."""
-
-    def whole(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if phi is not None and not (whole(phi) or isinstance(phi, float)) or isinstance(phi, float) and not math.isfinite(phi):
-        raise LoweringError(f"phi must be a number, got {phi!r}")
-    if preset is not None and not isinstance(preset, str):
-        raise LoweringError(f"preset must be a name, got {preset!r}")
-    if dims is not None and not (whole(dims) and dims in (1, 2, 3)):
-        raise LoweringError(f"dims must be 1, 2 or 3, got {dims!r}")
-    if in_channels is not None and not (whole(in_channels) and in_channels >= 1):
-        raise LoweringError(f"in_channels must be a whole number of at least 1, got {in_channels!r}")
-    if num_classes is not None and not (whole(num_classes) and num_classes >= 0):
-        raise LoweringError(f"num_classes must be a whole number, 0 or more, got {num_classes!r}")
-    if not isinstance(features_only, bool):
-        raise LoweringError(f"features_only must be true or false, got {features_only!r}")
-
-
+def _check_request(**fields) -> None:
+    """The request's arguments come from Python callers and saved files as well as the CLI: checked by the one
+    record of a request (:class:`~archc.request.BuildRequest`), so ``dims=True`` is an error and not a 1."""
+    BuildRequest(**fields)
 
 
 def lower(
@@ -61,7 +45,7 @@ def lower(
     the spec's values; an explicit ``resolution`` wins over a scaled one. ``features_only``: no head, the
     module returns the feature map of each reduction level (a U-Net's encoder).
     """
-    _check_request(phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, features_only=features_only)  # resolution: Axes.explicit
+    _check_request(phi=phi, preset=preset, dims=dims, in_channels=in_channels, num_classes=num_classes, resolution=resolution, features_only=features_only)
     dims = spec.dims if dims is None else dims
     axes = _Axes(spec, dims)
 
@@ -465,7 +449,7 @@ class _Axes:
     def explicit(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         if not values or any(not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE for v in values):
-            raise LoweringError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown(value)}")
+            raise ArgumentError(f"resolution must be integers from 1 to {MAX_SIZE:,}, got {shown(value)}")
         if len(values) not in (1, self.dims):
             raise LoweringError(f"resolution has {len(values)} values for a {self.dims}D network; give 1 or {self.dims}")
         return values * self.dims if len(values) == 1 else values

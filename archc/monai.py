@@ -25,7 +25,6 @@ and :func:`register` adds a spec of your own. What FlexibleUNet expects of an en
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 
@@ -39,23 +38,27 @@ from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE  # noqa: E402
 
 from . import ir  # noqa: E402
 from .analysis import analyze  # noqa: E402
-from .api import MAX_PARAMS, MAX_SEED, builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
-from .errors import CheckpointError, EmitError, LoweringError, shown  # noqa: E402
+from .api import DEPRECATED, LOAD_OPTIONS, MAX_PARAMS, MAX_SEED, builtin_specs, load, lower, read, shipped_aliases, shipped_spec  # noqa: E402
+from .errors import ArgumentError, CheckpointError, EmitError, LoweringError, shown  # noqa: E402
+from .request import FIELDS, BuildRequest, as_request  # noqa: E402
 from .spec import Spec  # noqa: E402
 from .weights import check_request  # noqa: E402
 
 PREFIX = "archc_"  # backbone name of a shipped network: archc_efficientnet_b0
 MAX_OUTPUTS = 5  # FlexibleUNet refuses an encoder with more feature maps
 DECIDED = ("dims", "in_channels", "features_only", "num_classes")  # FlexibleUNet decides these, not register()
-LOAD_ARGS = tuple(name for name in inspect.signature(load).parameters if name not in ("source", *DECIDED))
+LOAD_ARGS = tuple(name for name in (*FIELDS, *LOAD_OPTIONS, *DEPRECATED) if name not in DECIDED)  # what register() passes on
+
+__all__ = ["ArchcEncoder", "Backbone", "LOAD_ARGS", "MAX_OUTPUTS", "PREFIX", "register", "returned_levels"]
 
 
 @dataclass(frozen=True)
 class Backbone:
     """One registered name: what the encoder compiles, and what FlexibleUNet was told about it."""
 
-    spec: Spec
-    load_args: dict  # passed to archc.load (phi, preset, weights, weights_from, ...)
+    spec: Spec  # with the request's overrides applied
+    request: BuildRequest  # what to lower it at (phi, preset, resolution, ...); FlexibleUNet adds dims and in_channels
+    load_args: dict  # archc.load's own keywords (seed, weights, weights_from, inflate, max_params)
     channels: tuple[int, ...]  # of each returned map, finest first
     shipped: bool  # registered by ``import archc.monai``; register() does not replace these
 
@@ -69,15 +72,16 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
         super().__init__()
         entry = self.backbones.get(backbone)
         if entry is None:
-            raise EmitError(f"{backbone!r} is not an archc backbone; archc.monai.register() adds a spec")
+            raise ArgumentError(f"{backbone!r} is not an archc backbone; archc.monai.register() adds a spec")
         if pretrained:
-            raise CheckpointError(
+            raise ArgumentError(
                 f"{backbone}: archc has no weights to download, so pretrained=True cannot be honoured. Import weights "
                 "you have instead: archc.monai.register(spec, name=..., weights=..., weights_from='timm' (or "
                 "'torchvision', 'monai', 'efficientnet_pytorch', 'timm_tf', 'archc')) and build FlexibleUNet with that "
                 "name, or load archc.load(spec, features_only=True, dims=..., in_channels=..., weights=..., "
                 "weights_from=...).state_dict() into unet.encoder.network")
-        self.network = load(entry.spec, features_only=True, dims=spatial_dims, in_channels=in_channels, **entry.load_args)
+        request = entry.request.replace(features_only=True, dims=spatial_dims, in_channels=in_channels)
+        self.network = load(entry.spec, request, **entry.load_args)
         plan = self.network.plan
         self.levels = returned_levels(plan, backbone)
         self.reductions = tuple(plan.features[i].reduction for i in self.levels)
@@ -139,67 +143,68 @@ def returned_levels(plan: ir.Plan, name: str) -> tuple[int, ...]:
     return levels
 
 
-def register(spec: Spec | str | os.PathLike, name: str | None = None, **load_args) -> str:
+def register(spec: Spec | str | os.PathLike, name: str | None = None, request: BuildRequest | None = None, **load_args) -> str:
     """Register a spec (path, shipped name or Spec) as a FlexibleUNet backbone; returns its name, by default
-    ``archc_<the spec's name>``. ``load_args`` go to :func:`archc.load` when FlexibleUNet builds the encoder
-    (``phi``, ``preset``, ``overrides``, ``weights``, ``weights_from``, ...); ``spatial_dims`` and ``in_channels``
-    are FlexibleUNet's. Registering a name again replaces what register() gave it before; a name that MONAI,
-    another package or ``import archc.monai`` registered is refused."""
+    ``archc_<the spec's name>``. What to build is ``request`` (a :class:`~archc.request.BuildRequest`) or its fields
+    as keywords (``phi``, ``preset``, ``resolution``, ``overrides``, ...); ``dims`` and ``in_channels`` are FlexibleUNet's
+    (``spatial_dims``, ``in_channels``). archc.load's own keywords (``seed``, ``weights``, ``weights_from``, ``inflate``,
+    ``max_params``) go to it when FlexibleUNet builds the encoder. Registering a name again replaces what register()
+    gave it before; a name that MONAI, another package or ``import archc.monai`` registered is refused."""
     decided = [arg for arg in load_args if arg in DECIDED]
+    decided += [arg for arg in DECIDED if request is not None and getattr(request, arg) not in (None, False) and arg not in decided]
     if decided:
-        raise EmitError(f"{', '.join(decided)}: FlexibleUNet sets these (spatial_dims, in_channels), not register()")
+        raise ArgumentError(f"{', '.join(decided)}: FlexibleUNet sets these (spatial_dims, in_channels), not register()")
     unknown = [arg for arg in load_args if arg not in LOAD_ARGS]
     if unknown:
-        raise EmitError(f"{', '.join(unknown)}: not an argument of archc.load (expected one of {', '.join(LOAD_ARGS)})")
-    load_args = dict(load_args)
-    _check_load_args(load_args)
-    spec = read(spec, load_args.pop("overrides", None))
+        raise ArgumentError(f"{', '.join(unknown)}: not an argument of archc.load (expected one of {', '.join(LOAD_ARGS)})")
+    options = {arg: value for arg, value in load_args.items() if arg not in FIELDS}
+    request = as_request(request, **{arg: value for arg, value in load_args.items() if arg in FIELDS})
+    _check_load_args(options)
+    spec = read(spec, request.spec_overrides())
+    request = request.replace(overrides=None, checkpointing=None)  # applied to the spec now
     name = PREFIX + spec.name if name is None else name
     if not isinstance(name, str) or not name.strip():
-        raise EmitError(f"a backbone name must be a non-empty string, got {name!r}", file=spec.source.file)
+        raise ArgumentError(f"a backbone name must be a non-empty string, got {name!r}", file=spec.source.file)
     held = FLEXUNET_BACKBONE.register_dict.get(name)
     if held is not None and (held["type"] is not ArchcEncoder or ArchcEncoder.backbones[name].shipped):
         owner = "archc's shipped networks" if held["type"] is ArchcEncoder else f"{held['type'].__module__}.{held['type'].__name__}"
-        raise EmitError(f"{name!r} is already a FlexibleUNet backbone (registered by {owner}); choose another name=",
-                        file=spec.source.file)
-    scaling = {arg: load_args[arg] for arg in ("phi", "preset", "resolution") if load_args.get(arg) is not None}
-    plan = lower(spec, features_only=True, **scaling)
+        raise ArgumentError(f"{name!r} is already a FlexibleUNet backbone (registered by {owner}); choose another name=",
+                            file=spec.source.file)
+    plan = lower(spec, request, features_only=True)
     levels = returned_levels(plan, name)
-    _check_size(spec, scaling, load_args.get("max_params", MAX_PARAMS), name)
-    _add(name, Backbone(spec, load_args, tuple(plan.features[i].channels for i in levels), shipped=False))
+    _check_size(spec, request, options.get("max_params", MAX_PARAMS), name)
+    _add(name, Backbone(spec, request, options, tuple(plan.features[i].channels for i in levels), shipped=False))
     return name
 
 
 def _check_load_args(args: dict) -> None:
     """Refuse, when the name is registered, what archc.load would refuse (or silently ignore) only once FlexibleUNet
-    builds the encoder: a mistake shows where it was made. The spec's own arguments (phi, preset, resolution,
-    overrides) are checked by compiling it."""
+    builds the encoder: a mistake shows where it was made. The request's fields are checked by the request, and the
+    spec's values by compiling it."""
     seed = args.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
-        raise LoweringError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
+        raise ArgumentError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
     limit = args.get("max_params", MAX_PARAMS)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise LoweringError(f"max_params must be a positive integer (or None: no limit), got {shown(limit)}")
+        raise ArgumentError(f"max_params must be a positive integer (or None: no limit), got {shown(limit)}")
     check_request(args.get("weights_from", "archc"), args.get("inflate", "center"))
     weights = args.get("weights")
     if weights is not None and not isinstance(weights, dict):
         if not isinstance(weights, (str, os.PathLike)):
-            raise CheckpointError(f"weights must be a state_dict or a file's path, got {shown(weights)}")
+            raise ArgumentError(f"weights must be a state_dict or a file's path, got {shown(weights)}")
         if not os.path.isfile(weights):
             raise CheckpointError("no such file (weights)", file=os.fspath(weights))
-    for flag in ("fuse", "sync_bn", "channels_last"):
+    for flag in DEPRECATED:  # archc.load still takes them (with a DeprecationWarning) when FlexibleUNet builds the encoder
         if not isinstance(args.get(flag, False), bool):
-            raise EmitError(f"{flag} must be True or False, got {shown(args[flag])}")
-    if args.get("checkpointing") is not None and not isinstance(args["checkpointing"], bool):
-        raise EmitError(f"checkpointing must be True, False or None (the spec's), got {shown(args['checkpointing'])}")
+            raise ArgumentError(f"{flag} must be True or False, got {shown(args[flag])}")
 
 
-def _check_size(spec: Spec, scaling: dict, limit: int | None, name: str) -> None:
+def _check_size(spec: Spec, request: BuildRequest, limit: int | None, name: str) -> None:
     """``max_params`` is a guard: refuse it now if even the smallest encoder FlexibleUNet can build from the name
     (2D, one input channel) is over it. Larger builds (3D, more channels) are checked by archc.load when built."""
     if limit is None:
         return
-    params = analyze(lower(spec, features_only=True, dims=2, in_channels=1, **scaling)).params
+    params = analyze(lower(spec, request, features_only=True, dims=2, in_channels=1)).params
     if params > limit:
         raise LoweringError(f"{name}: its encoder has {params:,} parameters even in 2D with one input channel, over "
                             f"max_params={limit:,}; raise max_params (or None: no limit)", file=spec.source.file)
@@ -217,7 +222,7 @@ def _register_shipped() -> None:
         spec = shipped_spec(name)
         plan = lower(spec, features_only=True)
         channels = tuple(f.channels for f in plan.features if any(r != 1 for r in f.reduction))
-        ArchcEncoder.backbones[PREFIX + name] = Backbone(spec, {}, channels, shipped=True)
+        ArchcEncoder.backbones[PREFIX + name] = Backbone(spec, BuildRequest(), {}, channels, shipped=True)
     FLEXUNET_BACKBONE.register_class(ArchcEncoder)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ScalingError
+from .errors import ArgumentError, ScalingError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def compound(phi: float, alpha: float, beta: float, gamma: float | tuple[float, 
     a multiplier over :data:`MAX_MULTIPLIER` is refused (it would overflow the channel and size arithmetic).
     ``gamma`` may be one per spatial axis; an axis whose gamma is 1 keeps its size."""
     if not math.isfinite(phi):
-        raise ScalingError(f"phi must be a finite number, got {phi!r}")
+        raise ArgumentError(f"phi must be a finite number, got {phi!r}")
     gammas = gamma if isinstance(gamma, tuple) else (gamma,)
     values = {}
     for name, symbol, base in (("width", "beta", beta), ("depth", "alpha", alpha), *(("resolution", "gamma", g) for g in gammas)):

@@ -24,7 +24,7 @@ from typing import Callable
 
 from .analysis import analyze
 from .api import read
-from .errors import ArchcError, EmitError, ScalingError, described, shown
+from .errors import ArchcError, ArgumentError, described, shown
 from .extras import require
 from .lowering import lower
 from .spec import Spec
@@ -98,7 +98,7 @@ def _check_grid_size(budget: float, step: float, tolerance: float, dims: int) ->
     asked = f"step {step:g} with budget {budget:g} and tolerance {tolerance:g}"
     per_axis = (high - 1) / step + 1  # alpha's values from 1 up to the budget
     if not per_axis <= MAX_STEPS:
-        raise ScalingError(f"{asked} needs {per_axis:.3g} values per coefficient; the grid takes at most {MAX_STEPS} "
+        raise ArgumentError(f"{asked} needs {per_axis:.3g} values per coefficient; the grid takes at most {MAX_STEPS} "
                            "values per coefficient: use a coarser step or a smaller budget or tolerance")
     points = 0
     for i in range(int(per_axis)):
@@ -110,7 +110,7 @@ def _check_grid_size(budget: float, step: float, tolerance: float, dims: int) ->
                 break
             points += int((room ** (1 / dims) - 1) / step) + 1 if dims else 1
         if points > MAX_POINTS:
-            raise ScalingError(f"{asked} puts more than {MAX_POINTS:,} grid points under the budget; the search measures "
+            raise ArgumentError(f"{asked} puts more than {MAX_POINTS:,} grid points under the budget; the search measures "
                                f"at most {MAX_POINTS:,} grid points: use a coarser step or a smaller budget or tolerance")
 
 
@@ -119,7 +119,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
     """Coefficients >= 1 on a ``step`` grid whose measured MAC ratio at phi = 1 is within ``tolerance`` (relative)
     of ``budget``; and those skipped, with the reason (an axis collapses at that resolution)."""
     if step <= 0 or budget <= 1 or tolerance < 0:
-        raise ScalingError(f"need step > 0, budget > 1 and tolerance >= 0 (got step={step}, budget={budget}, tolerance={tolerance})")
+        raise ArgumentError(f"need step > 0, budget > 1 and tolerance >= 0 (got step={step}, budget={budget}, tolerance={tolerance})")
     spec = read(spec)
     dims = dims or spec.dims
     scaled = scaled_axes(spec, dims)
@@ -336,9 +336,9 @@ def grid(
     candidate, the exception and where it was raised on the worker. ``noise``: scores within it of the best are a
     tie (see :class:`Ranking`), not a winner."""
     if retries < 0:
-        raise ScalingError(f"retries must be 0 or more (got {retries})")
+        raise ArgumentError(f"retries must be 0 or more (got {retries})")
     if not (noise >= 0 and math.isfinite(noise)):
-        raise ScalingError(f"noise must be a finite score difference >= 0 (got {noise})")
+        raise ArgumentError(f"noise must be a finite score difference >= 0 (got {noise})")
     spec = read(spec)
     found, skipped = candidates(spec, budget, step, tolerance, dims, **args)
     say = progress or (lambda message: None)
@@ -542,7 +542,7 @@ def curve_format(path: str) -> str:
     """The file format of a drawn curve, from its extension."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in CURVE_FORMATS:
-        raise EmitError(f"unknown curve format {extension or '(no extension)'}; use .png, .svg or .pdf", file=path)
+        raise ArgumentError(f"unknown curve format {extension or '(no extension)'}; use .png, .svg or .pdf", file=path)
     return CURVE_FORMATS[extension]
 
 

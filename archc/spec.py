@@ -504,6 +504,7 @@ def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | N
     for path, value, origin in _parse_overrides(overrides or {}):
         _apply_override(raw, path, value, origin)
         source.origins[path] = origin
+        source.applied[format_path(path)] = value
     try:
         spec = Spec.model_validate(raw, context={"dims": raw.get("dims", Spec.model_fields["dims"].default)})  # for the hints
     except ValidationError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import CheckpointError, concat_problems, shown
+from .errors import ArgumentError, CheckpointError, concat_problems, shown
 from .files import MAX_READ, check_regular_file
 from .formatting import printable
 from .kinds.blocks import BLOCKS
@@ -116,9 +116,9 @@ def _storage_problems(key, value: torch.Tensor) -> list[str]:
 def check_request(source: str, inflate: str) -> None:
     """Refuse an unknown source or inflation whether or not weights are given: a typo is never ignored."""
     if source not in SOURCES:
-        raise CheckpointError(f"unknown weights source {shown(source)}; expected one of {', '.join(NAMES)}")
+        raise ArgumentError(f"unknown weights source {shown(source)}; expected one of {', '.join(NAMES)}")
     if inflate not in INFLATE_MODES:
-        raise CheckpointError(f"unknown inflation {shown(inflate)}; 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))}")
+        raise ArgumentError(f"unknown inflation {shown(inflate)}; 2D kernels go into 3D by {' or '.join(map(repr, INFLATE_MODES))}")
 
 
 def _check_unpacked_size(path: str) -> None:
@@ -138,7 +138,7 @@ def _check_unpacked_size(path: str) -> None:
 def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     """archc key -> the same tensor's key in ``source``'s state_dict."""
     if source not in SOURCES:
-        raise CheckpointError(f"unknown weights source {source!r}; expected one of {', '.join(NAMES)}")
+        raise ArgumentError(f"unknown weights source {source!r}; expected one of {', '.join(NAMES)}")
     record = SOURCES[source]
     if record.keys is None:
         return {key: key for key in keys}
@@ -447,7 +447,7 @@ def inflate_kernel(weight: torch.Tensor, depth: int, mode: str) -> torch.Tensor:
         return out
     if mode == "mean":
         return weight.unsqueeze(2).repeat(1, 1, depth, *([1] * (weight.ndim - 2))) / depth
-    raise CheckpointError(f"unknown inflation {mode!r}; expected 'center' or 'mean'")
+    raise ArgumentError(f"unknown inflation {mode!r}; expected 'center' or 'mean'")
 
 
 def adapt_input_channels(weight: torch.Tensor, channels: int) -> torch.Tensor:

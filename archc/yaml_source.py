@@ -37,6 +37,7 @@ class Source:
     lines: dict = field(default_factory=dict, compare=False)
     origins: dict = field(default_factory=dict, compare=False)  # path -> the override that set it
     notes: list = field(default_factory=list, compare=False)  # what a user should know, e.g. which file was read
+    applied: dict = field(default_factory=dict, compare=False)  # path -> value of each override applied over the text (re-reading keeps them)
 
     def locate(self, path: Path) -> tuple[str, int | None]:
         """(file, line) of ``path``; for a value set by an override, (the override, None)."""

@@ -128,9 +128,10 @@ Case = tuple[str, str, Callable[[], float]]
 
 
 @functools.cache
-def ours(**args) -> torch.nn.Module:
-    """archc's b0 with ``args``, built once and shared by the cases that use it."""
-    return archc.load("efficientnet_b0", seed=0, **args)
+def ours(channels_last: bool = False, **args) -> torch.nn.Module:
+    """archc's b0 with ``args`` (and channels-last weights), built once and shared by the cases that use it."""
+    model = archc.load("efficientnet_b0", seed=0, **args)
+    return model.set_channels_last() if channels_last else model
 
 
 @functools.cache

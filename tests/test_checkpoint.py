@@ -4,11 +4,11 @@ import struct
 
 import pytest
 import torch
-from conftest import TINY3D, write_evil_pickle
+from conftest import FIXTURES, TINY3D, write_evil_pickle
 
 import archc
 from archc import checkpoint
-from archc.errors import CheckpointError, EmitError
+from archc.errors import ArgumentError, CheckpointError, EmitError
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +106,47 @@ def test_pickle_is_never_executed(tmp_path):
 
 def test_checkpoint_arguments_cannot_be_changed(saved):
     _, path = saved
-    with pytest.raises(archc.LoweringError, match="num_classes cannot be changed"):
+    with pytest.raises(ArgumentError, match="num_classes cannot be changed"):
         archc.load(str(path), num_classes=3)
+    with pytest.raises(ArgumentError, match="num_classes, seed cannot be changed"):
+        archc.load(str(path), archc.BuildRequest(num_classes=3), seed=1)
+    with pytest.raises(ArgumentError, match="a saved model is described as it was built; dims cannot be changed"):
+        archc.lower(str(path), dims=2)
+
+
+def test_a_checkpoint_of_archc_0_1_0_is_read(tmp_path):
+    """tests/fixtures/tiny3d_v1.safetensors was written by archc 0.1.0 (before the build request was a record):
+    load(TINY3D, num_classes=3, resolution=16, overrides=["norm.momentum=0.2"], seed=0), then save. It reads back as that
+    request, builds that Plan, and saves again as the same request."""
+    old = FIXTURES / "tiny3d_v1.safetensors"
+    request = archc.BuildRequest(num_classes=3, resolution=16, overrides=("norm.momentum=0.2",))
+    restored = archc.load(str(old))
+    assert restored.archc_source.request == request
+    assert restored.plan == archc.lower(TINY3D, request) and restored.plan.norm.momentum == 0.2 and restored.plan.head.num_classes == 3
+    assert restored.plan == archc.lower(str(old))
+    archc.save(restored, tmp_path / "again.safetensors")
+    assert checkpoint.load(str(tmp_path / "again.safetensors"), tensors=False).build_args == {
+        "num_classes": 3, "resolution": 16, "overrides": ["norm.momentum=0.2"]}  # the names and values 0.1.0 wrote
+
+
+def test_the_request_is_what_a_checkpoint_stores(tmp_path):
+    """Every field of the request survives a save, checkpointing included (stored as its own field, not as an override)."""
+    request = archc.BuildRequest(phi=-1.5, dims=2, in_channels=2, num_classes=0, resolution=(40, 48), overrides={"stem.channels": 16},
+                                 checkpointing=True)
+    model = archc.load(TINY3D, request, seed=0)
+    assert model.archc_source.request == request and model.plan.checkpointing
+    archc.save(model, tmp_path / "m.safetensors")
+    saved = checkpoint.load(str(tmp_path / "m.safetensors"), tensors=False)
+    assert saved.build_args == {"phi": -1.5, "dims": 2, "in_channels": 2, "num_classes": 0, "resolution": [40, 48],
+                                "overrides": {"stem.channels": 16}, "checkpointing": True}
+    restored = archc.load(str(tmp_path / "m.safetensors"))
+    assert restored.archc_source.request == request and restored.plan == model.plan
 
 
 def test_save_needs_an_archc_model(tmp_path, b0_spec):
     with pytest.raises(EmitError, match="not compiled by archc.load"):
         archc.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
-    with pytest.raises(EmitError, match="a saved model is a .safetensors file"):
+    with pytest.raises(ArgumentError, match="a saved model is a .safetensors file"):
         archc.save(archc.load(b0_spec, resolution=32), tmp_path / "x.pt")
 
 
@@ -134,16 +167,18 @@ def test_failed_write_leaves_nothing(tmp_path, b0_spec, monkeypatch):
 
 def test_restored_models_take_the_same_finishing_options(saved):
     model, path = saved
-    fast = archc.load(str(path), channels_last=True, fuse=True, sync_bn=True)
+    with pytest.warns(DeprecationWarning):
+        fast = archc.load(str(path), channels_last=True, fuse=True, sync_bn=True)
     assert fast.memory_format == torch.channels_last_3d and fast.fused
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.modules())  # folded
     x = torch.randn(2, 1, 32, 32, 32)
     model.eval()
     with torch.no_grad():
         assert (fast(x) - model(x)).abs().max() < 1e-4
-    synced = archc.load(str(path), sync_bn=True)
+    with pytest.warns(DeprecationWarning):
+        synced = archc.load(str(path), sync_bn=True)
     assert {type(m).__name__ for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {"SyncBatchNorm"}
-    with pytest.raises(archc.LoweringError, match="weights cannot be changed"):
+    with pytest.raises(ArgumentError, match="weights cannot be changed"):
         archc.load(str(path), weights=model.state_dict())
 
 

@@ -200,7 +200,7 @@ def test_hostile_values_are_one_line_errors(argv, message, capsys):
 
 
 def test_seed_range_is_checked_by_load():
-    with pytest.raises(archc.errors.LoweringError, match=r"seed must be an integer from 0 to 18446744073709551615, got 18446744073709551616"):
+    with pytest.raises(archc.errors.ArgumentError, match=r"seed must be an integer from 0 to 18446744073709551615, got 18446744073709551616"):
         archc.load("efficientnet_b0", resolution=32, seed=2**64)
     assert archc.load(str(TINY3D), seed=2**64 - 1) is not None  # the largest seed torch takes
 

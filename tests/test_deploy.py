@@ -56,7 +56,7 @@ def test_fused_outputs_equal_unfused(dims, size):
 
 def test_fused_models_are_not_saved(tmp_path):
     with pytest.raises(EmitError, match="a fused model is for inference only"):
-        archc.save(archc.load("efficientnet_b0", resolution=32, fuse=True), tmp_path / "f.safetensors")
+        archc.save(archc.load("efficientnet_b0", resolution=32).fuse_norms(), tmp_path / "f.safetensors")
 
 
 @pytest.mark.slow
@@ -158,14 +158,14 @@ def test_onnx_opset(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
     model = archc.load(TINY, resolution=16, seed=0)
     for bad in (True, 17.0, "17", 6):
-        with pytest.raises(EmitError, match="opset"):
+        with pytest.raises(archc.ArgumentError, match="opset"):
             archc.export(model, tmp_path / "x.onnx", opset=bad)
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_errors(tmp_path):
     model = archc.load(TINY, seed=0)
-    with pytest.raises(EmitError, match=r"unknown export format \.h5"):
+    with pytest.raises(archc.ArgumentError, match=r"unknown export format \.h5"):
         archc.export(model, tmp_path / "m.h5")
     result = run_archc("export", TINY, "-o", tmp_path / "m.zip")
     assert result.returncode == 2 and "unknown export format .zip" in result.stderr
@@ -174,13 +174,13 @@ def test_export_errors(tmp_path):
 @pytest.mark.parametrize("dims, size", [(2, 64), (3, 32)])
 def test_channels_last_computes_the_same(dims, size):
     plain = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).eval()
-    fast = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0, channels_last=True, fuse=True)
+    fast = archc.load("efficientnet_b0", dims=dims, resolution=size, seed=0).fuse_norms().set_channels_last()
     assert fast.stem.conv.weight.is_contiguous(memory_format=fast.memory_format)
     x = torch.randn(2, 3, *(size,) * dims)  # an ordinary contiguous input: the model converts it
     with torch.no_grad():
         assert (plain(x) - fast(x)).abs().max() < 1e-4
-    with pytest.raises(archc.LoweringError, match="a 1D model has none"):
-        archc.load("efficientnet_b0", dims=1, resolution=32, channels_last=True)
+    with pytest.raises(archc.ArgumentError, match="a 1D model has none"):
+        archc.load("efficientnet_b0", dims=1, resolution=32).set_channels_last()
 
 
 

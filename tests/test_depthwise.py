@@ -126,7 +126,7 @@ def test_inference_and_other_dimensions_run_the_plain_op(calls):
     with torch.no_grad():
         model(torch.randn(1, 1, 16, 16, 16))
     archc.load(TINY, dims=2, seed=0).train()(torch.randn(2, 1, 16, 16)).sum().backward()
-    channels_last = archc.load(TINY, seed=0, channels_last=True).train()
+    channels_last = archc.load(TINY, seed=0).set_channels_last().train()
     channels_last(torch.randn(2, 1, 16, 16, 16)).sum().backward()
     assert calls[0] == 0
 

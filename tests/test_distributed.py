@@ -77,7 +77,7 @@ def test_ddp_averages_the_ranks_gradients(tmp_path):
 
 
 def test_sync_bn():
-    model = archc.load(TINY, seed=0, sync_bn=True)
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(archc.load(TINY, seed=0))
     norms = [type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert norms and set(norms) == {"SyncBatchNorm"}
     assert list(model.state_dict()) == list(archc.load(TINY, seed=0).state_dict())

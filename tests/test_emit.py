@@ -155,10 +155,8 @@ def test_an_input_of_the_wrong_rank_or_channels_is_an_archc_error(dims, kwargs):
 
 
 def test_channels_last_on_a_1d_model_is_an_archc_error():
-    from archc.errors import EmitError
-
     model = archc.load("efficientnet_b0", dims=1, resolution=32, seed=0)
-    with pytest.raises(EmitError, match="^channels_last is a memory order of 2D and 3D tensors; a 1D model has none$"):
+    with pytest.raises(archc.ArgumentError, match="^channels_last is a memory order of 2D and 3D tensors; a 1D model has none$"):
         model.set_channels_last()
     assert model.memory_format == torch.contiguous_format
     assert archc.load("efficientnet_b0", dims=3, resolution=32, seed=0).set_channels_last().memory_format == torch.channels_last_3d

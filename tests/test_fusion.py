@@ -148,7 +148,7 @@ def test_networks_infer_as_module_by_module(name, kwargs):
 
 
 def test_channels_last_models_answer_in_channels_last():
-    model = archc.load("efficientnet_b0", features_only=True, resolution=64, seed=0, channels_last=True).eval()
+    model = archc.load("efficientnet_b0", features_only=True, resolution=64, seed=0).set_channels_last().eval()
     with torch.no_grad():
         maps = model(torch.randn(1, 3, 64, 64))  # the last map 2x2: no layout is both
     assert all(m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous() for m in maps)

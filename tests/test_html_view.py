@@ -107,7 +107,7 @@ def test_bad_destinations(tmp_path):
     assert out.returncode == 1 and "x.html: cannot write: directory" in out.stderr and "Traceback" not in out.stderr
     out = run_archc("render", "efficientnet_b0", "-o", tmp_path / "x.htm")
     assert out.returncode == 2 and "unknown output format .htm; use .dot, .svg, .png, .pdf, or .html" in out.stderr
-    with pytest.raises(archc.EmitError, match="unknown format 'svg'; expected html"):
+    with pytest.raises(archc.ArgumentError, match="unknown format 'svg'; expected html"):
         archc.render("efficientnet_b0", format="svg")
 
 

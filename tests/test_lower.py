@@ -108,9 +108,10 @@ def test_per_axis_values_must_match_dims():
     assert str(info.value) == "s.yaml:2: resolution: got 3 values [16, 64, 64] for a 2D network; give one number or 2"
 
 
-@pytest.mark.parametrize("kwargs, message", [(dict(dims=4), "dims must be 1, 2 or 3"), (dict(in_channels=0), "in_channels"), (dict(resolution=(8, 8, 8)), "resolution has 3 values")])
-def test_bad_build_arguments(b0_spec, kwargs, message):
-    with pytest.raises(LoweringError, match=message):
+@pytest.mark.parametrize("kwargs, message, error", [(dict(dims=4), "dims must be 1, 2 or 3", archc.ArgumentError), (dict(in_channels=0), "in_channels", archc.ArgumentError),
+                                                    (dict(resolution=(8, 8, 8)), "resolution has 3 values", LoweringError)])
+def test_bad_build_arguments(b0_spec, kwargs, message, error):
+    with pytest.raises(error, match=message):
         archc.lower(b0_spec, **kwargs)
 
 

@@ -14,7 +14,7 @@ from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE  # noqa: E402
 import archc  # noqa: E402
 import archc.api  # noqa: E402
 import archc.monai  # noqa: E402
-from archc.errors import ArchcError, CheckpointError  # noqa: E402
+from archc.errors import ArchcError, ArgumentError  # noqa: E402
 
 
 def unet(backbone: str, dims: int, in_channels: int = 1, out_channels: int = 2, **kwargs) -> FlexibleUNet:
@@ -127,8 +127,21 @@ def test_register_with_load_arguments(tmp_path):
     name = archc.monai.register("efficientnet_b0", name="archc_test_b0_narrow", overrides={"stem.channels": 16})
     model = unet(name, dims=2)
     assert model.encoder.network.stem.conv.out_channels == 16
-    with pytest.raises(ArchcError, match="dims"):
+    with pytest.raises(ArgumentError, match="^dims: FlexibleUNet sets these"):
         archc.monai.register("efficientnet_b0", name="archc_test_b0_3d", dims=3)
+    with pytest.raises(ArgumentError, match="^in_channels: FlexibleUNet sets these"):
+        archc.monai.register("efficientnet_b0", name="archc_test_b0_3d", request=archc.BuildRequest(in_channels=1))
+
+
+def test_register_takes_a_build_request():
+    """The registry fills and passes on the same request as archc.load: the spec is read with its overrides, and the
+    encoder FlexibleUNet builds is the features-only network at that request and FlexibleUNet's dims and channels."""
+    request = archc.BuildRequest(preset="b1", overrides={"stem.channels": 16})
+    name = archc.monai.register("efficientnet_b0", name="archc_test_b1_request", request=request, seed=0)
+    entry = archc.monai.ArchcEncoder.backbones[name]
+    assert entry.request == archc.BuildRequest(preset="b1") and entry.load_args == {"seed": 0} and entry.spec.stem.channels == 16
+    built = unet(name, dims=2).encoder.network
+    assert built.plan == archc.lower("efficientnet_b0", request, features_only=True, dims=2, in_channels=built.plan.in_channels)
 
 
 @pytest.mark.parametrize("taken", ["efficientnet-b0", "resnet18", "archc_efficientnet_b0", "archc_mobilenetv2_100"])
@@ -147,7 +160,7 @@ def test_register_refuses_a_bad_spec(tmp_path):
 
 
 def test_pretrained_is_refused_with_the_way_to_import_weights():
-    with pytest.raises(CheckpointError, match=r"weights_from"):
+    with pytest.raises(ArgumentError, match=r"weights_from"):
         unet("archc_efficientnet_b0", dims=2, pretrained=True)
 
 
@@ -183,25 +196,25 @@ def test_register_with_weights_gives_the_encoder_those_weights():
 
 
 @pytest.mark.parametrize("args, error, message", [
-    ({"seed": -1}, "LoweringError", "seed must be an integer from 0 to 18446744073709551615, got -1"),
-    ({"seed": True}, "LoweringError", "seed must be an integer from 0 to 18446744073709551615, got True"),
-    ({"max_params": 0}, "LoweringError", "max_params must be a positive integer (or None: no limit), got 0"),
-    ({"max_params": "5M"}, "LoweringError", "max_params must be a positive integer (or None: no limit), got '5M'"),
+    ({"seed": -1}, "ArgumentError", "seed must be an integer from 0 to 18446744073709551615, got -1"),
+    ({"seed": True}, "ArgumentError", "seed must be an integer from 0 to 18446744073709551615, got True"),
+    ({"max_params": 0}, "ArgumentError", "max_params must be a positive integer (or None: no limit), got 0"),
+    ({"max_params": "5M"}, "ArgumentError", "max_params must be a positive integer (or None: no limit), got '5M'"),
     ({"max_params": 1}, "LoweringError", "archc_test_guarded: its encoder has 3,594,812 parameters even in 2D with one input channel, "
                                          "over max_params=1; raise max_params (or None: no limit)"),
-    ({"weights_from": "bogus"}, "CheckpointError", "unknown weights source 'bogus'; expected one of "),
-    ({"inflate": "sideways"}, "CheckpointError", "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
-    ({"weights": 3}, "CheckpointError", "weights must be a state_dict or a file's path, got 3"),
+    ({"weights_from": "bogus"}, "ArgumentError", "unknown weights source 'bogus'; expected one of "),
+    ({"inflate": "sideways"}, "ArgumentError", "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
+    ({"weights": 3}, "ArgumentError", "weights must be a state_dict or a file's path, got 3"),
     ({"weights": "missing.safetensors"}, "CheckpointError", "missing.safetensors: no such file (weights)"),
-    ({"fuse": "yes"}, "EmitError", "fuse must be True or False, got 'yes'"),
-    ({"checkpointing": 1}, "EmitError", "checkpointing must be True, False or None (the spec's), got 1"),
+    ({"fuse": "yes"}, "ArgumentError", "fuse must be True or False, got 'yes'"),
+    ({"checkpointing": 1}, "ArgumentError", "checkpointing must be True, False or None (the spec's), got 1"),
 ])
 def test_register_refuses_bad_load_arguments_when_registering(args, error, message):
     """What archc.load would refuse only when FlexibleUNet builds the encoder, or ignore (weights_from without weights,
     inflate in 2D), is refused by register() itself, as a ValueError (MONAI's own argument errors are ValueErrors)."""
     with pytest.raises(ValueError) as raised:
         archc.monai.register("efficientnet_b0", name="archc_test_guarded", **args)
-    assert type(raised.value).__name__ == error and message in str(raised.value)
+    assert type(raised.value).__name__ == error and message in str(raised.value) and isinstance(raised.value, ArchcError)
     assert "archc_test_guarded" not in FLEXUNET_BACKBONE.register_dict
 
 

@@ -157,7 +157,7 @@ def test_missing_dot_is_explained(b0_spec, tmp_path, monkeypatch):
 
 
 def test_bad_outputs(b0_spec, tmp_path, capsys):
-    with pytest.raises(EmitError, match=r"unknown output format \.jpeg; use \.dot, \.svg, \.png, \.pdf"):
+    with pytest.raises(archc.ArgumentError, match=r"unknown output format \.jpeg; use \.dot, \.svg, \.png, \.pdf"):
         archc.render(b0_spec, tmp_path / "b0.jpeg")
     with pytest.raises(SystemExit) as info:
         main(["render", "efficientnet_b0", "-o", str(tmp_path / "b0.gif")])

@@ -6,7 +6,6 @@ import pytest
 
 import archc
 from archc.cli import main
-from archc.errors import ScalingError
 from archc.scaling import compound, make_divisible, scale_channels, scale_repeats, scale_resolution, squeeze_channels
 
 
@@ -65,7 +64,7 @@ def test_negative_and_fractional_phi():
 
 @pytest.mark.parametrize("phi", [float("nan"), float("inf")])
 def test_non_finite_phi_is_an_error(phi):
-    with pytest.raises(ScalingError, match="finite"):
+    with pytest.raises(archc.ArgumentError, match="finite"):
         compound(phi, 1.2, 1.1, 1.15)
 
 

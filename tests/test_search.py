@@ -9,7 +9,7 @@ import search_evaluators as ev
 from conftest import TINY3D, run_archc
 
 import archc
-from archc.errors import ArchcError, ScalingError
+from archc.errors import ArchcError
 from archc.search import candidates, curve, grid
 
 TINY = str(TINY3D)
@@ -131,7 +131,7 @@ def test_a_grid_too_large_is_refused_before_any_work(args, message):
 
     assert (MAX_STEPS, MAX_POINTS) == (400, 50_000)
     ev.CALLS.clear()
-    with pytest.raises(ScalingError, match=re.escape(message)):
+    with pytest.raises(archc.ArgumentError, match=re.escape(message)):
         grid(TINY, ev.closeness, **{**dict(budget=2.0, step=0.1, tolerance=0.1), **args})
     assert not ev.CALLS
 
@@ -370,7 +370,7 @@ def test_scores_within_the_stated_noise_of_the_best_are_a_tie():
     assert not ranked.tie_message().endswith("say nothing about the coefficients")
     clear = grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, noise=0.005)
     assert not clear.tie and clear.winner == clear[0]
-    with pytest.raises(ScalingError, match=re.escape("noise must be a finite score difference >= 0 (got -1)")):
+    with pytest.raises(archc.ArgumentError, match=re.escape("noise must be a finite score difference >= 0 (got -1)")):
         grid(TINY, ev.closeness, budget=2.0, step=0.1, tolerance=0.1, noise=-1)
 
 

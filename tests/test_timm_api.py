@@ -89,7 +89,7 @@ def test_reset_classifier_keeps_mode_and_refuses_other_pools():
     model = archc_b0().train()
     model.reset_classifier(5, global_pool="avg")
     assert model.get_classifier().training
-    with pytest.raises(EmitError, match="global_pool"):
+    with pytest.raises(archc.ArgumentError, match="global_pool"):
         model.reset_classifier(5, global_pool="max")
 
 
@@ -321,7 +321,7 @@ def test_forward_intermediates_refuses_bad_indices_with_a_value_error(call, mess
     model = archc.load("efficientnet_b0", resolution=32, seed=0)
     with pytest.raises(ValueError) as raised:  # timm's callers catch bad arguments as ValueError
         model.forward_intermediates(torch.randn(1, 3, 32, 32), **call)
-    assert isinstance(raised.value, EmitError) and str(raised.value) == message
+    assert isinstance(raised.value, archc.ArgumentError) and str(raised.value) == message
 
 
 def test_a_unet_has_no_intermediates_to_prune():

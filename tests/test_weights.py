@@ -256,7 +256,7 @@ def test_centre_inflation_is_the_default_of_load_and_of_the_cli(tmp_path, capsys
     ({"inflate": "sideways"}, "unknown inflation 'sideways'; 2D kernels go into 3D by 'center' or 'mean'"),
 ])
 def test_an_unknown_source_or_inflation_is_refused_without_weights_too(argument, message):
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(archc.ArgumentError) as info:
         archc.load("efficientnet_b0", **argument)
     assert str(info.value) == message
 
@@ -269,7 +269,7 @@ def test_weight_files(tmp_path, monai_state):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(CheckpointError, match="no such file"):
         archc.load("efficientnet_b0", weights=tmp_path / "absent.pth")
-    with pytest.raises(CheckpointError, match="unknown weights source 'keras'"):
+    with pytest.raises(archc.ArgumentError, match="unknown weights source 'keras'"):
         archc.load("efficientnet_b0", weights=monai_state, weights_from="keras")
 
 

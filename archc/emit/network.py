@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import ir
-from ..errors import EmitError
+from ..errors import ArgumentError, EmitError
 from ..kinds.decoders import decoder_kind
 from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
 from .depthwise import plain_only
@@ -77,9 +77,13 @@ class Network(nn.Module):
         """Weights, inputs and outputs in channels-last order (NHWC / NDHWC) in training too (inference runs in
         it anyway: see :meth:`layout`). 3D training is slower in it (benchmarks/peers.py). 1D models have no such order."""
         if self.plan.dims == 1:
-            raise EmitError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
+            raise ArgumentError("channels_last is a memory order of 2D and 3D tensors; a 1D model has none")
         self.channels_last = True
         return self.to(memory_format=self.memory_format)
+
+    def fuse_norms(self) -> "Network":
+        """Fold every batch norm into the conv before it, once and for all, for inference (:func:`fuse_norms`)."""
+        return fuse_norms(self)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -211,9 +215,9 @@ class Network(nn.Module):
         ``global_pool`` is accepted as timm's argument; archc pools by average only (``None`` or ``"avg"``)."""
         self._needs_head("reset_classifier")
         if global_pool not in (None, "avg"):
-            raise EmitError(f"global_pool={global_pool!r}: archc's head pools by average only (None or 'avg')")
+            raise ArgumentError(f"global_pool={global_pool!r}: archc's head pools by average only (None or 'avg')")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise EmitError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+            raise ArgumentError(f"num_classes must be a non-negative integer, got {num_classes!r}")
         like = self.stem.conv.weight
         if num_classes:
             classifier = nn.Linear(self.head_hidden_size, num_classes, device=like.device, dtype=like.dtype)
@@ -282,7 +286,7 @@ class Network(nn.Module):
         the maps are in the model's own memory order, as ``forward``'s."""
         self._no_decoder("forward_intermediates")
         if output_fmt != "NCHW":
-            raise EmitError(f"forward_intermediates: output_fmt={output_fmt!r}; archc returns channels first, timm's 'NCHW' (in 1D and 3D too)")
+            raise ArgumentError(f"forward_intermediates: output_fmt={output_fmt!r}; archc returns channels first, timm's 'NCHW' (in 1D and 3D too)")
         ends = self._tap_ends(extra_blocks)
         take, deepest = take_indices(len(ends), indices, "forward_intermediates")
         wanted = {ends[i] for i in take}  # taps by stages run before them: 0 is the stem's map
@@ -431,15 +435,15 @@ def take_indices(count: int, indices, caller: str) -> tuple[list[int], int]:
         indices = count
     if isinstance(indices, int) and not isinstance(indices, bool):
         if not 0 < indices <= count:
-            raise EmitError(f"{caller}: indices={indices} asks for the last {indices} maps; this network has {count} (1 to {count})")
+            raise ArgumentError(f"{caller}: indices={indices} asks for the last {indices} maps; this network has {count} (1 to {count})")
         take = list(range(count - indices, count))
     elif isinstance(indices, (list, tuple)) and indices and all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
         take = [count + i if i < 0 else i for i in indices]
         bad = [i for i, t in zip(indices, take) if not 0 <= t < count]
         if bad:
-            raise EmitError(f"{caller}: index {bad[0]} is out of range; this network has {count} maps (0 to {count - 1}, or -{count} to -1)")
+            raise ArgumentError(f"{caller}: index {bad[0]} is out of range; this network has {count} maps (0 to {count - 1}, or -{count} to -1)")
     else:
-        raise EmitError(f"{caller}: indices must be None, a positive int (the last n maps) or a non-empty list of ints, got {indices!r}")
+        raise ArgumentError(f"{caller}: indices must be None, a positive int (the last n maps) or a non-empty list of ints, got {indices!r}")
     return take, max(take)
 
 
