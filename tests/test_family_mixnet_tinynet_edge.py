@@ -1,6 +1,6 @@
 """MixNet, TinyNet and EfficientNet-EdgeTPU by timm's names: depth rounding and fixed widths as timm's, timm's
 weights give timm's outputs (mixed-kernel and split pointwise convs, fused blocks), and centre-inflated 3D models
-reproduce the 2D ones on volumes constant along depth. Parameters, blocks and 1D/3D builds: tests/test_family.py."""
+reproduce the 2D ones on volumes constant along depth. Parameters, blocks and 1D/3D builds: tests/test_family_table.py."""
 
 import pytest
 import torch

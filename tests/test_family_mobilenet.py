@@ -1,6 +1,6 @@
 """MobileNetV1, MobileNetV3 (Large, Small) and LCNet by timm's names: built as timm builds them, its weights give
 its outputs, and timm's 2D weights inflate into the 3D networks. Parameters, blocks and 1D/3D builds of every
-member: tests/test_family.py."""
+member: tests/test_family_table.py."""
 
 import pytest
 from conftest import assert_inflation_keeps_2d, assert_same_outputs

@@ -1,6 +1,6 @@
 """MobileNetV4 (Conv-S, -M, -L), FBNet-C, Single-Path NAS, MnasNet-A1 and EfficientNetV2-S (rw) by timm's names:
 built as timm builds them, its weights give its outputs, and timm's 2D weights inflate into the 3D networks.
-Parameters, blocks and 1D/3D builds: tests/test_family.py."""
+Parameters, blocks and 1D/3D builds: tests/test_family_table.py."""
 
 import pytest
 from conftest import assert_inflation_keeps_2d, assert_same_outputs

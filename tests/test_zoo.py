@@ -1,6 +1,6 @@
 """Shipped networks by timm's names: its weights give its outputs, the CLI builds them, timm's TF ports are names that
 build what timm builds, and Lite keeps what timm keeps fixed. Parameters, blocks and 1D/3D builds of every name:
-tests/test_family.py."""
+tests/test_family_table.py."""
 
 import json
 
@@ -53,7 +53,7 @@ def test_a_tf_name_builds_what_timm_builds(name):
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4"])
 def test_lite_keeps_stem_head_and_end_stages_as_timm_does(name):
     """timm's _gen_efficientnet_lite: fix_stem=True (32), num_features=1280 unscaled, fix_first_last=True (one block
-    in the first and last stages), ReLU6 and no SE. That these equal timm's module: tests/test_family.py."""
+    in the first and last stages), ReLU6 and no SE. That these equal timm's module: tests/test_family_table.py."""
     plan = archc.lower(name)
     assert plan.stem.out_channels == 32 and plan.head.conv.out_channels == 1280
     assert len(plan.stages[0].blocks) == len(plan.stages[-1].blocks) == 1
