@@ -5,8 +5,8 @@ number imports it from here, so that a figure is corrected in one place.
 """
 
 # timm 1.0.31: sum(p.numel() for p in timm.create_model(name).parameters()), 2D, 3 input channels, 1000 classes
-# (the same figures as timm's model cards and results tables, "Params (M)"); for B0-B7 torchvision's
-# EfficientNet_B*_Weights.IMAGENET1K_V1.meta["num_params"] and MONAI's EfficientNetBN agree.
+# (timm's model cards give them rounded, "Params (M)"); for B0-B7 torchvision's
+# EfficientNet_B*_Weights.IMAGENET1K_V1.meta["num_params"] and MONAI's EfficientNetBN agree exactly.
 TIMM_PARAMS = {
     "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994, "efficientnet_b3": 12_233_232,
     "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784, "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
