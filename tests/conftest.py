@@ -106,21 +106,6 @@ def calibrate_norms(model, input_shape):
     return model.eval()
 
 
-def timm_parameter_count_equals(name: str, pinned: int):
-    """Assert archc's Plan of ``name`` has the parameters of timm's module of that name, and the pinned figure; return
-    both, timm's laid out on the meta device (no memory: efficientnet_l2 has 480M)."""
-    import timm
-    import torch
-
-    import archc
-
-    plan = archc.lower(name)
-    with torch.device("meta"):
-        peer = timm.create_model(name)
-    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == pinned
-    return plan, peer
-
-
 def timm_peer(name: str, size: int):
     """timm's real module ``name`` with seeded random weights and the batch-norm statistics of random size x size
     images (:func:`calibrate_norms`): a peer whose outputs an import must reproduce."""
@@ -130,6 +115,20 @@ def timm_peer(name: str, size: int):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return calibrate_norms(timm.create_model(name), (3, size, size))
+
+
+@pytest.fixture(scope="module")
+def calibrated_peer():
+    """:func:`timm_peer` made once per test file and name: the tests of a file that compare outputs and inflation
+    with the same peer share it (none of them changes it)."""
+    peers = {}
+
+    def peer(name: str, size: int = 64):
+        if (name, size) not in peers:
+            peers[name, size] = timm_peer(name, size)
+        return peers[name, size]
+
+    return peer
 
 
 def assert_same_outputs(model, peer, size: int, batch: int = 2, seed: int = 1) -> None:

@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 from conftest import TINY3D, run_archc, run_python
+from reference_figures import GMACS, PHI_PARAMS, PRESETS, TORCHVISION_PARAMS
 
 import archc
 from archc.cli import main
@@ -31,7 +32,7 @@ def test_build_summary_rows_and_totals(capsys):
     # By hand: depthwise 32*9 + BN 64, SE (32*8+8) + (8*32+32), project 32*16 + BN 32 = 1,448 parameters;
     # MACs 32*9*112^2 + 2*32*8 + 32*16*112^2 = 10,035,712.
     assert rows[1] == ["0", "MBConv1", "1", "32->16", "3", "1", "8", "16x112x112", "1,448", "10.0M"]
-    assert out[14].split()[:3] == ["total", "16", "5,288,548"]
+    assert out[14].split()[:3] == ["total", "16", f"{PRESETS['b0'][0]:,}"]
 
 
 def test_build_saves_a_model_that_reloads(tmp_path, capsys):
@@ -253,8 +254,9 @@ def test_list_names_every_shipped_spec_and_preset_with_its_size():
     rows = {tuple(line.split()[:2]): line.split() for line in result.stdout.splitlines()[1:]}
     assert {name for name, _ in rows} == set(archc.builtin_specs())
     # Published parameter counts (torchvision, timm and MONAI agree): EfficientNet B0, B7; MobileNetV2 1.0; V2-S.
-    assert rows[("efficientnet_b0", "b0")][3] == "5,288,548" and rows[("efficientnet_b0", "b7")][3] == "66,347,960"
-    assert rows[("mobilenet_v2", "1.0")][3] == "3,504,872" and rows[("efficientnetv2_s", "-")][3] == "21,458,488"
+    assert rows[("efficientnet_b0", "b0")][3] == f"{PRESETS['b0'][0]:,}" and rows[("efficientnet_b0", "b7")][3] == f"{PRESETS['b7'][0]:,}"
+    assert rows[("mobilenet_v2", "1.0")][3] == f"{TORCHVISION_PARAMS['mobilenet_v2']:,}"
+    assert rows[("efficientnetv2_s", "-")][3] == f"{TORCHVISION_PARAMS['efficientnet_v2_s']:,}"
     listed = json.loads(run_archc("list", "--json").stdout)
     assert {(e["name"], e["preset"] or "-"): e["params"] for e in listed} == {key: int(row[3].replace(",", "")) for key, row in rows.items()}
 
@@ -263,7 +265,7 @@ def test_info_json_is_the_table_as_data():
     result = run_archc("info", "efficientnet_b0", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["params"] == 5_288_548 and round(data["macs"] / 1e9, 2) == 0.39  # the published B0 figures
+    assert data["params"] == PRESETS["b0"][0] and round(data["macs"] / 1e9, 2) == GMACS["b0"]  # the published B0 figures
     assert [row["name"] for row in data["stages"]] == ["stem", "0", "1", "2", "3", "4", "5", "6", "head", "classifier"]
     assert [row["output_shape"] for row in data["stages"][1:8]] == [
         [16, 112, 112], [24, 56, 56], [40, 28, 28], [80, 14, 14], [112, 14, 14], [192, 7, 7], [320, 7, 7]]  # the paper's Table 1
@@ -276,14 +278,14 @@ def test_build_and_scale_json(tmp_path):
     built = run_archc("build", "efficientnet_b0", "--preset", "b1", "--resolution", "64", "--json", "-o", path)
     assert built.returncode == 0, built.stderr
     data = json.loads(built.stdout)
-    assert data["params"] == data["built_params"] == 7_794_184 and data["saved_to"] == str(path) and path.exists()
+    assert data["params"] == data["built_params"] == PRESETS["b1"][0] and data["saved_to"] == str(path) and path.exists()
     scaled = run_archc("scale", "efficientnet_b0", "--phi-range", "0:2", "--json", "--quiet")
     assert scaled.returncode == 0 and scaled.stderr == ""
     data = json.loads(scaled.stdout)
-    # reference-numbers.md: B0 scaled by phi 1 and 2 (2D, 3 in, 1000 classes).
-    assert [p["params"] for p in data["points"]] == [5_288_548, 9_109_994, 12_255_408]
+    # B0 scaled by phi 1 and 2 (2D, 3 in, 1000 classes).
+    assert [p["params"] for p in data["points"]] == [PRESETS["b0"][0], PHI_PARAMS[1], PHI_PARAMS[2]]
     assert [p["resolution"] for p in data["points"]] == [[224, 224], [258, 258], [296, 296]]
-    assert data["presets"]["b7"]["params"] == 66_347_960
+    assert data["presets"]["b7"]["params"] == PRESETS["b7"][0]
 
 
 def test_validate_json_lists_every_mistake():

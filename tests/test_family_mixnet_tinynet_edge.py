@@ -1,21 +1,13 @@
-"""MixNet, TinyNet and EfficientNet-EdgeTPU by timm's names: the same parameter counts and blocks as timm's real
-modules, timm's weights give timm's outputs (mixed-kernel and split pointwise convs, fused blocks), every member
-lowers in 1D and 3D, and centre-inflated 3D models reproduce the 2D ones on volumes constant along depth."""
+"""MixNet, TinyNet and EfficientNet-EdgeTPU by timm's names: depth rounding and fixed widths as timm's, timm's
+weights give timm's outputs (mixed-kernel and split pointwise convs, fused blocks), and centre-inflated 3D models
+reproduce the 2D ones on volumes constant along depth. Parameters, blocks and 1D/3D builds: tests/test_family_table.py."""
 
 import pytest
 import torch
-from conftest import assert_inflation_keeps_2d, assert_same_outputs, module_params, timm_parameter_count_equals, timm_peer
+from conftest import assert_inflation_keeps_2d, assert_same_outputs
 
 import archc
 
-# reference-numbers.md ("The MBConv family in timm 1.0.31"): timm.create_model(name), 2D, 3 input channels,
-# 1000 classes; the input sizes are timm's default_cfg ones.
-TIMM_PARAMS = {
-    "mixnet_s": (4_134_606, 224), "mixnet_m": (5_014_382, 224), "mixnet_l": (7_329_252, 224), "mixnet_xl": (11_896_768, 224),
-    "tinynet_a": (6_187_972, 192), "tinynet_b": (3_730_562, 188), "tinynet_c": (2_457_234, 184), "tinynet_d": (2_338_446, 152),
-    "tinynet_e": (2_042_972, 106),
-    "efficientnet_es": (5_438_392, 224), "efficientnet_em": (6_899_496, 240), "efficientnet_el": (10_589_712, 300),
-}
 # One network per shipped spec: the spec's base (its own name).
 BASES = ["mixnet_s", "mixnet_m", "tinynet_a", "efficientnet_es"]
 
@@ -27,25 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-_PEERS: dict = {}
-
-
-def calibrated_peer(name: str):
-    """timm's module with random weights and batch-norm statistics of random data (shared by the tests below)."""
-    if name not in _PEERS:
-        _PEERS[name] = timm_peer(name, 64)
-    return _PEERS[name]
-
-
-@pytest.mark.parametrize("name", TIMM_PARAMS)
-def test_parameter_count_and_blocks_equal_timms(name):
-    params, resolution = TIMM_PARAMS[name]
-    plan, peer = timm_parameter_count_equals(name, params)
-    assert plan.name == name and plan.resolution == (resolution,) * 2 == peer.pretrained_cfg["input_size"][1:]
-    assert [len(stage.blocks) for stage in plan.stages] == [len(stage) for stage in peer.blocks]
-    assert plan.stem.out_channels == peer.conv_stem.out_channels and plan.head.conv.out_channels == peer.conv_head.out_channels
 
 
 def test_depth_rounding_and_fixed_widths_as_timm():
@@ -87,7 +60,7 @@ SHAPES = {"blocks.2.0.conv_dw.2.weight": (48, 1, 7, 7), "blocks.5.0.conv_dw.4.we
 
 # The bases, and scaled members whose widths move timm's fc24 (el: 32), or whose depth rounding adds blocks (xl, e).
 @pytest.mark.parametrize("name", BASES + ["mixnet_xl", "tinynet_e", "efficientnet_el"])
-def test_timm_weights_give_timms_outputs(name):
+def test_timm_weights_give_timms_outputs(name, calibrated_peer):
     peer = calibrated_peer(name)
     theirs = peer.state_dict()
     model = archc.load(name, weights=theirs, weights_from="timm", resolution=64).eval()
@@ -99,28 +72,8 @@ def test_timm_weights_give_timms_outputs(name):
     assert_same_outputs(model, peer, 64)
 
 
-@pytest.mark.parametrize("name", TIMM_PARAMS)
-def test_every_member_lowers_in_1d_and_3d(name):
-    counts = {}
-    for dims in (1, 3):
-        plan = archc.lower(name, dims=dims, resolution=32)
-        report = archc.analyze(plan)
-        assert plan.dims == dims and report.params == module_params(plan)
-        assert all(len(u.kernel) == dims for b in plan.blocks for u in b.convs)
-        counts[dims] = report.params
-    assert counts[1] < TIMM_PARAMS[name][0] < counts[3]  # k becomes k^dims; 1x1 convs, norms and the classifier stay
-
-
 @pytest.mark.parametrize("name", BASES)
-def test_builds_and_runs_in_3d(name):
-    model = archc.load(name, dims=3, in_channels=1, num_classes=2, resolution=32, seed=0).eval()
-    with torch.no_grad():
-        out = model(torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0)))
-    assert out.shape == (1, 2) and torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", BASES)
-def test_centre_inflated_timm_weights_reproduce_2d_on_depth_constant_volumes(name):
+def test_centre_inflated_timm_weights_reproduce_2d_on_depth_constant_volumes(name, calibrated_peer):
     peer = calibrated_peer(name)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=(8, 64, 64)).eval()
     assert_inflation_keeps_2d(volume, peer, 64, depth=8, batch=1, seed=2)

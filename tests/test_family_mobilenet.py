@@ -1,34 +1,21 @@
-"""MobileNetV1, MobileNetV3 (Large, Small) and LCNet by timm's names: timm's parameter counts, its weights give
-its outputs, every member builds in 1D and 3D, and timm's 2D weights inflate into the 3D networks."""
+"""MobileNetV1, MobileNetV3 (Large, Small) and LCNet by timm's names: built as timm builds them, its weights give
+its outputs, and timm's 2D weights inflate into the 3D networks. Parameters, blocks and 1D/3D builds of every
+member: tests/test_family_table.py."""
 
 import pytest
-import torch
-from conftest import assert_inflation_keeps_2d, assert_same_outputs, timm_parameter_count_equals, timm_peer
+from conftest import assert_inflation_keeps_2d, assert_same_outputs
 
 import archc
 from archc import ir
 
-# reference-numbers.md (timm 1.0.31, 2D, 3 input channels, 1000 classes; timm.create_model(name)).
-TIMM_PARAMS = {
-    "mobilenetv3_large_100": 5_483_032, "mobilenetv3_large_075": 3_993_528,
-    "mobilenetv3_small_100": 2_542_856, "mobilenetv3_small_075": 2_041_872,
-    "lcnet_100": 2_953_800, "mobilenetv1_100": 4_231_976,
-}
 # One member of each shipped spec, with the spec's name.
 BASES = {"mobilenetv3_large_100": "mobilenetv3_large", "mobilenetv3_small_100": "mobilenetv3_small",
          "lcnet_100": "lcnet_100", "mobilenetv1_100": "mobilenetv1_100"}
 
 
-@pytest.mark.parametrize("name", TIMM_PARAMS)
-def test_parameter_count_equals_timms(name):
-    plan, peer = timm_parameter_count_equals(name, TIMM_PARAMS[name])
-    assert plan.resolution == (224, 224) == peer.pretrained_cfg["input_size"][1:]
-    assert plan.name == name
-
-
 @pytest.mark.parametrize("name", [*BASES, "mobilenetv3_large_075"])
-def test_timm_weights_give_timms_outputs(name):
-    peer = timm_peer(name, 64)
+def test_timm_weights_give_timms_outputs(name, calibrated_peer):
+    peer = calibrated_peer(name)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
     assert_same_outputs(model, peer, 64)
 
@@ -46,22 +33,8 @@ def test_mobilenetv3_is_built_as_timm_builds_it():
     assert archc.lower("mobilenetv1_100").head.conv is None
 
 
-@pytest.mark.parametrize("name", TIMM_PARAMS)
-def test_every_member_lowers_in_1d_and_3d(name):
-    for dims in (1, 3):
-        plan = archc.lower(name, dims=dims, resolution=32)
-        assert plan.dims == dims and archc.analyze(plan).params > 0
-
-
 @pytest.mark.parametrize("name", BASES)
-def test_a_member_of_each_spec_runs_in_3d(name):
-    model = archc.load(name, dims=3, in_channels=1, num_classes=2, resolution=32, seed=0).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2)
-
-
-@pytest.mark.parametrize("name", BASES)
-def test_timm_weights_inflate_into_3d(name):
-    peer = timm_peer(name, 64)
+def test_timm_weights_inflate_into_3d(name, calibrated_peer):
+    peer = calibrated_peer(name)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
     assert_inflation_keeps_2d(volume, peer, 64, depth=8)

@@ -1,35 +1,20 @@
 """MobileNetV4 (Conv-S, -M, -L), FBNet-C, Single-Path NAS, MnasNet-A1 and EfficientNetV2-S (rw) by timm's names:
-timm's parameter counts, its weights give its outputs, every network builds in 1D and 3D, and timm's 2D weights
-inflate into the 3D networks."""
+built as timm builds them, its weights give its outputs, and timm's 2D weights inflate into the 3D networks.
+Parameters, blocks and 1D/3D builds: tests/test_family_table.py."""
 
 import pytest
-import torch
-from conftest import assert_inflation_keeps_2d, assert_same_outputs, timm_parameter_count_equals, timm_peer
+from conftest import assert_inflation_keeps_2d, assert_same_outputs
 
 import archc
 from archc import ir
 
-# reference-numbers.md (timm 1.0.31, 2D, 3 input channels, 1000 classes; timm.create_model(name)), with timm's
-# default input size (pretrained_cfg["input_size"]). Each is the one member of its own shipped spec.
-TIMM_PARAMS = {
-    "mobilenetv4_conv_small": (3_774_024, 224), "mobilenetv4_conv_medium": (9_715_512, 256),
-    "mobilenetv4_conv_large": (32_590_864, 384), "fbnetc_100": (5_572_200, 224), "spnasnet_100": (4_421_616, 224),
-    "semnasnet_100": (3_887_038, 224), "efficientnetv2_rw_s": (23_941_296, 288),
-}
-NAMES = list(TIMM_PARAMS)
+# Each is the one member of its own shipped spec.
+NAMES = ["mobilenetv4_conv_small", "mobilenetv4_conv_medium", "mobilenetv4_conv_large", "fbnetc_100", "spnasnet_100", "semnasnet_100", "efficientnetv2_rw_s"]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_parameter_count_equals_timms(name):
-    params, size = TIMM_PARAMS[name]
-    plan, peer = timm_parameter_count_equals(name, params)
-    assert plan.resolution == (size, size) == peer.pretrained_cfg["input_size"][1:]
-    assert plan.name == name
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_timm_weights_give_timms_outputs(name):
-    peer = timm_peer(name, 64)
+def test_timm_weights_give_timms_outputs(name, calibrated_peer):
+    peer = calibrated_peer(name)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
     assert_same_outputs(model, peer, 64)
 
@@ -75,21 +60,7 @@ def test_nas_networks_are_built_as_timm_builds_them():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_network_lowers_in_1d_and_3d(name):
-    for dims in (1, 3):
-        plan = archc.lower(name, dims=dims, resolution=32)
-        assert plan.dims == dims and archc.analyze(plan).params > 0
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_each_network_runs_in_3d(name):
-    model = archc.load(name, dims=3, in_channels=1, num_classes=2, resolution=32, seed=0).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_timm_weights_inflate_into_3d(name):
-    peer = timm_peer(name, 64)
+def test_timm_weights_inflate_into_3d(name, calibrated_peer):
+    peer = calibrated_peer(name)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
     assert_inflation_keeps_2d(volume, peer, 64, depth=4)

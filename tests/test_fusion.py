@@ -4,10 +4,12 @@ training. Outputs, gradients and running statistics equal to float32 rounding, f
 padding the family uses, in 1D, 2D and 3D; and wherever a fast path would be visible (hooks, other norms,
 mixed precision), the modules."""
 
+import collections
 import copy
 import pickle
 
 import pytest
+import timm
 import torch
 from conftest import TINY3D, calibrate_norms
 from torch import nn
@@ -186,6 +188,89 @@ def test_module_by_module_is_the_plain_modules(monkeypatch):
     with torch.no_grad():
         model.eval()(torch.randn(1, 1, 16, 16, 16))
     assert calls == [] and not any(m.fast_paths for m in model.modules() if hasattr(m, "fast_paths"))
+
+
+def _count_fast_paths(monkeypatch) -> collections.Counter:
+    """Count the calls into each fast path, which still run: a fold for inference, NormAct's forward and backward."""
+    calls = collections.Counter()
+    fold, forward, backward = fusion._inference, fusion.NormAct.forward, fusion.NormAct.backward
+
+    def counted(key, run):
+        def wrapper(*args):
+            calls[key] += 1
+            return run(*args)
+        return wrapper
+
+    monkeypatch.setattr(fusion, "_inference", counted("fold", fold))
+    monkeypatch.setattr(fusion.NormAct, "forward", staticmethod(counted("norm_act", forward)))
+    monkeypatch.setattr(fusion.NormAct, "backward", staticmethod(counted("norm_act_backward", backward)))
+    return calls
+
+
+def _timm_units(name: str) -> tuple[int, int]:
+    """(conv units, those with a batch norm and an activation whose backward reads its input) of timm's module: its
+    convs outside squeeze-excite, and its BatchNormAct2d with SiLU or hard swish (the activations of these two)."""
+    from timm.layers import BatchNormAct2d
+
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    convs = sum(isinstance(m, nn.Conv2d) and ".se." not in path for path, m in peer.named_modules())
+    norm_acts = sum(isinstance(m, BatchNormAct2d) and type(m.act) in (nn.SiLU, nn.Hardswish) for m in peer.modules())
+    return convs, norm_acts
+
+
+# B0 (49 conv units, 33 of them with SiLU after their norm) in 2D and 3D, and MobileNetV3 (47 units: a head conv
+# without a norm; 20 norms before hard swish, the rest before ReLU, whose backward reads its output).
+COUNTED = [("efficientnet_b0", 2), ("efficientnet_b0", 3), ("mobilenetv3_large_100", 2)]
+
+
+@pytest.mark.parametrize("name, dims", COUNTED)
+def test_inference_folds_every_conv_unit(name, dims, monkeypatch):
+    """Each conv unit's inference goes through the fold, mixed convs aside (none here): one call per unit of
+    timm's module of that name, and none into the training path."""
+    convs, _ = _timm_units(name)
+    model = archc.load(name, dims=dims, resolution=32 if dims == 2 else 16, seed=0).eval()
+    calls = _count_fast_paths(monkeypatch)
+    with torch.no_grad():
+        model(torch.randn(1, 3, *model.plan.resolution))
+    assert calls == {"fold": convs}
+
+
+@pytest.mark.parametrize("name, dims", COUNTED)
+def test_a_training_step_takes_norm_act_for_every_unit_it_applies_to(name, dims, monkeypatch):
+    """A training step runs NormAct forward and backward once per batch norm followed by SiLU or hard swish, as many
+    as timm's module has, and never folds."""
+    _, norm_acts = _timm_units(name)
+    model = archc.load(name, dims=dims, resolution=32 if dims == 2 else 16, seed=0).train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = _count_fast_paths(monkeypatch)
+    loss = model(torch.randn(2, 3, *model.plan.resolution)).logsumexp(1).mean()
+    loss.backward()
+    optimiser.step()
+    assert calls == {"norm_act": norm_acts, "norm_act_backward": norm_acts}
+
+
+@pytest.mark.parametrize("observed", ["module_by_module", "global_hook", "hook_on_each_norm"])
+def test_no_fast_path_is_taken_where_the_modules_must_run(observed, monkeypatch):
+    """``set_fast_paths(False)``, a global forward hook or a hook on every norm: the same training step and inference
+    as above take no fast path at all."""
+    model = archc.load("efficientnet_b0", resolution=32, seed=0)
+    handles = []
+    if observed == "module_by_module":
+        model.set_fast_paths(False)
+    elif observed == "global_hook":
+        handles.append(nn.modules.module.register_module_forward_hook(lambda module, inputs, output: None))
+    else:
+        handles += [m.register_forward_hook(lambda module, inputs, output: None) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    calls = _count_fast_paths(monkeypatch)
+    try:
+        model.train()(torch.randn(2, 3, 32, 32)).logsumexp(1).mean().backward()
+        with torch.no_grad():
+            model.eval()(torch.randn(1, 3, 32, 32))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {}
 
 
 @pytest.mark.parametrize("seed", range(5))

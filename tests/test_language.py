@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, module_params, output_shapes, run_archc, run_python, saved_for_backward
+from reference_figures import TIMM_PARAMS, TORCHVISION_PARAMS
 
 import archc
 from archc.errors import SpecError
@@ -20,17 +21,17 @@ SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
 # --------------------------------------------------------------------------- shipped specs
 
 def test_efficientnetv2_s_parameter_count():
-    # reference-numbers.md: torchvision efficientnet_v2_s, 2D, 3 in, 1000 classes.
+    # torchvision's efficientnet_v2_s, 2D, 3 in, 1000 classes.
     plan = archc.lower("efficientnetv2_s")
-    assert module_params(plan) == archc.analyze(plan).params == 21_458_488
+    assert module_params(plan) == archc.analyze(plan).params == TORCHVISION_PARAMS["efficientnet_v2_s"]
     assert [s.blocks[0].type for s in plan.stages] == ["fused_mbconv"] * 3 + ["mbconv"] * 3
     assert plan.head.conv.out_channels == 1280 and plan.norm.eps == 1e-3
 
 
 def test_mobilenet_v2_parameter_count():
-    # reference-numbers.md: torchvision mobilenet_v2 (width 1.0).
+    # torchvision's mobilenet_v2 (width 1.0).
     plan = archc.lower("mobilenet_v2")
-    assert module_params(plan) == archc.analyze(plan).params == 3_504_872
+    assert module_params(plan) == archc.analyze(plan).params == TORCHVISION_PARAMS["mobilenet_v2"]
     assert all(b.se_channels == 0 and {u.activation for u in b.convs} == {"relu6", None} for b in plan.blocks)
 
 
@@ -185,12 +186,13 @@ def test_features_only(dims, size):
 def test_features_encoder_is_counted_and_guarded_as_built():
     """B0 without its head and classifier: the 1,693,160 parameters of head (412,160 + 2,560) and classifier
     (1,281,000) off 5,288,548 leave 3,595,388; the size guard tests that number."""
+    encoder = TIMM_PARAMS["efficientnet_b0"] - (320 * 1280 + 2 * 1280) - (1280 * 1000 + 1000)
     plan = archc.lower("efficientnet_b0", features_only=True)
-    assert archc.analyze(plan).params == module_params(plan) == 5_288_548 - (320 * 1280 + 2 * 1280) - (1280 * 1000 + 1000) == 3_595_388
-    with pytest.raises(archc.LoweringError, match="3,595,388 parameters"):
-        archc.load("efficientnet_b0", features_only=True, max_params=3_595_387)
+    assert archc.analyze(plan).params == module_params(plan) == encoder == 3_595_388
+    with pytest.raises(archc.LoweringError, match=f"{encoder:,} parameters"):
+        archc.load("efficientnet_b0", features_only=True, max_params=encoder - 1)
     result = run_archc("info", "efficientnet_b0", "--features-only", "--json")
-    assert result.returncode == 0 and json.loads(result.stdout)["params"] == 3_595_388
+    assert result.returncode == 0 and json.loads(result.stdout)["params"] == encoder
 
 
 def test_anisotropic_feature_levels():
@@ -204,7 +206,7 @@ def test_anisotropic_feature_levels():
 
 def test_overrides_change_the_model():
     plan = archc.lower("efficientnet_b0", overrides={"stages[3].se": "none", "norm.type": "group"})
-    assert all(b.se_channels == 0 for b in plan.stages[3].blocks) and plan.stages[2].blocks[0].se_channels > 0
+    assert all(b.se_channels == 0 for b in plan.stages[3].blocks) and plan.stages[2].blocks[0].se_channels == 6  # untouched: 24 / 4
     assert plan.norm.type == "group"
     same = archc.lower("efficientnet_b0", overrides=["stages[3].se=none", "norm.type=group"])
     assert same == plan

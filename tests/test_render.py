@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import needs_dot, output_shapes
+from reference_figures import PRESETS
 
 import archc
 from archc.cli import main
@@ -131,7 +132,8 @@ def test_shapes_have_one_axis_per_dimension_plus_channels(b0_spec, dims, axes):
 def test_title_and_colours(b0_spec):
     graph = archc.render(b0_spec, preset="b2", direction="LR")
     assert "rankdir=LR" in graph.source
-    assert 'label="efficientnet_b0   preset b2 (width 1.100, depth 1.200)   2D   9,109,994 parameters   994M MACs at 3×260×260"' in graph.source
+    # B2's published parameters; its MACs at 260 as timm's efficientnet_b2 measures them (0.994G)
+    assert f'label="efficientnet_b0   preset b2 (width 1.100, depth 1.200)   2D   {PRESETS["b2"][0]:,} parameters   994M MACs at 3×260×260"' in graph.source
     assert graph.source.count('fillcolor="#d5efe2"') == 7  # one colour for every MBConv stage
 
 

@@ -7,6 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import search_evaluators as ev
 from conftest import TINY3D, run_archc
+from reference_figures import PHI_PARAMS, PRESETS
 
 import archc
 from archc.errors import ArchcError
@@ -19,8 +20,8 @@ def test_scale_reports_the_reference_figures(tmp_path):
     result = run_archc("scale", "efficientnet_b0", "--phi-range", "0:4", "-o", tmp_path / "curve.png")
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[3:8]]
-    # reference-numbers.md: B0 5,288,548 and B0 scaled by phi 1..4.
-    assert [r[4] for r in rows] == ["5,288,548", "9,109,994", "12,255,408", "16,350,296", "25,916,448"]
+    # B0 and B0 scaled by phi 1..4.
+    assert [r[4] for r in rows] == [f"{params:,}" for params in (PRESETS["b0"][0], *PHI_PARAMS.values())]
     assert "constraint alpha * beta**2 * gamma**2 ≈ budget" in result.stdout
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
