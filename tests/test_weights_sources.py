@@ -8,7 +8,7 @@ from conftest import run_archc
 
 import archc
 from archc import weights
-from archc.errors import ArchcError, CheckpointError
+from archc.errors import ArchcError, ArgumentError, CheckpointError
 from archc.kinds.sources import NAMES, SOURCES, WeightsSource, named_source, registry
 
 ORDER = ("archc", "monai", "efficientnet_pytorch", "timm_tf", "torchvision", "timm")
@@ -16,7 +16,7 @@ ORDER = ("archc", "monai", "efficientnet_pytorch", "timm_tf", "torchvision", "ti
 
 def test_the_cli_and_the_api_list_the_registry():
     assert NAMES == ORDER == tuple(SOURCES)
-    with pytest.raises(CheckpointError, match=f"^unknown weights source 'keras'; expected one of {', '.join(ORDER)}$"):
+    with pytest.raises(ArgumentError, match=f"^unknown weights source 'keras'; expected one of {', '.join(ORDER)}$"):
         weights.check_request("keras", "center")
     result = run_archc("convert", "efficientnet_b0", "--weights", "w.pth", "--from", "keras", "-o", "out.safetensors")
     assert result.returncode == 2 and "invalid choice: 'keras' (choose from " + ", ".join(map(repr, ORDER)) + ")" in result.stderr
