@@ -178,7 +178,7 @@ def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[in
     """Output size per axis: symmetric ``k // 2`` padding, or TF "same" (``ceil(n / stride)``)."""
     if padding == "same":
         return tuple(-(-n // s) for n, s in zip(size, stride))
-    return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, kernel, stride))
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, ir.conv_padding(kernel)))
 
 
 class _Walker:
@@ -249,6 +249,17 @@ class _Walker:
         shape = (scale.channels, *self.size)
         self.layers.append(LayerCost(f"{prefix}.{scale.name}", "scale", "layer scale", scale.channels, scale.channels, (), (), 1, shape, scale.channels, 0))
         return scale.channels, 0, math.prod(shape)
+
+    def norm(self, norm: ir.NormLayer, prefix: str) -> tuple[int, int, int]:
+        """A norm on its own (not after a conv): its parameters, no MACs (FlopCounterMode counts none)."""
+        shape, params = (norm.channels, *self.size), NORMS[self.plan.norm.type].params(norm.channels)
+        self.layers.append(LayerCost(f"{prefix}.{norm.name}", "norm", self.plan.norm.type, norm.channels, norm.channels, (), (), 1, shape, params, 0))
+        return params, 0, math.prod(shape)
+
+    def grn(self, grn: ir.GRN, prefix: str) -> tuple[int, int, int]:
+        shape = (grn.channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{grn.name}", "norm", "grn", grn.channels, grn.channels, (), (), 1, shape, 2 * grn.channels, 0))
+        return 2 * grn.channels, 0, math.prod(shape)
 
     def pool(self) -> None:
         """Global average pooling: every spatial axis to 1 (the efficient head's conv runs after it)."""
@@ -362,6 +373,8 @@ _COSTS = table("analysis", {
     ir.ConvUnit: lambda walk, layer, where, prefix: walk.conv(layer, where, prefix),
     ir.SqueezeExcite: lambda walk, layer, where, prefix: walk.se(layer, prefix),
     ir.LayerScale: lambda walk, layer, where, prefix: walk.scale(layer, prefix),
+    ir.NormLayer: lambda walk, layer, where, prefix: walk.norm(layer, prefix),
+    ir.GRN: lambda walk, layer, where, prefix: walk.grn(layer, prefix),
 })
 
 

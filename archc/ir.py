@@ -121,10 +121,37 @@ class LayerScale:
     folds = ()  # nothing for BN folding
 
 
-Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
+@dataclass(frozen=True)
+class NormLayer:
+    """A norm that does not follow a conv: the Plan's norm on ``channels`` (ConvNeXt's downsample normalises before its
+    conv). It cannot fold into a conv: the conv comes after it."""
+
+    name: str  # module name: "norm"
+    channels: int
+    folds = ()  # nothing for BN folding
+
+
+@dataclass(frozen=True)
+class GRN:
+    """Global response norm (ConvNeXt-V2, Woo et al. 2023): ``x + weight * (x * Nx) + bias`` with ``Gx`` the L2 norm of
+    each channel over every spatial axis and ``Nx = Gx / (mean over channels of Gx + eps)``; weight and bias start at 0."""
+
+    name: str  # module name: "grn" (timm ``mlp.grn``)
+    channels: int
+    eps: float = 1e-6
+    folds = ()  # nothing for BN folding
+
+
+def conv_padding(kernel: Axes) -> Axes:
+    """Symmetric padding per axis: ``k // 2`` for an odd kernel; none for an even one, which archc allows only as a
+    patchify conv (kernel == stride: ConvNeXt's stem and downsample), whose windows tile the input."""
+    return tuple(k // 2 if k % 2 else 0 for k in kernel)
+
+
+Layer = Union[ConvUnit, SqueezeExcite, LayerScale, NormLayer, GRN]
 # The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
 # table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
-LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale)
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale, NormLayer, GRN)
 SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 

@@ -234,7 +234,7 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         type=row.block,
         in_channels=block_in,
         out_channels=out,
-        kernel=shape.block_kernel,
+        kernel=parts.kernel or shape.block_kernel,
         stride=stride,
         expand_ratio=expand,
         layers=tuple(layers),
@@ -270,8 +270,12 @@ class _Convs:
         self.spec, self.row, self.shape, self.path, self.activation = spec, row, shape, path, activation
         self.ones = (1,) * len(shape.stride)
 
-    def _unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, kernels=()) -> ir.ConvUnit:
-        return ir.ConvUnit(conv, norm, act, c_in, c_out, kernel, stride, groups, self.activation if act else None, kernels=kernels)
+    def _unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, kernels=(), bias=False) -> ir.ConvUnit:
+        return ir.ConvUnit(conv, norm, act, c_in, c_out, kernel, stride, groups, self.activation if act else None, bias=bias, kernels=kernels)
+
+    def unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, bias=False) -> ir.ConvUnit:
+        """A unit as a recipe writes it out (ConvNeXt's convs with their biases)."""
+        return self._unit(conv, norm, act, c_in, c_out, kernel, stride, groups, bias=bias)
 
     def _split(self, groups: int) -> tuple:
         return (self.ones,) * groups if groups > 1 else ()

@@ -274,8 +274,12 @@ class Stage(SpecPart):
         "true gives a conv block one (timm's skip), false takes it away (timm's noskip)"
     )] = None
     layer_scale: Annotated[Optional[float], Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False), _doc(
-        "uib only: a learned per-channel scale of the residual branch, initialised to this value (MobileNetV4); null: none"
+        "uib and convnext only: a learned per-channel scale of the residual branch, initialised to this value (MobileNetV4, "
+        "ConvNeXt V1's 1e-6); null: none"
     )] = None
+    grn: Annotated[bool, Strict(), _doc(
+        "convnext only: a global response norm after the MLP's activation (ConvNeXt-V2)"
+    )] = False
 
     @model_validator(mode="after")
     def _fits_its_block(self):
@@ -290,7 +294,7 @@ class Stage(SpecPart):
         elif self.kernel is None and not kind.kernel_optional:
             raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for "
                              f"{_names(k.name for k in BLOCKS.values() if k.kernel_optional)} only)")
-        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1) and name not in kind.fields]
+        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1, False) and name not in kind.fields]
         if wrong:
             name = wrong[0]
             raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(k.name for k in BLOCKS.values() if name in k.fields)})")

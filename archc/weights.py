@@ -327,6 +327,8 @@ _COMPUTES = table("weights", {
     ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
     ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
     ir.LayerScale: lambda scale: [],
+    ir.NormLayer: lambda norm: [],
+    ir.GRN: lambda grn: [(f"{grn.name}.eps", grn.eps)],
 })
 
 

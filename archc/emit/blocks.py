@@ -69,6 +69,24 @@ class LayerScale(nn.Module):
         return x * self.gamma.view(self.shape)
 
 
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt-V2's GRN (timm ``GlobalResponseNorm``, keys ``weight`` and ``bias``): each channel's L2 norm over every
+    spatial axis, divided by its mean over the channels, rescales the map; weight and bias start at 0 (identity)."""
+
+    def __init__(self, channels: int, eps: float, dims: int):
+        super().__init__()
+        self.eps = eps
+        self.spatial = tuple(range(2, 2 + dims))
+        self.shape = (1, channels) + (1,) * dims
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x.norm(p=2, dim=self.spatial, keepdim=True)  # (N, C, 1, ...)
+        n = g / (g.mean(dim=1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias.view(self.shape), self.weight.view(self.shape), x * n)
+
+
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al. 2018): global average, 1x1 reduce, activation, 1x1 expand, gate."""
 
@@ -169,6 +187,8 @@ _MODULES = table("emit.blocks", {
     ir.ConvUnit: _conv_unit,
     ir.SqueezeExcite: lambda unit, layers: ([(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))], (unit.name,)),
     ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
+    ir.NormLayer: lambda unit, layers: ([(unit.name, layers.norm(unit.channels))], (unit.name,)),
+    ir.GRN: lambda unit, layers: ([(unit.name, GlobalResponseNorm(unit.channels, unit.eps, layers.dims))], (unit.name,)),
 })
 
 

@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .. import ir
 from ..errors import ArgumentError, EmitError
 from ..kinds.decoders import decoder_kind
-from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
+from .blocks import Block, CheckpointedStage, ConvNormAct, GlobalResponseNorm, LayerScale, MixedConv
 from .depthwise import plain_only
 from .fusion import inference_layout
 from .ops import NORMS, LayerFactory
@@ -531,6 +531,9 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
                 module.reset_running_stats()
         elif isinstance(module, LayerScale):
             nn.init.constant_(module.gamma, module.init)
+        elif isinstance(module, GlobalResponseNorm):  # starts as the identity (timm, ConvNeXt-V2)
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -bound, bound, generator=generator)

@@ -112,11 +112,13 @@ class LayerFactory:
 
     def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
         kernel, stride = _axes(kernel, self.dims), _axes(stride, self.dims)
+        if any(k % 2 == 0 and k != s for k, s in zip(kernel, stride)):
+            raise EmitError(f"kernel {list(kernel)} with stride {list(stride)}: an even kernel must equal its stride (a patchify conv, padding 0)")
         is_depthwise = groups > 1 and in_channels == out_channels == groups
         if self.padding == "same" and (any(k > 1 for k in kernel) or any(s > 1 for s in stride)):
             same = SAME_DEPTHWISE_CONV if is_depthwise else SAME_CONV
             return same[self.dims](in_channels, out_channels, kernel, stride=stride, groups=groups, bias=bias)
-        padding = tuple(k // 2 for k in kernel)
+        padding = ir.conv_padding(kernel)
         plain = DEPTHWISE_CONV if is_depthwise else CONV
         return plain[self.dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
 
