@@ -332,6 +332,13 @@ def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
     conv = plan_head.conv
     if plan_head.type != "conv":
         walk.pool()
+    if plan_head.type == "norm":  # the pooled vector normalised: parameters, no MACs (FlopCounterMode counts none)
+        c = plan_head.in_channels
+        params = NORMS[walk.plan.norm.type].params(c)
+        walk.layers.append(LayerCost("head.norm", "norm", walk.plan.norm.type, c, c, (), (), 1, (c, *walk.size), params, 0))
+        head = Cost("head", params, 0, c, (c, *walk.size), walk.rf)
+        parts.append(head)
+        rows.append(StageRow("head", "norm", 1, c, c, (), (), 0, (c, *walk.size), params, 0, c, walk.rf))
     if conv is not None:
         params, macs, kept = walk.conv(conv.unit, "head", "head")
         head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)

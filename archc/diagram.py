@@ -293,7 +293,9 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
     head = plan.head
     params = sum(p.params for p in report.parts if p.path in ("head", "classifier"))
     classifier = f"dropout {head.dropout:g} → linear {head.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
-    if head.conv is None:
+    if head.type == "norm":
+        first, then = f"head: global average pool → {NORMS[plan.norm.type].label}", classifier
+    elif head.conv is None:
         first, then = "head: global average pool", classifier
     elif head.type == "efficient":  # pooled first: the conv sees one position
         norm = f", {NORMS[plan.norm.type].label}" if head.conv.norm else " with bias"

@@ -17,7 +17,7 @@ Axes = tuple[int, ...]
 # are records in archc.kinds.
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
-HeadType = Literal["conv", "efficient", "pool"]
+HeadType = Literal["conv", "efficient", "pool", "norm"]
 Padding = Literal["symmetric", "same"]
 UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
@@ -218,9 +218,10 @@ class Stage:
 class Head:
     """``conv``: 1x1 conv, norm, activation, then global pooling (EfficientNet). ``efficient``: global pooling, then
     the 1x1 conv and its activation, on one position (MobileNetV3: with a bias and no norm; MobileNetV4: with a norm).
-    ``pool``: global pooling only (MobileNetV1). Then dropout and the linear classifier."""
+    ``pool``: global pooling only (MobileNetV1). ``norm``: global pooling, then the Plan's norm on the pooled vector
+    (ConvNeXt: timm ``NormMlpClassifierHead``, module ``head.norm``). Then dropout and the linear classifier."""
 
-    conv: ConvLayer | None  # 1x1 conv to the head width; None for ``pool``
+    conv: ConvLayer | None  # 1x1 conv to the head width; None for ``pool`` and ``norm``
     dropout: float
     num_classes: int  # 0 = no classifier
     type: HeadType = "conv"

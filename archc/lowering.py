@@ -106,7 +106,7 @@ def lower(
     decoder = None if features_only or spec.decoder is None else \
         decoder_kind(spec.decoder.type).part("lowering")(spec, axes, features, classes, num_classes is None, stages)
     if norm.type == "group":
-        head = head_conv if decoder is None and spec.head.type != "pool" and head_conv.norm else None
+        head = head_conv if decoder is None and spec.head.type in ("conv", "efficient") and head_conv.norm else None
         _check_groups(spec, norm.groups, stem, stages, head, decoder.blocks if decoder else ())
     return ir.Plan(
         name=spec.name,
@@ -118,7 +118,7 @@ def lower(
         stem=stem,
         stages=tuple(stages),
         head=None if features_only or decoder else ir.Head(
-            conv=None if spec.head.type == "pool" else head_conv,
+            conv=head_conv if spec.head.type in ("conv", "efficient") else None,
             dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
             num_classes=classes,
             type=spec.head.type,

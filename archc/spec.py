@@ -152,7 +152,9 @@ class Head(SpecPart):
     type: Annotated[HeadType, _doc(
         "conv: 1x1 conv, norm, activation, then global pooling (EfficientNet); efficient: global pooling first, then the "
         "1x1 conv and the activation on one position (MobileNetV3's efficient last stage); pool: global pooling only, "
-        "the classifier reads the last stage (MobileNetV1)"
+        "the classifier reads the last stage (MobileNetV1); norm: global pooling, then the network's norm on the pooled "
+        "vector (ConvNeXt: timm NormMlpClassifierHead with head_norm_first false). channels, scale and norm do not apply "
+        "to pool and norm"
     )] = "conv"
     norm: Annotated[Optional[bool], Strict(), _doc(
         "a norm after the head's conv; null or left out: yes for conv, no for efficient (MobileNetV3: a bias instead; "

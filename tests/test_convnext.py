@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from timm.layers import LayerNorm, LayerNorm2d
+from timm.layers import LayerNorm, LayerNorm2d, NormMlpClassifierHead
 from timm.models.convnext import ConvNeXtBlock, ConvNeXtStage
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -24,7 +24,7 @@ activation: gelu
 norm: {{type: layer, eps: 1.0e-6}}
 se: {{ratio: 0}}
 stem: {{channels: 16, kernel: 3, stride: 1}}
-head: {{type: pool, dropout: 0.0}}
+head: {{type: {head}, dropout: 0.0}}
 stages:
   columns: [block, channels, repeats, stride, kernel, expand, layer_scale, grn, continues]
   rows:
@@ -37,9 +37,9 @@ stages:
 TIMM_KEYS = {"fc1": "mlp.fc1", "fc2": "mlp.fc2", "grn": "mlp.grn", "layer_scale.gamma": "gamma"}
 
 
-def _plan(tmp_path, dims: int, v2: bool):
+def _plan(tmp_path, dims: int, v2: bool, head: str = "pool"):
     path = tmp_path / f"convnext{dims}.yaml"
-    path.write_text(SPEC.format(dims=dims, scale="null" if v2 else "1.0e-6", grn="true" if v2 else "false"))
+    path.write_text(SPEC.format(dims=dims, head=head, scale="null" if v2 else "1.0e-6", grn="true" if v2 else "false"))
     return archc.lower(str(path))
 
 
@@ -111,6 +111,22 @@ def test_a_downsample_row_refuses_a_kernel_and_convnext_a_stride(tmp_path):
     for old, new, message in [("[downsample, 32, 1, 2, null,", "[downsample, 32, 1, 2, 3,", "a downsample block's conv has kernel = stride"),
                               ("[convnext, 32, 1, 1, 7,", "[convnext, 32, 1, 2, 7,", "a convnext block keeps its size: stride must be 1")]:
         path = tmp_path / "bad.yaml"
-        path.write_text(SPEC.format(dims=2, scale="null", grn="true").replace(old, new))
+        path.write_text(SPEC.format(dims=2, head="pool", scale="null", grn="true").replace(old, new))
         with pytest.raises(SpecError, match=message):
             archc.lower(str(path))
+
+
+def test_a_norm_head_is_timms(tmp_path):
+    """Global average pool, the network's LayerNorm on the pooled vector, the classifier (timm NormMlpClassifierHead,
+    head_norm_first false: keys head.norm and head.fc)."""
+    torch.manual_seed(0)
+    model = archc.build(_plan(tmp_path, 2, True, head="norm"), seed=0).eval()
+    peer = NormMlpClassifierHead(32, 10, norm_layer=partial(LayerNorm2d, eps=1e-6)).eval()
+    ours = {**_randomised(model.head), **{f"classifier.{k}": v for k, v in _randomised(model.classifier).items()}}
+    peer.load_state_dict({k.replace("classifier.", "fc."): v for k, v in ours.items()})
+    x = torch.randn(2, 32, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_head(x), peer(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(model.forward_head(x, pre_logits=True), peer(x, pre_logits=True), atol=1e-6, rtol=1e-6)
+    report = archc.analyze(model.plan)
+    assert report.params == sum(p.numel() for p in model.parameters())

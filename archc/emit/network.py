@@ -12,6 +12,7 @@ annotations into the code it generates, and TorchScript, scripting that code, ca
 import copy
 import dataclasses
 import math
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -69,7 +70,12 @@ class Network(nn.Module):
         head = plan.head
         # conv: the head's conv in forward_features, before pooling; efficient: in forward_head, after it; pool: none
         self.pools_first = head.type != "conv"
-        self.head = ConvNormAct(layers, head.conv) if head.conv else nn.Identity()
+        if head.conv:
+            self.head = ConvNormAct(layers, head.conv)
+        elif head.type == "norm":  # the pooled vector normalised (ConvNeXt, timm NormMlpClassifierHead: key head.norm)
+            self.head = nn.Sequential(OrderedDict(norm=layers.norm(head.in_channels)))
+        else:
+            self.head = nn.Identity()
         self.dropout = nn.Dropout(head.dropout)
         self.classifier = nn.Linear(head.out_channels, head.num_classes) if head.num_classes else nn.Identity()
 
