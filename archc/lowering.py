@@ -165,6 +165,11 @@ def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
     s = spec.scaling
     repeats = [0] * len(spec.stages)
     for rows in _stage_rows(spec):
+        for i in rows:  # a kind that is one block per row (ConvNeXt's downsample) keeps it at any depth
+            repeats[i] = spec.stages[i].repeats
+        rows = [i for i in rows if not BLOCKS[spec.stages[i].block].once]
+        if not rows:
+            continue
         exempt = {spec.stages[i].scale_depth for i in rows}
         if len(exempt) > 1:
             raise LoweringError("the rows of one stage must agree on scale_depth", **_where(spec, ("stages", rows[-1], "scale_depth")))

@@ -265,11 +265,18 @@ _MONAI_NETWORK = {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_c
 def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
     """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``."""
     if block is None:
+        if any(BLOCKS[b.type].timm_path for b in plan.blocks):  # timm's ConvNeXt class: stem.0/.1, head.norm, head.fc
+            return f"{_TIMM_CONVNEXT[role]}.{leaf}"
         # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
         head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
         table = {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"}
         return f"{table[role]}.{leaf}"
-    return f"blocks.{block.stage}.{_position(block)}.{BLOCKS[block.type].timm_roles(block).get(role, role)}.{leaf}"
+    kind = BLOCKS[block.type]
+    where = kind.timm_path(block) if kind.timm_path else f"blocks.{block.stage}.{_position(block)}"
+    return ".".join(part for part in (where, kind.timm_roles(block).get(role, role), leaf) if part)
+
+
+_TIMM_CONVNEXT = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.norm": "head.norm", "classifier": "head.fc"}
 
 
 def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
@@ -361,9 +368,13 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         if not _importable_dtype(given.dtype, value.dtype):
             bad.append(f"{printable(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
             continue
+        if tensor.ndim == 2 and value.ndim > 2 and tensor.shape == value.shape[:2] and all(n == 1 for n in value.shape[2:]):
+            tensor = tensor.reshape(value.shape)  # an nn.Linear's weight for a 1x1 conv (timm ConvNeXt-T and larger): the same numbers
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
-                tensor, inflated = inflate_kernel(tensor, value.shape[2], inflate), inflated + 1
+                # an even kernel (a patchify conv) has no centre slice: its depth is filled with the mean
+                mode = "mean" if value.shape[2] % 2 == 0 else inflate
+                tensor, inflated = inflate_kernel(tensor, value.shape[2], mode), inflated + 1
             if tensor.shape != value.shape:
                 tensor, note = _adapt(key, names[key], tensor, value)
                 notes.append(note)

@@ -130,3 +130,15 @@ def test_a_norm_head_is_timms(tmp_path):
         torch.testing.assert_close(model.forward_head(x, pre_logits=True), peer(x, pre_logits=True), atol=1e-6, rtol=1e-6)
     report = archc.analyze(model.plan)
     assert report.params == sum(p.numel() for p in model.parameters())
+
+
+def test_depth_scaling_keeps_one_downsample_per_stage(tmp_path):
+    """The convnext rows scale; the downsample row opening the stage stays one block (it reduces once)."""
+    plan = _plan(tmp_path, 2, False)
+    deeper = archc.lower(str(tmp_path / "convnext2.yaml"), phi=3)  # alpha 1.2: depth 1.728
+    assert [b.type for b in plan.blocks] == ["convnext", "convnext", "downsample", "convnext"]
+    assert [b.type for b in deeper.blocks] == ["convnext"] * 4 + ["downsample"] + ["convnext"] * 2
+    path = tmp_path / "bad.yaml"
+    path.write_text(SPEC.format(dims=2, head="pool", scale="null", grn="true").replace("[downsample, 32, 1,", "[downsample, 32, 2,"))
+    with pytest.raises(SpecError, match="a downsample block reduces once: repeats must be 1"):
+        archc.lower(str(path))

@@ -51,10 +51,13 @@ class BlockKind:
     kernel_optional: bool = False  # kernel may be null (no middle depthwise conv)
     se: bool = True  # takes a squeeze-and-excitation
     skip: bool = True  # an identity skip by default where shapes allow (the row's ``residual`` overrides)
+    once: bool = False  # one block per row, which depth scaling leaves alone (ConvNeXt's downsample opening a stage)
     check: Callable[[object], str | None] = lambda row: None  # a rule of its own on a row: the error, or None
     peers: frozenset[str] = frozenset()  # PEER_LAYOUTS whose weights carry the kind
     # archc role -> timm's name for it in this block (timm's block classes name some roles differently)
     timm_roles: Callable[[ir.Block], Mapping[str, str]] = lambda block: {}
+    # the module path of the block in timm's model, where timm's model class is not EfficientNet's ``blocks.<stage>.<j>``
+    timm_path: Callable[[ir.Block], str] | None = None
     # weights source -> the spec overrides its weights need in a network with this kind (beyond the source's own)
     conventions: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
@@ -125,7 +128,19 @@ def _convnext_check(row) -> str | None:
 def _downsample_check(row) -> str | None:
     if "kernel" in row.model_fields_set and row.kernel is not None:
         return "a downsample block's conv has kernel = stride (patchify, padding 0): leave kernel out"
+    if row.repeats != 1:
+        return f"got repeats {row.repeats}, but a downsample block reduces once: repeats must be 1"
     return None
+
+
+# timm ConvNeXt: the MLP under ``mlp``, V1's layer scale a raw parameter ``gamma`` of the block (role "" = the block)
+_CONVNEXT = {"fc1": "mlp.fc1", "grn": "mlp.grn", "fc2": "mlp.fc2", "layer_scale": ""}
+
+
+def _convnext_path(block: ir.Block) -> str:
+    # timm ConvNeXtStage: stages.<i>.downsample, then stages.<i>.blocks.<j>; archc's stage i >= 1 opens with the downsample
+    j = int(block.path.rpartition(".")[2])
+    return f"stages.{block.stage}.blocks.{j - 1 if block.stage and j else j}" if block.type == "convnext" else f"stages.{block.stage}.downsample"
 
 
 def _uib_check(row) -> str | None:
@@ -164,9 +179,11 @@ _KINDS = (
     # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
     BlockKind("convnext", "ConvNeXt", "#dde8f6", "(ConvNeXt) depthwise kxk with bias, norm, 1x1 to expand x C, activation, [GRN], 1x1 back "
               "[layer scale], + skip", _convnext, expands=True, always_expands=True, se=False, check=_convnext_check,
-              fields=frozenset({"layer_scale", "grn"})),
+              fields=frozenset({"layer_scale", "grn"}), peers=frozenset({"timm"}), timm_roles=lambda block: _CONVNEXT, timm_path=_convnext_path,
+              conventions={"timm": {"norm.eps": 1e-6}}),
     BlockKind("downsample", "Downsample", "#e8e8e8", "(ConvNeXt, between stages) norm, then a conv of kernel = stride with bias, no skip",
-              _downsample, se=False, skip=False, kernel_optional=True, check=_downsample_check),
+              _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm"}),
+              timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}}),
     BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic),
 )
 
