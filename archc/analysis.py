@@ -66,7 +66,7 @@ class LayerCost:
     """One module of the emitted network that computes something: a conv, norm, activation, SE gate or linear."""
 
     path: str  # its module path: "stages.3.1.conv_dw", "stages.3.1.se.conv_reduce", "classifier"
-    type: str  # conv | norm | act | gate | linear | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
+    type: str  # conv | norm | act | gate | linear | pool | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
     detail: str  # what kind: "depthwise", "batch", "silu", "sigmoid", ...
     in_channels: int
     out_channels: int
@@ -260,6 +260,16 @@ class _Walker:
         shape = (grn.channels, *self.size)
         self.layers.append(LayerCost(f"{prefix}.{grn.name}", "norm", "grn", grn.channels, grn.channels, (), (), 1, shape, 2 * grn.channels, 0))
         return 2 * grn.channels, 0, math.prod(shape)
+    def local_pool(self, pool: ir.Pool, prefix: str) -> tuple[int, int, int]:
+        """A max or average pooling: no parameters and no MACs (FlopCounterMode counts none); advances the size.
+        Kept for backward: a max-pool its indices' worth of output, an average pool nothing."""
+        channels = self.layers[-1].out_channels if self.layers else self.plan.in_channels
+        self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, pool.kernel, self.jump))
+        self.jump = tuple(j * s for j, s in zip(self.jump, pool.stride))
+        self.size = pool.output(self.size)
+        shape = (channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{pool.name}", "pool", f"{pool.kind} pool", channels, channels, pool.kernel, pool.stride, 1, shape, 0, 0))
+        return 0, 0, math.prod(shape) if pool.kind == "max" else 0
 
     def pool(self) -> None:
         """Global average pooling: every spatial axis to 1 (the efficient head's conv runs after it)."""
@@ -289,11 +299,18 @@ def analyze(plan: ir.Plan) -> Report:
     """Per-part and per-stage figures of ``plan`` at its resolution, with warnings about the resolution."""
     walk = _Walker(plan)
     stem = plan.stem
-    params, macs, kept = walk.conv(stem.unit, "stem", "stem")
-    parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
-    rows = [_row("stem", "conv", 1, stem, parts[0])]
-    # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips (the stem's: -1)
+    params = macs = kept = 0
+    for unit in stem.units:
+        p, m, k = walk.conv(unit, "stem", "stem")
+        params, macs, kept = params + p, macs + m, kept + k
+    # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips (the stem's: -1, before its pool)
     taps = {f: (walk.size, walk.rf, walk.jump) for f in plan.features if f.stage < 0}
+    if stem.pool:
+        kept += walk.local_pool(stem.pool, "stem")[2]
+    parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
+    cost = parts[0]  # the stem's row strides by its pool too
+    rows = [StageRow("stem", "conv", 1, stem.in_channels, stem.out_channels, stem.kernel, stem.reduction, 0, cost.shape, cost.params, cost.macs,
+                     cost.activations, cost.receptive_field)]
     for stage in plan.stages:
         costs = [_block(walk, block) for block in stage.blocks]
         parts += costs
@@ -382,6 +399,7 @@ _COSTS = table("analysis", {
     ir.LayerScale: lambda walk, layer, where, prefix: walk.scale(layer, prefix),
     ir.NormLayer: lambda walk, layer, where, prefix: walk.norm(layer, prefix),
     ir.GRN: lambda walk, layer, where, prefix: walk.grn(layer, prefix),
+    ir.Pool: lambda walk, layer, where, prefix: walk.local_pool(layer, prefix),
 })
 
 
@@ -464,7 +482,7 @@ def stage_title(stage: ir.Stage) -> str:
 
 def total_stride(plan: ir.Plan) -> tuple[int, ...]:
     """Input size over the last feature map's size, per axis, when every stride divides."""
-    strides = [plan.stem.stride] + [block.stride for block in plan.blocks]
+    strides = [plan.stem.reduction] + [block.stride for block in plan.blocks]
     return tuple(math.prod(s[axis] for s in strides) for axis in range(plan.dims))
 
 

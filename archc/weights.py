@@ -309,7 +309,7 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
     differences = []
     if trained.norm.type != target.norm.type:
         differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
-    pairs = [("stem.act", trained.stem.activation, target.stem.activation)]
+    pairs = [(f"stem.{was.act}", was.activation, now.activation) for was, now in zip(trained.stem.units, target.stem.units) if was.act or now.act]
     if trained.head is not None and target.head is not None and trained.head.conv and target.head.conv:
         pairs.append(("head.act", trained.head.conv.activation, target.head.conv.activation))
     blocks = {block.path: block for block in target.blocks}
@@ -336,6 +336,7 @@ _COMPUTES = table("weights", {
     ir.LayerScale: lambda scale: [],
     ir.NormLayer: lambda norm: [],
     ir.GRN: lambda grn: [(f"{grn.name}.eps", grn.eps)],
+    ir.Pool: lambda pool: [(pool.name, (pool.kind, pool.kernel, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad))],
 })
 
 

@@ -1,5 +1,5 @@
 """The blocks of a network as modules: a Plan block's layer list becomes one :class:`Block` (conv units, SE, layer
-scale, the skip), the stem and head convs :class:`ConvNormAct`, a stage :class:`CheckpointedStage`. The encoder
+scale, the skip), the stem :class:`Stem`, the head's conv :class:`ConvNormAct`, a stage :class:`CheckpointedStage`. The encoder
 (:mod:`archc.emit.network`) and the U-Net decoder (:mod:`archc.emit.decoder`) are both made of them.
 
 Annotations here are evaluated (no ``from __future__ import annotations``): torch.fx copies the traced forward's
@@ -40,6 +40,45 @@ class ConvNormAct(nn.Sequential):
         unit = self.units[0]
         run = conv_norm_act if self.fast_paths else one_by_one
         return run(x, self.conv, getattr(self, unit.norm) if unit.norm else None, getattr(self, unit.act))
+
+
+class Stem(nn.Module):
+    """The network's first layers (an :class:`archc.ir.Stem`): its conv units under their names (``conv``, ``bn``,
+    ``act``; or ``conv1``, ``bn1``, ...), then ``pool`` where it has one. ``convs`` is the map before the pool, where
+    timm taps a ResNet's stem for its features."""
+
+    def __init__(self, layers: LayerFactory, stem: ir.Stem):
+        super().__init__()
+        calls = []
+        for unit in stem.units:
+            for name, module in _conv_unit(unit, layers)[0]:
+                self.add_module(name, module)
+            calls.append((unit.conv, unit.norm, unit.act))
+        self.units = stem.units  # as a Block's: BN folding reads them
+        self.calls = tuple(calls)
+        self.in_channels = stem.in_channels
+        self.pool = layers.pool(stem.pool) if stem.pool else None
+        self.fast_paths = True  # Network.set_fast_paths
+
+    def first_conv(self) -> nn.Module:
+        return getattr(self, self.units[0].conv)
+
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript compiles the modules one by one (the fast paths are Python)
+            for name, module in self.named_children():
+                if name != "pool":
+                    x = module(x)
+        else:
+            run = conv_norm_act if self.fast_paths else one_by_one
+            for call in self.calls:
+                x = run(x, *(getattr(self, name) if name else None for name in call))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x)
+        if self.pool is not None:
+            x = self.pool(x)
+        return x
 
 
 class MixedConv(nn.ModuleList):
@@ -189,6 +228,7 @@ _MODULES = table("emit.blocks", {
     ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
     ir.NormLayer: lambda unit, layers: ([(unit.name, layers.norm(unit.channels))], (unit.name,)),
     ir.GRN: lambda unit, layers: ([(unit.name, GlobalResponseNorm(unit.channels, unit.eps, layers.dims))], (unit.name,)),
+    ir.Pool: lambda unit, layers: ([(unit.name, layers.pool(unit))], (unit.name,)),
 })
 
 
