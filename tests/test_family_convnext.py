@@ -16,6 +16,7 @@ NAMES = [name for name in TIMM if name.startswith("convnext")]
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_and_feature_levels_are_timms(name):
     plan, peer = timm_parameter_count_equals(name, TIMM[name]["params"])
+    assert archc.analyze(plan).macs == TIMM[name]["macs"]  # FlopCounterMode's on timm's module at 224, halved
     assert plan.name == name and (3, *plan.resolution) == TIMM[name]["input_size"]
     assert [(f.channels, f.reduction) for f in plan.features] == [(c, (r, r)) for c, r, _ in TIMM[name]["features"]]
     assert [(f.channels, f.reduction[0]) for f in plan.features] == [(f["num_chs"], f["reduction"]) for f in peer.feature_info]
@@ -80,3 +81,16 @@ def test_timm_weights_inflate_into_3d(name):
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(volume.set_fast_paths(False)(x.unsqueeze(2).expand(2, 3, 32, 64, 64)), peer(x), atol=1e-4, rtol=1e-4)
+
+
+def test_features_only_taps_timms_maps_and_the_network_scripts():
+    """features_only gives timm's four levels (no stem level: stage 0 does not reduce again); TorchScript compiles the
+    standalone norms, GRN and the norm head to the same output."""
+    ours = archc.load("convnextv2_atto", features_only=True, resolution=64).feature_info
+    with torch.device("meta"):
+        theirs = timm.create_model("convnextv2_atto", features_only=True).feature_info
+    assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
+    model = archc.load("convnextv2_atto", resolution=64, seed=0).eval().set_fast_paths(False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))
