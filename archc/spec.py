@@ -228,6 +228,13 @@ class Head(SpecPart):
     )] = True
     dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
 
+    @model_validator(mode="after")
+    def _norm_head_has_no_conv(self):
+        given = sorted({"channels", "scale", "norm"} & self.model_fields_set) if self.type == "norm" else []
+        if given:
+            raise ValueError(f"{', '.join(given)} does not apply to a norm head (pooling, the network's norm, the classifier: no conv)")
+        return self
+
 
 class SE(SpecPart):
     """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""

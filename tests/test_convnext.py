@@ -142,3 +142,10 @@ def test_depth_scaling_keeps_one_downsample_per_stage(tmp_path):
     path.write_text(SPEC.format(dims=2, head="pool", scale="null", grn="true").replace("[downsample, 32, 1,", "[downsample, 32, 2,"))
     with pytest.raises(SpecError, match="a downsample block reduces once: repeats must be 1"):
         archc.lower(str(path))
+
+
+def test_a_norm_head_refuses_a_conv_option(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(SPEC.format(dims=2, head="norm, channels: 64", scale="null", grn="true"))
+    with pytest.raises(SpecError, match="channels does not apply to a norm head"):
+        archc.lower(str(path))
