@@ -258,7 +258,7 @@ class _Walker:
 
     def grn(self, grn: ir.GRN, prefix: str) -> tuple[int, int, int]:
         shape = (grn.channels, *self.size)
-        self.layers.append(LayerCost(f"{prefix}.{grn.name}", "norm", "grn", grn.channels, grn.channels, (), (), 1, shape, 2 * grn.channels, 0))
+        self.layers.append(LayerCost(f"{prefix}.{grn.name}", "scale", "grn", grn.channels, grn.channels, (), (), 1, shape, 2 * grn.channels, 0))
         return 2 * grn.channels, 0, math.prod(shape)
     def local_pool(self, pool: ir.Pool, prefix: str) -> tuple[int, int, int]:
         """A max or average pooling: no parameters and no MACs (FlopCounterMode counts none); advances the size.
