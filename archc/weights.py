@@ -358,6 +358,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         raise CheckpointError(f"{source} weights do not fit this model ({summary}): " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
     state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): {_headless(model.plan)} has none"] if dropped else []), 0
+    by_mean = 0  # even kernels, mean-inflated whatever ``inflate`` says
     if fresh:
         notes.append(f"initialised the decoder ({len(fresh)} tensors) as a new model's: the weights have none")
     bad = []  # tensors whose values cannot be weights: all of them are named in one error
@@ -376,6 +377,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
                 # an even kernel (a patchify conv) has no centre slice: its depth is filled with the mean
                 mode = "mean" if value.shape[2] % 2 == 0 else inflate
                 tensor, inflated = inflate_kernel(tensor, value.shape[2], mode), inflated + 1
+                by_mean += mode != inflate
             if tensor.shape != value.shape:
                 tensor, note = _adapt(key, names[key], tensor, value)
                 notes.append(note)
@@ -387,7 +389,8 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     if bad:
         raise CheckpointError(f"{source} weights cannot be imported: " + concat_problems(bad, 4))
     if inflated:  # one note for all of them
-        notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
+        even = f"; the {by_mean} even ones, which have no middle slice, by mean" if by_mean else ""
+        notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate}{even})")
     return Imported(state, tuple(notes))
 
 

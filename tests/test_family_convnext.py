@@ -78,6 +78,7 @@ def test_timm_weights_inflate_into_3d(name):
     centre-inflated, the even patchify and downsample kernels (no centre) mean-inflated."""
     peer = _timm_peer(name)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
+    assert "inflated 40 kernels from 2D to 3D (center; the 4 even ones, which have no middle slice, by mean)" in volume.archc_notes
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(volume.set_fast_paths(False)(x.unsqueeze(2).expand(2, 3, 32, 64, 64)), peer(x), atol=1e-4, rtol=1e-4)
