@@ -66,7 +66,7 @@ class LayerCost:
     """One module of the emitted network that computes something: a conv, norm, activation, SE gate or linear."""
 
     path: str  # its module path: "stages.3.1.conv_dw", "stages.3.1.se.conv_reduce", "classifier"
-    type: str  # conv | norm | act | gate | linear | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
+    type: str  # conv | norm | act | gate | linear | pool | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
     detail: str  # what kind: "depthwise", "batch", "silu", "sigmoid", ...
     in_channels: int
     out_channels: int
@@ -178,7 +178,7 @@ def conv_output(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[in
     """Output size per axis: symmetric ``k // 2`` padding, or TF "same" (``ceil(n / stride)``)."""
     if padding == "same":
         return tuple(-(-n // s) for n, s in zip(size, stride))
-    return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, kernel, stride))
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, ir.conv_padding(kernel)))
 
 
 class _Walker:
@@ -250,6 +250,27 @@ class _Walker:
         self.layers.append(LayerCost(f"{prefix}.{scale.name}", "scale", "layer scale", scale.channels, scale.channels, (), (), 1, shape, scale.channels, 0))
         return scale.channels, 0, math.prod(shape)
 
+    def norm(self, norm: ir.NormLayer, prefix: str) -> tuple[int, int, int]:
+        """A norm on its own (not after a conv): its parameters, no MACs (FlopCounterMode counts none)."""
+        shape, params = (norm.channels, *self.size), NORMS[self.plan.norm.type].params(norm.channels)
+        self.layers.append(LayerCost(f"{prefix}.{norm.name}", "norm", self.plan.norm.type, norm.channels, norm.channels, (), (), 1, shape, params, 0))
+        return params, 0, math.prod(shape)
+
+    def grn(self, grn: ir.GRN, prefix: str) -> tuple[int, int, int]:
+        shape = (grn.channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{grn.name}", "scale", "grn", grn.channels, grn.channels, (), (), 1, shape, 2 * grn.channels, 0))
+        return 2 * grn.channels, 0, math.prod(shape)
+    def local_pool(self, pool: ir.Pool, prefix: str) -> tuple[int, int, int]:
+        """A max or average pooling: no parameters and no MACs (FlopCounterMode counts none); advances the size.
+        Kept for backward: a max-pool its indices' worth of output, an average pool nothing."""
+        channels = self.layers[-1].out_channels if self.layers else self.plan.in_channels
+        self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, pool.kernel, self.jump))
+        self.jump = tuple(j * s for j, s in zip(self.jump, pool.stride))
+        self.size = pool.output(self.size)
+        shape = (channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{pool.name}", "pool", f"{pool.kind} pool", channels, channels, pool.kernel, pool.stride, 1, shape, 0, 0))
+        return 0, 0, math.prod(shape) if pool.kind == "max" else 0
+
     def pool(self) -> None:
         """Global average pooling: every spatial axis to 1 (the efficient head's conv runs after it)."""
         self.size = (1,) * self.plan.dims
@@ -278,11 +299,18 @@ def analyze(plan: ir.Plan) -> Report:
     """Per-part and per-stage figures of ``plan`` at its resolution, with warnings about the resolution."""
     walk = _Walker(plan)
     stem = plan.stem
-    params, macs, kept = walk.conv(stem.unit, "stem", "stem")
-    parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
-    rows = [_row("stem", "conv", 1, stem, parts[0])]
-    # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips (the stem's: -1)
+    params = macs = kept = 0
+    for unit in stem.units:
+        p, m, k = walk.conv(unit, "stem", "stem")
+        params, macs, kept = params + p, macs + m, kept + k
+    # feature level -> the walker's (size, receptive field, jump) at its end, for a decoder's skips (the stem's: -1, before its pool)
     taps = {f: (walk.size, walk.rf, walk.jump) for f in plan.features if f.stage < 0}
+    if stem.pool:
+        kept += walk.local_pool(stem.pool, "stem")[2]
+    parts = [Cost("stem", params, macs, kept, (stem.out_channels, *walk.size), walk.rf)]
+    cost = parts[0]  # the stem's row strides by its pool too
+    rows = [StageRow("stem", "conv", 1, stem.in_channels, stem.out_channels, stem.kernel, stem.reduction, 0, cost.shape, cost.params, cost.macs,
+                     cost.activations, cost.receptive_field)]
     for stage in plan.stages:
         costs = [_block(walk, block) for block in stage.blocks]
         parts += costs
@@ -321,6 +349,13 @@ def _head(walk: _Walker, plan_head: ir.Head, parts: list, rows: list) -> None:
     conv = plan_head.conv
     if plan_head.type != "conv":
         walk.pool()
+    if plan_head.type == "norm":  # the pooled vector normalised: parameters, no MACs (FlopCounterMode counts none)
+        c = plan_head.in_channels
+        params = NORMS[walk.plan.norm.type].params(c)
+        walk.layers.append(LayerCost("head.norm", "norm", walk.plan.norm.type, c, c, (), (), 1, (c, *walk.size), params, 0))
+        head = Cost("head", params, 0, c, (c, *walk.size), walk.rf)
+        parts.append(head)
+        rows.append(StageRow("head", "norm", 1, c, c, (), (), 0, (c, *walk.size), params, 0, c, walk.rf))
     if conv is not None:
         params, macs, kept = walk.conv(conv.unit, "head", "head")
         head = Cost("head", params, macs, kept, (conv.out_channels, *walk.size), walk.rf)
@@ -362,6 +397,9 @@ _COSTS = table("analysis", {
     ir.ConvUnit: lambda walk, layer, where, prefix: walk.conv(layer, where, prefix),
     ir.SqueezeExcite: lambda walk, layer, where, prefix: walk.se(layer, prefix),
     ir.LayerScale: lambda walk, layer, where, prefix: walk.scale(layer, prefix),
+    ir.NormLayer: lambda walk, layer, where, prefix: walk.norm(layer, prefix),
+    ir.GRN: lambda walk, layer, where, prefix: walk.grn(layer, prefix),
+    ir.Pool: lambda walk, layer, where, prefix: walk.local_pool(layer, prefix),
 })
 
 
@@ -444,7 +482,7 @@ def stage_title(stage: ir.Stage) -> str:
 
 def total_stride(plan: ir.Plan) -> tuple[int, ...]:
     """Input size over the last feature map's size, per axis, when every stride divides."""
-    strides = [plan.stem.stride] + [block.stride for block in plan.blocks]
+    strides = [plan.stem.reduction] + [block.stride for block in plan.blocks]
     return tuple(math.prod(s[axis] for s in strides) for axis in range(plan.dims))
 
 

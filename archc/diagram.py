@@ -257,6 +257,10 @@ _LABELS = table("diagram", {
     ir.ConvUnit: _conv_node,
     ir.SqueezeExcite: lambda layer, prefix, report, norm, shape: (f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape),
     ir.LayerScale: lambda layer, prefix, report, norm, shape: (f"layer scale ×{layer.init:g}", shape),
+    ir.NormLayer: lambda layer, prefix, report, norm, shape: (f"{norm} {layer.channels}", shape),
+    ir.GRN: lambda layer, prefix, report, norm, shape: (f"GRN {layer.channels}", shape),
+    ir.Pool: lambda layer, prefix, report, norm, shape: (f"{layer.kind} pool k{_axes(layer.kernel)} s{_axes(layer.stride)}",
+                                                         report.layer(f"{prefix}.{layer.name}").shape),
 })
 
 
@@ -280,8 +284,11 @@ def _title(report: Report) -> str:
 
 def _stem_label(plan: ir.Plan, report: Report) -> str:
     stem = plan.stem
+    convs = [f"conv k{_axes(u.kernel)} s{_axes(u.stride)}" + (f", {NORMS[plan.norm.type].label}" if u.norm else "") + (f", {u.activation}" if u.act else "")
+             for u in stem.units]
+    pool = [f"{stem.pool.kind} pool k{_axes(stem.pool.kernel)} s{_axes(stem.pool.stride)}"] if stem.pool else []
     return "\n".join([
-        f"stem: conv k{_axes(stem.kernel)} s{_axes(stem.stride)}, {NORMS[plan.norm.type].label}, {stem.activation}",
+        "stem: " + " → ".join(convs + pool),
         f"in {_shape(report.input_shape)}",
         f"{stem.in_channels}→{stem.out_channels}   {report.parts[0].params:,} params",
     ])
@@ -291,7 +298,9 @@ def _head_label(plan: ir.Plan, report: Report) -> str:
     head = plan.head
     params = sum(p.params for p in report.parts if p.path in ("head", "classifier"))
     classifier = f"dropout {head.dropout:g} → linear {head.out_channels}→{head.num_classes}" if head.num_classes else "pooled features"
-    if head.conv is None:
+    if head.type == "norm":
+        first, then = f"head: global average pool → {NORMS[plan.norm.type].label}", classifier
+    elif head.conv is None:
         first, then = "head: global average pool", classifier
     elif head.type == "efficient":  # pooled first: the conv sees one position
         norm = f", {NORMS[plan.norm.type].label}" if head.conv.norm else " with bias"

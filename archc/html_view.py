@@ -104,7 +104,7 @@ def view(plan: ir.Plan, report: Report, lines: dict[str, str]) -> dict:
     for layer in report.layers:
         owner = next(p for p in owners if layer.path == p or layer.path.startswith(p + "."))
         layers[owner].append(layer.path)
-    labels = {"stem": f"Stem conv k{kernel_size(plan.stem.kernel)} s{axes(plan.stem.stride)}", "classifier": "Classifier (linear)"}
+    labels = {"stem": f"Stem conv k{kernel_size(plan.stem.kernel)} s{axes(plan.stem.reduction)}", "classifier": "Classifier (linear)"}
     kinds = {"stem": "stem", "head": "head", "classifier": "head"}
     residual = set()
     for block in plan.blocks:

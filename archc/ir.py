@@ -7,6 +7,7 @@ resolution) are tuples with one entry per spatial axis, so 1D, 2D and 3D read th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Union, get_args
 
@@ -17,7 +18,7 @@ Axes = tuple[int, ...]
 # are records in archc.kinds.
 Activation = Literal["silu", "relu", "relu6", "hardswish", "gelu", "mish", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
-HeadType = Literal["conv", "efficient", "pool"]
+HeadType = Literal["conv", "efficient", "pool", "norm"]
 Padding = Literal["symmetric", "same"]
 UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
@@ -121,10 +122,63 @@ class LayerScale:
     folds = ()  # nothing for BN folding
 
 
-Layer = Union[ConvUnit, SqueezeExcite, LayerScale]
+@dataclass(frozen=True)
+class Pool:
+    """A local max or average pooling, with no parameters (ResNet's stem max-pool: kernel 3, stride 2, padding 1;
+    the average-pool shortcut of ResNet-D: kernel 2, ceil_mode, count_include_pad False)."""
+
+    name: str  # module name: "pool" in a stem
+    kind: Literal["max", "avg"]
+    kernel: Axes
+    stride: Axes
+    padding: Axes
+    ceil_mode: bool = False
+    count_include_pad: bool = True  # average pooling only: padded zeros count in the mean (torch's default)
+    folds = ()  # nothing for BN folding
+
+    def output(self, size: Axes) -> Axes:
+        """Output size per axis (torch's pooling rule; with ceil_mode a window must start inside the input or its left padding)."""
+        sizes = []
+        for n, k, s, p in zip(size, self.kernel, self.stride, self.padding):
+            span = n + 2 * p - k
+            out = (-(-span // s) if self.ceil_mode else span // s) + 1
+            if self.ceil_mode and (out - 1) * s >= n + p:
+                out -= 1
+            sizes.append(out)
+        return tuple(sizes)
+
+
+@dataclass(frozen=True)
+class NormLayer:
+    """A norm that does not follow a conv: the Plan's norm on ``channels`` (ConvNeXt's downsample normalises before its
+    conv). It cannot fold into a conv: the conv comes after it."""
+
+    name: str  # module name: "norm"
+    channels: int
+    folds = ()  # nothing for BN folding
+
+
+@dataclass(frozen=True)
+class GRN:
+    """Global response norm (ConvNeXt-V2, Woo et al. 2023): ``x + weight * (x * Nx) + bias`` with ``Gx`` the L2 norm of
+    each channel over every spatial axis and ``Nx = Gx / (mean over channels of Gx + eps)``; weight and bias start at 0."""
+
+    name: str  # module name: "grn" (timm ``mlp.grn``)
+    channels: int
+    eps: float = 1e-6
+    folds = ()  # nothing for BN folding
+
+
+def conv_padding(kernel: Axes) -> Axes:
+    """Symmetric padding per axis: ``k // 2`` for an odd kernel; 0 for an even one, which lowering allows only where the
+    kernel equals the stride (a patchify conv: ConvNeXt's stem, k4 s4), so the windows tile the input."""
+    return tuple(k // 2 if k % 2 else 0 for k in kernel)
+
+
+Layer = Union[ConvUnit, SqueezeExcite, LayerScale, Pool, NormLayer, GRN]
 # The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
 # table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
-LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale)
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale, Pool, NormLayer, GRN)
 SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 
@@ -166,6 +220,51 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Stem:
+    """The network's first layers: conv units in order, then an optional pooling (ResNet's max-pool). One unit is
+    modules ``stem.conv``/``stem.bn``/``stem.act`` (EfficientNet's stem); several are ``conv1``/``bn1``/``act1``,
+    ``conv2``, ... (ResNet-D's deep stem); the pool is ``stem.pool``. A unit may have a bias and no norm or activation
+    (ConvNeXt's patchify conv)."""
+
+    units: tuple[ConvUnit, ...]
+    pool: Pool | None = None
+    path: str = "stem"
+
+    @property
+    def in_channels(self) -> int:
+        return self.units[0].in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.units[-1].out_channels
+
+    @property
+    def kernel(self) -> Axes:
+        """The first conv's kernel."""
+        return self.units[0].kernel
+
+    @property
+    def stride(self) -> Axes:
+        """Input size over the size of the convs' map (before the pool), per axis: timm taps a ResNet's stem there."""
+        return tuple(math.prod(unit.stride[axis] for unit in self.units) for axis in range(len(self.units[0].stride)))
+
+    @property
+    def reduction(self) -> Axes:
+        """Input size over the stem's output size, per axis: the convs' stride times the pool's."""
+        pool = self.pool.stride if self.pool else (1,) * len(self.stride)
+        return tuple(s * p for s, p in zip(self.stride, pool))
+
+    @property
+    def activation(self) -> Activation | None:
+        """The last unit's activation (None: the stem ends in a norm or a conv)."""
+        return self.units[-1].activation
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return self.units + ((self.pool,) if self.pool else ())
+
+
+@dataclass(frozen=True)
 class FeatureLevel:
     """Where the feature map of one reduction level ends (for ``features_only`` encoders)."""
 
@@ -191,9 +290,10 @@ class Stage:
 class Head:
     """``conv``: 1x1 conv, norm, activation, then global pooling (EfficientNet). ``efficient``: global pooling, then
     the 1x1 conv and its activation, on one position (MobileNetV3: with a bias and no norm; MobileNetV4: with a norm).
-    ``pool``: global pooling only (MobileNetV1). Then dropout and the linear classifier."""
+    ``pool``: global pooling only (MobileNetV1). ``norm``: global pooling, then the Plan's norm on the pooled vector
+    (ConvNeXt: timm ``NormMlpClassifierHead``, module ``head.norm``). Then dropout and the linear classifier."""
 
-    conv: ConvLayer | None  # 1x1 conv to the head width; None for ``pool``
+    conv: ConvLayer | None  # 1x1 conv to the head width; None for ``pool`` and ``norm``
     dropout: float
     num_classes: int  # 0 = no classifier
     type: HeadType = "conv"
@@ -220,7 +320,7 @@ class Scaling:
 class Plan:
     """A network with every number resolved: the start here for anything that reads one.
 
-    ``stem`` (a conv layer) -> ``stages`` (each a tuple of :class:`Block`, each block its ordered ``layers``) ->
+    ``stem`` (conv units and a pool) -> ``stages`` (each a tuple of :class:`Block`, each block its ordered ``layers``) ->
     ``head`` (pooling and classifier), or no head and the feature maps of ``features`` (``features_only``), or a
     U-Net ``decoder`` over those maps. Channels, kernels, strides and sizes are final: scaling (``scaling`` says
     how) and every spec default were applied by lowering, so a consumer never consults the spec. Per-axis values
@@ -234,7 +334,7 @@ class Plan:
     resolution: Axes  # input size per spatial axis, after scaling
     padding: Padding  # "symmetric" (k // 2 each side) | "same" (TF, from each input's size at run time)
     norm: Norm
-    stem: ConvLayer
+    stem: Stem
     stages: tuple[Stage, ...]
     head: Head | None  # None: a features encoder (``features_only``), which returns one map per level
     scaling: Scaling

@@ -65,15 +65,8 @@ def lower(
     # archc warns about sizes people wrote, not about those it computed from phi or took from a preset as published
     given = resolution is not None or (mult.absolute_resolution is None and all(m == 1 for m in _axes_of(mult.resolution)))
 
-    stem = ir.ConvLayer(
-        path="stem",
-        in_channels=spec.in_channels if in_channels is None else in_channels,
-        # EfficientNet scales the stem (TF round_filters(32)); Lite keeps it (timm _gen_efficientnet_lite: fix_stem=True).
-        out_channels=channels(spec.stem.channels) if spec.stem.scale else spec.stem.channels,
-        kernel=axes.get(spec.stem.kernel, ("stem", "kernel")),
-        stride=axes.get(spec.stem.stride, ("stem", "stride")),
-        activation=spec.activation,
-    )
+    # EfficientNet scales the stem (TF round_filters(32)); Lite keeps it (timm _gen_efficientnet_lite: fix_stem=True).
+    stem = _stem(spec, axes, spec.in_channels if in_channels is None else in_channels, channels if spec.stem.scale else (lambda c: c))
 
     repeats = _repeats(spec, mult)
     total_blocks = sum(repeats)
@@ -106,7 +99,7 @@ def lower(
     decoder = None if features_only or spec.decoder is None else \
         decoder_kind(spec.decoder.type).part("lowering")(spec, axes, features, classes, num_classes is None, stages)
     if norm.type == "group":
-        head = head_conv if decoder is None and spec.head.type != "pool" and head_conv.norm else None
+        head = head_conv if decoder is None and spec.head.type in ("conv", "efficient") and head_conv.norm else None
         _check_groups(spec, norm.groups, stem, stages, head, decoder.blocks if decoder else ())
     return ir.Plan(
         name=spec.name,
@@ -118,7 +111,7 @@ def lower(
         stem=stem,
         stages=tuple(stages),
         head=None if features_only or decoder else ir.Head(
-            conv=None if spec.head.type == "pool" else head_conv,
+            conv=head_conv if spec.head.type in ("conv", "efficient") else None,
             dropout=spec.head.dropout if mult.dropout is None else mult.dropout,
             num_classes=classes,
             type=spec.head.type,
@@ -132,9 +125,45 @@ def lower(
     )
 
 
+def _stem(spec: Spec, axes: "_Axes", c_in: int, channels) -> ir.Stem:
+    """The stem's conv units (one, modules conv/bn/act; or ``layers``, modules conv1/bn1/act1, ...) and its pool."""
+    stem = spec.stem
+    if stem.layers is None:
+        units = [ir.ConvUnit("conv", "bn", "act", c_in, channels(stem.channels), axes.get(stem.kernel, ("stem", "kernel")),
+                             axes.get(stem.stride, ("stem", "stride")), 1, spec.activation)]
+    else:
+        units = []
+        for i, layer in enumerate(stem.layers):
+            n = "" if len(stem.layers) == 1 else str(i + 1)  # one layer keeps the one-conv stem's names
+            out = channels(layer.channels)
+            units.append(ir.ConvUnit(f"conv{n}", f"bn{n}" if layer.norm else None, f"act{n}" if layer.activation else None, c_in, out,
+                                     axes.get(layer.kernel, ("stem", "layers", i, "kernel")), axes.get(layer.stride, ("stem", "layers", i, "stride")), 1,
+                                     spec.activation if layer.activation else None, bias=layer.bias))
+            c_in = out
+    return ir.Stem(tuple(units), _stem_pool(stem.pool, axes))
+
+
+def _stem_pool(pool, axes: "_Axes") -> ir.Pool | None:
+    if pool is None:
+        return None
+    kernel = axes.get(pool.kernel, ("stem", "pool", "kernel"))
+    padding = tuple(k // 2 for k in kernel) if pool.padding is None else axes.get(pool.padding, ("stem", "pool", "padding"))
+    return ir.Pool("pool", pool.type, kernel, axes.get(pool.stride, ("stem", "pool", "stride")), padding, pool.ceil_mode, pool.count_include_pad)
+
+
+def _stem_strides(spec: Spec, axes: "_Axes") -> list[tuple[int, ...]]:
+    """The strides of the stem's convs and pool, in order."""
+    stem = spec.stem
+    if stem.layers is None:
+        strides = [axes.get(stem.stride, ("stem", "stride"))]
+    else:
+        strides = [axes.get(layer.stride, ("stem", "layers", i, "stride")) for i, layer in enumerate(stem.layers)]
+    return strides + ([axes.get(stem.pool.stride, ("stem", "pool", "stride"))] if stem.pool else [])
+
+
 def _total_stride(spec: Spec, axes: "_Axes") -> tuple[int, ...]:
-    """Input size over the last map's, per axis: the stem's stride times each row's (a row strides once, whatever its depth)."""
-    strides = [axes.get(spec.stem.stride, ("stem", "stride"))] + [axes.get(row.stride, ("stages", i, "stride")) for i, row in enumerate(spec.stages)]
+    """Input size over the last map's, per axis: the stem's strides times each row's (a row strides once, whatever its depth)."""
+    strides = _stem_strides(spec, axes) + [axes.get(row.stride, ("stages", i, "stride")) for i, row in enumerate(spec.stages)]
     return tuple(math.prod(s[a] for s in strides) for a in range(axes.dims))
 
 
@@ -165,6 +194,11 @@ def _repeats(spec: Spec, mult: Multipliers) -> list[int]:
     s = spec.scaling
     repeats = [0] * len(spec.stages)
     for rows in _stage_rows(spec):
+        for i in rows:  # a kind that is one block per row (ConvNeXt's downsample) keeps it at any depth
+            repeats[i] = spec.stages[i].repeats
+        rows = [i for i in rows if not BLOCKS[spec.stages[i].block].once]
+        if not rows:
+            continue
         exempt = {spec.stages[i].scale_depth for i in rows}
         if len(exempt) > 1:
             raise LoweringError("the rows of one stage must agree on scale_depth", **_where(spec, ("stages", rows[-1], "scale_depth")))
@@ -234,7 +268,7 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         type=row.block,
         in_channels=block_in,
         out_channels=out,
-        kernel=shape.block_kernel,
+        kernel=parts.kernel or shape.block_kernel,
         stride=stride,
         expand_ratio=expand,
         layers=tuple(layers),
@@ -270,8 +304,12 @@ class _Convs:
         self.spec, self.row, self.shape, self.path, self.activation = spec, row, shape, path, activation
         self.ones = (1,) * len(shape.stride)
 
-    def _unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, kernels=()) -> ir.ConvUnit:
-        return ir.ConvUnit(conv, norm, act, c_in, c_out, kernel, stride, groups, self.activation if act else None, kernels=kernels)
+    def _unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, kernels=(), bias=False) -> ir.ConvUnit:
+        return ir.ConvUnit(conv, norm, act, c_in, c_out, kernel, stride, groups, self.activation if act else None, bias=bias, kernels=kernels)
+
+    def unit(self, conv, norm, act, c_in, c_out, kernel, stride, groups=1, bias=False) -> ir.ConvUnit:
+        """A unit as a recipe writes it out (ConvNeXt's convs with their biases)."""
+        return self._unit(conv, norm, act, c_in, c_out, kernel, stride, groups, bias=bias)
 
     def _split(self, groups: int) -> tuple:
         return (self.ones,) * groups if groups > 1 else ()
@@ -307,13 +345,15 @@ class _Convs:
         return groups
 
 
-def _feature_levels(stem: ir.ConvLayer, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
-    """The last stage of each reduction level: where timm's ``features_only`` taps an EfficientNet."""
+def _feature_levels(stem: ir.Stem, stages: list[ir.Stage]) -> tuple[ir.FeatureLevel, ...]:
+    """The last stage of each reduction level: where timm's ``features_only`` taps an EfficientNet or a ResNet."""
     levels: list[ir.FeatureLevel] = []
     reduction = stem.stride
-    if stages and any(s > 1 for s in stages[0].blocks[0].stride) and any(s > 1 for s in reduction):
-        # The first stage reduces again: the stem's map is a level of its own (timm taps its bn1; MobileNetV3-Small)
+    if stages and (stem.reduction != reduction or any(s > 1 for s in stages[0].blocks[0].stride)) and any(s > 1 for s in reduction):
+        # The stem's pool or the first stage reduces again: the stem's map (before its pool) is a level of its own (timm
+        # taps an EfficientNet's bn1, MobileNetV3-Small, a ResNet's act1)
         levels.append(ir.FeatureLevel(-1, "stem", stem.out_channels, reduction))
+    reduction = stem.reduction
     for stage in stages:
         for block in stage.blocks:
             reduction = tuple(r * st for r, st in zip(reduction, block.stride))
@@ -389,7 +429,7 @@ def unet_decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...],
 
 
 def _check_groups(spec: Spec, groups: int, stem, stages, head, decoder_blocks=()) -> None:
-    widths = {stem.out_channels: "stem", **({head.out_channels: "head"} if head else {})}
+    widths = {**{unit.out_channels: "stem" for unit in stem.units if unit.norm}, **({head.out_channels: "head"} if head else {})}
     for stage in stages:
         for block in stage.blocks:
             for unit in block.convs:  # every normalised width

@@ -233,6 +233,9 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     stride per axis and notes. :func:`archc.plan` writes and parses it."""
     if task not in TASKS:
         raise PlanningError(f"task: got {task!r}, expected one of {', '.join(TASKS)}")
+    if base.stem.layers is not None:  # the rule's steps map onto one stem conv and strided rows, not a stem of several units
+        raise PlanningError(f"stem.layers: {base.name}'s stem is {len(base.stem.layers)} layer(s) (a patchify or deep stem); planning maps its "
+                            "steps onto a one-conv stem (stem channels, kernel, stride): plan from such a base")
     topology = pool_and_conv(spacing, shape, min_feature_map)
     dims = len(topology.spacing)
     raw = base.model_dump(mode="json", exclude_unset=True)

@@ -7,10 +7,10 @@ import json
 from pydantic import BaseModel
 
 from .scaling import MAX_MULTIPLIER
-from .spec import MAX_PRESETS, MAX_SIZE, SE, Decoder, Head, Norm, Preset, Scaling, Spec, Stage, Stem
+from .spec import MAX_PRESETS, MAX_SIZE, SE, Decoder, Head, Norm, Preset, Scaling, Spec, Stage, Stem, StemLayer, StemPool
 from .yaml_source import MAX_BYTES, MAX_DEPTH, MAX_DIGITS, MAX_NODES
 
-_MODELS = (Spec, Stem, Head, Norm, SE, Stage, Scaling, Preset, Decoder)
+_MODELS = (Spec, Stem, StemLayer, StemPool, Head, Norm, SE, Stage, Scaling, Preset, Decoder)
 
 
 def json_schema() -> dict:
@@ -106,7 +106,8 @@ def markdown() -> str:
 
 
 def _section(model: type[BaseModel]) -> str:
-    names = {Stem: "stem", Head: "head", Norm: "norm", SE: "se", Stage: "stages[] (one row)", Scaling: "scaling", Preset: "scaling.presets.NAME",
+    names = {Stem: "stem", StemLayer: "stem.layers[] (one conv)", StemPool: "stem.pool", Head: "head", Norm: "norm", SE: "se",
+             Stage: "stages[] (one row)", Scaling: "scaling", Preset: "scaling.presets.NAME",
              Decoder: "decoder"}
     return names[model]
 

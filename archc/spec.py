@@ -134,8 +134,56 @@ class Norm(SpecPart):
     groups: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("group norm only: number of groups; must divide every width")] = 8
 
 
+AnySize = Annotated[
+    tuple[PositiveInt, ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 1}),
+]
+PoolPadding = Annotated[
+    tuple[Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE)], ...],
+    BeforeValidator(_per_axis), Field(min_length=1, max_length=3), _per_axis_schema({"type": "integer", "minimum": 0}),
+]
+
+
+def _even_is_patchify(kernel: tuple[int, ...], stride: tuple[int, ...]) -> None:
+    """An even kernel has no centre, so symmetric padding cannot keep the map aligned: it is allowed only where it
+    equals the stride (a patchify conv, padded 0: ConvNeXt's k4 s4 stem), where the windows tile the input."""
+    strides = stride * len(kernel) if len(stride) == 1 else stride
+    kernels = kernel * len(strides) if len(kernel) == 1 else kernel
+    for k, st in zip(kernels, strides):
+        if k % 2 == 0 and k != st:
+            raise ValueError(f"kernel {k} with stride {st}: an even kernel is allowed only where it equals the stride (a patchify conv, "
+                             "padding 0); use an odd kernel")
+
+
+class StemLayer(SpecPart):
+    """One conv unit of a stem of several (ResNet-D's deep stem: three 3x3 convs; ConvNeXt's patchify conv)."""
+
+    channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")]
+    kernel: Annotated[AnySize, _doc("kernel size, one for all axes or one per axis: odd, or even and equal to the stride (a patchify conv, padding 0)")] = (3,)
+    stride: Annotated[AnySize, _doc("stride, one for all axes or one per axis")] = (1,)
+    bias: Annotated[bool, Strict(), _doc("the conv has a bias (ConvNeXt's patchify conv)")] = False
+    norm: Annotated[bool, Strict(), _doc("a norm after the conv")] = True
+    activation: Annotated[bool, Strict(), _doc("the network's activation after the norm (ConvNeXt's stem has none)")] = True
+
+    @model_validator(mode="after")
+    def _kernel_fits_stride(self):
+        _even_is_patchify(self.kernel, self.stride)
+        return self
+
+
+class StemPool(SpecPart):
+    """A pooling after the stem's convs (ResNet: max, kernel 3, stride 2, padding 1)."""
+
+    type: Annotated[Literal["max", "avg"], _doc("max or average pooling")] = "max"
+    kernel: Annotated[AnySize, _doc("window size, one for all axes or one per axis")] = (3,)
+    stride: Annotated[AnySize, _doc("stride, one for all axes or one per axis")] = (2,)
+    padding: Annotated[Optional[PoolPadding], _doc("zero padding per side; null: kernel // 2 (ResNet's 1 for a 3 window)")] = None
+    ceil_mode: Annotated[bool, Strict(), _doc("round output sizes up (MONAI SENet's stem pool)")] = False
+    count_include_pad: Annotated[bool, Strict(), _doc("average pooling: padded zeros count in the mean (torch's default)")] = True
+
+
 class Stem(SpecPart):
-    """The first convolution (conv, norm, activation)."""
+    """The first convolution (conv, norm, activation), or several (``layers``), then an optional pooling (``pool``)."""
 
     channels: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("output channels, before width scaling")] = 32
     kernel: Annotated[Kernel, _doc("odd kernel size, one for all axes or one per axis")] = (3,)
@@ -144,6 +192,18 @@ class Stem(SpecPart):
         "scale the stem width with the network width (EfficientNet: TF, timm, MONAI); false keeps it as written "
         "(EfficientNet-Lite: timm fix_stem=True)"
     )] = True
+    layers: Annotated[Optional[tuple[StemLayer, ...]], BeforeValidator(_as_tuple), Field(min_length=1, max_length=8), _doc(
+        "the stem's conv units in order, instead of channels/kernel/stride: ResNet-D's deep stem [{channels: 32, stride: 2}, "
+        "{channels: 32}, {channels: 64}] (modules stem.conv1, stem.bn1, stem.act1, ...); one layer keeps the names stem.conv, stem.bn, stem.act"
+    )] = None
+    pool: Annotated[Optional[StemPool], _doc("a pooling after the convs (ResNet's max-pool); null: none")] = None
+
+    @model_validator(mode="after")
+    def _layers_or_one(self):
+        both = sorted({"channels", "kernel", "stride"} & self.model_fields_set)
+        if self.layers is not None and both:
+            raise ValueError(f"give layers or {', '.join(both)}, not both (layers lists every conv of the stem)")
+        return self
 
 
 class Head(SpecPart):
@@ -152,7 +212,9 @@ class Head(SpecPart):
     type: Annotated[HeadType, _doc(
         "conv: 1x1 conv, norm, activation, then global pooling (EfficientNet); efficient: global pooling first, then the "
         "1x1 conv and the activation on one position (MobileNetV3's efficient last stage); pool: global pooling only, "
-        "the classifier reads the last stage (MobileNetV1)"
+        "the classifier reads the last stage (MobileNetV1); norm: global pooling, then the network's norm on the pooled "
+        "vector (ConvNeXt: timm NormMlpClassifierHead with head_norm_first false). channels, scale and norm do not apply "
+        "to pool and norm"
     )] = "conv"
     norm: Annotated[Optional[bool], Strict(), _doc(
         "a norm after the head's conv; null or left out: yes for conv, no for efficient (MobileNetV3: a bias instead; "
@@ -165,6 +227,13 @@ class Head(SpecPart):
         "max(1280, scaled))"
     )] = True
     dropout: Annotated[Fraction, _doc("dropout before the classifier; a preset may replace it")] = 0.2
+
+    @model_validator(mode="after")
+    def _norm_head_has_no_conv(self):
+        given = sorted({"channels", "scale", "norm"} & self.model_fields_set) if self.type == "norm" else []
+        if given:
+            raise ValueError(f"{', '.join(given)} does not apply to a norm head (pooling, the network's norm, the classifier: no conv)")
+        return self
 
 
 class SE(SpecPart):
@@ -274,8 +343,12 @@ class Stage(SpecPart):
         "true gives a conv block one (timm's skip), false takes it away (timm's noskip)"
     )] = None
     layer_scale: Annotated[Optional[float], Strict(), Field(gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False), _doc(
-        "uib only: a learned per-channel scale of the residual branch, initialised to this value (MobileNetV4); null: none"
+        "uib and convnext only: a learned per-channel scale of the residual branch, initialised to this value (MobileNetV4, "
+        "ConvNeXt V1's 1e-6); null: none"
     )] = None
+    grn: Annotated[bool, Strict(), _doc(
+        "convnext only: a global response norm after the MLP's activation (ConvNeXt-V2)"
+    )] = False
 
     @model_validator(mode="after")
     def _fits_its_block(self):
@@ -290,7 +363,7 @@ class Stage(SpecPart):
         elif self.kernel is None and not kind.kernel_optional:
             raise ValueError(f"kernel: a {block} block needs a kernel size (null means no middle depthwise conv, for "
                              f"{_names(k.name for k in BLOCKS.values() if k.kernel_optional)} only)")
-        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1) and name not in kind.fields]
+        wrong = [name for name in ROW_FIELDS if name in given and getattr(self, name) not in (None, 1, False) and name not in kind.fields]
         if wrong:
             name = wrong[0]
             raise ValueError(f"{name} does not apply to a {block} block (only to {', '.join(k.name for k in BLOCKS.values() if name in k.fields)})")

@@ -265,11 +265,18 @@ _MONAI_NETWORK = {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_c
 def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
     """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``."""
     if block is None:
+        if any(BLOCKS[b.type].timm_path for b in plan.blocks):  # timm's ConvNeXt class: stem.0/.1, head.norm, head.fc
+            return f"{_TIMM_CONVNEXT[role]}.{leaf}"
         # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
         head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
         table = {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": head_norm, "classifier": "classifier"}
         return f"{table[role]}.{leaf}"
-    return f"blocks.{block.stage}.{_position(block)}.{BLOCKS[block.type].timm_roles(block).get(role, role)}.{leaf}"
+    kind = BLOCKS[block.type]
+    where = kind.timm_path(block) if kind.timm_path else f"blocks.{block.stage}.{_position(block)}"
+    return ".".join(part for part in (where, kind.timm_roles(block).get(role, role), leaf) if part)
+
+
+_TIMM_CONVNEXT = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.norm": "head.norm", "classifier": "head.fc"}
 
 
 def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
@@ -302,7 +309,7 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
     differences = []
     if trained.norm.type != target.norm.type:
         differences.append(f"norm.type: the weights have {trained.norm.type}, this spec {target.norm.type}")
-    pairs = [("stem.act", trained.stem.activation, target.stem.activation)]
+    pairs = [(f"stem.{was.act}", was.activation, now.activation) for was, now in zip(trained.stem.units, target.stem.units) if was.act or now.act]
     if trained.head is not None and target.head is not None and trained.head.conv and target.head.conv:
         pairs.append(("head.act", trained.head.conv.activation, target.head.conv.activation))
     blocks = {block.path: block for block in target.blocks}
@@ -327,6 +334,9 @@ _COMPUTES = table("weights", {
     ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
     ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
     ir.LayerScale: lambda scale: [],
+    ir.NormLayer: lambda norm: [],
+    ir.GRN: lambda grn: [(f"{grn.name}.eps", grn.eps)],
+    ir.Pool: lambda pool: [(pool.name, (pool.kind, pool.kernel, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad))],
 })
 
 
@@ -348,6 +358,7 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         raise CheckpointError(f"{source} weights do not fit this model ({summary}): " + concat_problems(problems) + (f". {hint}" if hint else ""))
 
     state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): {_headless(model.plan)} has none"] if dropped else []), 0
+    by_mean = 0  # even kernels, mean-inflated whatever ``inflate`` says
     if fresh:
         notes.append(f"initialised the decoder ({len(fresh)} tensors) as a new model's: the weights have none")
     bad = []  # tensors whose values cannot be weights: all of them are named in one error
@@ -359,9 +370,14 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         if not _importable_dtype(given.dtype, value.dtype):
             bad.append(f"{printable(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
             continue
+        if tensor.ndim == 2 and value.ndim > 2 and tensor.shape == value.shape[:2] and all(n == 1 for n in value.shape[2:]):
+            tensor = tensor.reshape(value.shape)  # an nn.Linear's weight for a 1x1 conv (timm ConvNeXt-T and larger): the same numbers
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
-                tensor, inflated = inflate_kernel(tensor, value.shape[2], inflate), inflated + 1
+                # an even kernel (a patchify conv) has no centre slice: its depth is filled with the mean
+                mode = "mean" if value.shape[2] % 2 == 0 else inflate
+                tensor, inflated = inflate_kernel(tensor, value.shape[2], mode), inflated + 1
+                by_mean += mode != inflate
             if tensor.shape != value.shape:
                 tensor, note = _adapt(key, names[key], tensor, value)
                 notes.append(note)
@@ -373,7 +389,8 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     if bad:
         raise CheckpointError(f"{source} weights cannot be imported: " + concat_problems(bad, 4))
     if inflated:  # one note for all of them
-        notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate})")
+        even = f"; the {by_mean} even ones, which have no middle slice, by mean" if by_mean else ""
+        notes.append(f"inflated {inflated} kernels from 2D to 3D ({inflate}{even})")
     return Imported(state, tuple(notes))
 
 

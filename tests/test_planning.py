@@ -190,6 +190,10 @@ def test_every_shipped_spec_plans_without_a_warning(spacing, shape):
     """Every base (uib start kernels, MixNet's mixed kernels, fused blocks, ...): the plan lowers, its input divides the
     total stride and no kernel is wider than its map."""
     for name in archc.builtin_specs():
+        if archc.read(name).stem.layers is not None:  # a stem of layers (ConvNeXt's patchify conv): refused by name
+            with pytest.raises(archc.PlanningError, match="^stem.layers: "):
+                archc.plan(name, spacing=spacing, shape=shape)
+            continue
         planned = archc.plan(name, spacing=spacing, shape=shape)
         plan = archc.lower(planned.spec)
         assert all(r % t == 0 for r, t in zip(plan.resolution, total_stride(plan))), name

@@ -1,5 +1,5 @@
 """The blocks of a network as modules: a Plan block's layer list becomes one :class:`Block` (conv units, SE, layer
-scale, the skip), the stem and head convs :class:`ConvNormAct`, a stage :class:`CheckpointedStage`. The encoder
+scale, the skip), the stem :class:`Stem`, the head's conv :class:`ConvNormAct`, a stage :class:`CheckpointedStage`. The encoder
 (:mod:`archc.emit.network`) and the U-Net decoder (:mod:`archc.emit.decoder`) are both made of them.
 
 Annotations here are evaluated (no ``from __future__ import annotations``): torch.fx copies the traced forward's
@@ -42,6 +42,45 @@ class ConvNormAct(nn.Sequential):
         return run(x, self.conv, getattr(self, unit.norm) if unit.norm else None, getattr(self, unit.act))
 
 
+class Stem(nn.Module):
+    """The network's first layers (an :class:`archc.ir.Stem`): its conv units under their names (``conv``, ``bn``,
+    ``act``; or ``conv1``, ``bn1``, ...), then ``pool`` where it has one. ``convs`` is the map before the pool, where
+    timm taps a ResNet's stem for its features."""
+
+    def __init__(self, layers: LayerFactory, stem: ir.Stem):
+        super().__init__()
+        calls = []
+        for unit in stem.units:
+            for name, module in _conv_unit(unit, layers)[0]:
+                self.add_module(name, module)
+            calls.append((unit.conv, unit.norm, unit.act))
+        self.units = stem.units  # as a Block's: BN folding reads them
+        self.calls = tuple(calls)
+        self.in_channels = stem.in_channels
+        self.pool = layers.pool(stem.pool) if stem.pool else None
+        self.fast_paths = True  # Network.set_fast_paths
+
+    def first_conv(self) -> nn.Module:
+        return getattr(self, self.units[0].conv)
+
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript compiles the modules one by one (the fast paths are Python)
+            for name, module in self.named_children():
+                if name != "pool":
+                    x = module(x)
+        else:
+            run = conv_norm_act if self.fast_paths else one_by_one
+            for call in self.calls:
+                x = run(x, *(getattr(self, name) if name else None for name in call))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x)
+        if self.pool is not None:
+            x = self.pool(x)
+        return x
+
+
 class MixedConv(nn.ModuleList):
     """One conv per channel group, the outputs concatenated (MixNet's MixConv, Tan & Le 2019): depthwise parts with
     their own kernels, or 1x1 parts (grouped pointwise). Parts are ``0``, ``1``, ... as in timm's ``MixedConv2d``,
@@ -67,6 +106,24 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma.view(self.shape)
+
+
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt-V2's GRN (timm ``GlobalResponseNorm``, keys ``weight`` and ``bias``): each channel's L2 norm over every
+    spatial axis, divided by its mean over the channels, rescales the map; weight and bias start at 0 (identity)."""
+
+    def __init__(self, channels: int, eps: float, dims: int):
+        super().__init__()
+        self.eps = eps
+        self.spatial = tuple(range(2, 2 + dims))
+        self.shape = (1, channels) + (1,) * dims
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x.norm(p=2, dim=self.spatial, keepdim=True)  # (N, C, 1, ...)
+        n = g / (g.mean(dim=1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias.view(self.shape), self.weight.view(self.shape), x * n)
 
 
 class SqueezeExcite(nn.Module):
@@ -169,6 +226,9 @@ _MODULES = table("emit.blocks", {
     ir.ConvUnit: _conv_unit,
     ir.SqueezeExcite: lambda unit, layers: ([(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))], (unit.name,)),
     ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
+    ir.NormLayer: lambda unit, layers: ([(unit.name, layers.norm(unit.channels))], (unit.name,)),
+    ir.GRN: lambda unit, layers: ([(unit.name, GlobalResponseNorm(unit.channels, unit.eps, layers.dims))], (unit.name,)),
+    ir.Pool: lambda unit, layers: ([(unit.name, layers.pool(unit))], (unit.name,)),
 })
 
 

@@ -12,6 +12,7 @@ annotations into the code it generates, and TorchScript, scripting that code, ca
 import copy
 import dataclasses
 import math
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .. import ir
 from ..errors import ArgumentError, EmitError
 from ..kinds.decoders import decoder_kind
-from .blocks import Block, CheckpointedStage, ConvNormAct, LayerScale, MixedConv
+from .blocks import Block, CheckpointedStage, ConvNormAct, GlobalResponseNorm, LayerScale, MixedConv, Stem
 from .depthwise import plain_only
 from .fusion import inference_layout
 from .ops import NORMS, LayerFactory
@@ -53,7 +54,7 @@ class Network(nn.Module):
         self.fast_paths = True  # set_fast_paths() changes it
         layers = LayerFactory.of(plan)
         self.spatial = tuple(range(2, 2 + plan.dims))
-        self.stem = ConvNormAct(layers, plan.stem)
+        self.stem = Stem(layers, plan.stem)
         self.stages = nn.Sequential(
             *(CheckpointedStage(*(Block(block, layers) for block in stage.blocks), checkpointing=plan.checkpointing)
               for stage in plan.stages)
@@ -69,7 +70,12 @@ class Network(nn.Module):
         head = plan.head
         # conv: the head's conv in forward_features, before pooling; efficient: in forward_head, after it; pool: none
         self.pools_first = head.type != "conv"
-        self.head = ConvNormAct(layers, head.conv) if head.conv else nn.Identity()
+        if head.conv:
+            self.head = ConvNormAct(layers, head.conv)
+        elif head.type == "norm":  # the pooled vector normalised (ConvNeXt, timm NormMlpClassifierHead: key head.norm)
+            self.head = nn.Sequential(OrderedDict(norm=layers.norm(head.in_channels)))
+        else:
+            self.head = nn.Identity()
         self.dropout = nn.Dropout(head.dropout)
         self.classifier = nn.Linear(head.out_channels, head.num_classes) if head.num_classes else nn.Identity()
 
@@ -124,8 +130,10 @@ class Network(nn.Module):
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One feature map per reduction level, finest first, in the layout they were computed in (``forward``
         returns them in the model's own)."""
-        x = self.stem(self._input(x))
-        maps = [x] if -1 in self._taps else []  # the stem's map, where the first stage reduces again
+        x = self.stem.convs(self._input(x))
+        maps = [x] if -1 in self._taps else []  # the stem's map (before its pool), where the network reduces again after it
+        if self.stem.pool is not None:
+            x = self.stem.pool(x)
         for index, stage in enumerate(self.stages):
             x = stage(x)
             if index in self._taps:
@@ -144,9 +152,9 @@ class Network(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         """Not while traced: TorchScript's tracer would record the check as tensor arithmetic, and an FX proxy is not
         a tensor."""
-        if isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and (x.ndim != 2 + self.plan.dims or x.shape[1] != self.stem.conv.in_channels):
+        if isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and (x.ndim != 2 + self.plan.dims or x.shape[1] != self.stem.in_channels):
             axes = ("L",) if self.plan.dims == 1 else ("D", "H", "W")[-self.plan.dims:]
-            raise EmitError(f"expected input of shape (N, C, {', '.join(axes)}) with C={self.stem.conv.in_channels}, got {tuple(x.shape)}")
+            raise EmitError(f"expected input of shape (N, C, {', '.join(axes)}) with C={self.stem.in_channels}, got {tuple(x.shape)}")
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C_head, *S') -> (N, num_classes): global average pool, dropout, classifier. With ``pre_logits`` the
@@ -218,7 +226,7 @@ class Network(nn.Module):
             raise ArgumentError(f"global_pool={global_pool!r}: archc's head pools by average only (None or 'avg')")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ArgumentError(f"num_classes must be a non-negative integer, got {num_classes!r}")
-        like = self.stem.conv.weight
+        like = self.stem.first_conv().weight
         if num_classes:
             classifier = nn.Linear(self.head_hidden_size, num_classes, device=like.device, dtype=like.dtype)
             init_weights(classifier)
@@ -254,7 +262,7 @@ class Network(nn.Module):
             "crop_mode": "center",
             "mean": mean,
             "std": std,
-            "first_conv": "stem.conv",
+            "first_conv": f"stem.{self.plan.stem.units[0].conv}",
         }
         if plan.head is not None:
             cfg.update(num_classes=plan.head.num_classes, classifier="classifier",
@@ -290,8 +298,10 @@ class Network(nn.Module):
         ends = self._tap_ends(extra_blocks)
         take, deepest = take_indices(len(ends), indices, "forward_intermediates")
         wanted = {ends[i] for i in take}  # taps by stages run before them: 0 is the stem's map
-        x = self.stem(self._input(x))
+        x = self.stem.convs(self._input(x))
         maps = [x] if 0 in wanted else []
+        if self.stem.pool is not None:
+            x = self.stem.pool(x)
         ran = 0
         for stage in self.stages[: ends[deepest]] if stop_early else self.stages:
             x = stage(x)
@@ -531,6 +541,9 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
                 module.reset_running_stats()
         elif isinstance(module, LayerScale):
             nn.init.constant_(module.gamma, module.init)
+        elif isinstance(module, GlobalResponseNorm):  # starts as the identity (timm, ConvNeXt-V2)
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -bound, bound, generator=generator)

@@ -16,6 +16,8 @@ from ..kinds.norms import NORMS as NORM_KINDS
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+AVG_POOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 
 ACTIVATION = {
     "silu": lambda: nn.SiLU(inplace=True),
@@ -112,13 +114,20 @@ class LayerFactory:
 
     def conv(self, in_channels: int, out_channels: int, kernel=1, stride=1, groups: int = 1, bias: bool = False) -> nn.Module:
         kernel, stride = _axes(kernel, self.dims), _axes(stride, self.dims)
+        if any(k % 2 == 0 and k != s for k, s in zip(kernel, stride)):
+            raise EmitError(f"kernel {list(kernel)} with stride {list(stride)}: an even kernel must equal its stride (a patchify conv, padding 0)")
         is_depthwise = groups > 1 and in_channels == out_channels == groups
         if self.padding == "same" and (any(k > 1 for k in kernel) or any(s > 1 for s in stride)):
             same = SAME_DEPTHWISE_CONV if is_depthwise else SAME_CONV
             return same[self.dims](in_channels, out_channels, kernel, stride=stride, groups=groups, bias=bias)
-        padding = tuple(k // 2 for k in kernel)
+        padding = ir.conv_padding(kernel)
         plain = DEPTHWISE_CONV if is_depthwise else CONV
         return plain[self.dims](in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+
+    def pool(self, pool: ir.Pool) -> nn.Module:
+        if pool.kind == "max":
+            return MAX_POOL[self.dims](pool.kernel, pool.stride, pool.padding, ceil_mode=pool.ceil_mode)
+        return AVG_POOL[self.dims](pool.kernel, pool.stride, pool.padding, ceil_mode=pool.ceil_mode, count_include_pad=pool.count_include_pad)
 
     def norm(self, channels: int) -> nn.Module:
         cfg = self.norm_cfg

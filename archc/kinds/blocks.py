@@ -15,7 +15,7 @@ from .. import ir
 
 # The optional stage-row fields a kind may accept; a field given to a kind that does not list it is refused (it
 # would do nothing). spec.py checks at import that each is a field of its stage row.
-ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv")
+ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "grn")
 # The weight layouts of peers that name roles per block (weights.py): "monai" (MONAI and efficientnet-pytorch),
 # "torchvision" (layer positions) and "timm" (role names, renamed per timm block class by ``timm_roles``).
 PEER_LAYOUTS = ("monai", "torchvision", "timm")
@@ -31,6 +31,7 @@ class Parts:
     after: list = field(default_factory=list)
     shortcut: tuple = ()  # used only where the block has a skip
     act_after: bool = False  # the block's activation after the add
+    kernel: tuple | None = None  # the kernel the block is known by, where the recipe decides it (downsample: its stride)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,13 @@ class BlockKind:
     kernel_optional: bool = False  # kernel may be null (no middle depthwise conv)
     se: bool = True  # takes a squeeze-and-excitation
     skip: bool = True  # an identity skip by default where shapes allow (the row's ``residual`` overrides)
+    once: bool = False  # one block per row, which depth scaling leaves alone (ConvNeXt's downsample opening a stage)
     check: Callable[[object], str | None] = lambda row: None  # a rule of its own on a row: the error, or None
     peers: frozenset[str] = frozenset()  # PEER_LAYOUTS whose weights carry the kind
     # archc role -> timm's name for it in this block (timm's block classes name some roles differently)
     timm_roles: Callable[[ir.Block], Mapping[str, str]] = lambda block: {}
+    # the module path of the block in timm's model, where timm's model class is not EfficientNet's ``blocks.<stage>.<j>``
+    timm_path: Callable[[ir.Block], str] | None = None
     # weights source -> the spec overrides its weights need in a network with this kind (beyond the source's own)
     conventions: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
@@ -100,6 +104,45 @@ def _basic(make, shape, block_in, mid, out, stride, keep) -> Parts:
                  shortcut=(make.shortcut(block_in, out, stride),) if projection else (), act_after=True)
 
 
+def _convnext(make, shape, block_in, mid, out, stride, keep) -> Parts:
+    # timm ConvNeXtBlock: depthwise kxk (bias) -> channel LayerNorm -> 1x1 fc1 (bias) -> GELU -> [GRN] -> 1x1 fc2 (bias);
+    # lowering appends the layer scale (V1's gamma) from the row. timm's tiny+ compute the 1x1s as nn.Linear: same numbers.
+    ones = (1,) * len(stride)
+    layers = [make.unit("conv_dw", "norm", None, block_in, block_in, shape.kernel, stride, block_in, bias=True),
+              make.unit("fc1", None, "act", block_in, mid, ones, ones, 1, bias=True)]
+    layers += [ir.GRN("grn", mid)] if make.row.grn else []
+    return Parts(layers + [make.unit("fc2", None, None, mid, out, ones, ones, 1, bias=True)])
+
+
+def _downsample(make, shape, block_in, mid, out, stride, keep) -> Parts:
+    # ConvNeXt between stages (timm stages.i.downsample): channel LayerNorm, then a patchify conv, kernel = stride, padding 0
+    return Parts([ir.NormLayer("norm", block_in), make.unit("conv", None, None, block_in, out, stride, stride, 1, bias=True)], kernel=stride)
+
+
+def _convnext_check(row) -> str | None:
+    if any(s > 1 for s in row.stride):
+        return "a convnext block keeps its size: stride must be 1 (a downsample row before it reduces)"
+    return None
+
+
+def _downsample_check(row) -> str | None:
+    if "kernel" in row.model_fields_set and row.kernel is not None:
+        return "a downsample block's conv has kernel = stride (patchify, padding 0): leave kernel out"
+    if row.repeats != 1:
+        return f"got repeats {row.repeats}, but a downsample block reduces once: repeats must be 1"
+    return None
+
+
+# timm ConvNeXt: the MLP under ``mlp``, V1's layer scale a raw parameter ``gamma`` of the block (role "" = the block)
+_CONVNEXT = {"fc1": "mlp.fc1", "grn": "mlp.grn", "fc2": "mlp.fc2", "layer_scale": ""}
+
+
+def _convnext_path(block: ir.Block) -> str:
+    # timm ConvNeXtStage: stages.<i>.downsample, then stages.<i>.blocks.<j>; archc's stage i >= 1 opens with the downsample
+    j = int(block.path.rpartition(".")[2])
+    return f"stages.{block.stage}.blocks.{j - 1 if block.stage and j else j}" if block.type == "convnext" else f"stages.{block.stage}.downsample"
+
+
 def _uib_check(row) -> str | None:
     if row.kernel is None and row.start_kernel is None and any(s > 1 for s in row.stride):
         return "a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride"
@@ -134,6 +177,13 @@ _KINDS = (
               "1x1 project [layer scale]", _uib, expands=True, always_expands=True, kernel_optional=True, check=_uib_check,
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
     # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
+    BlockKind("convnext", "ConvNeXt", "#dde8f6", "(ConvNeXt) depthwise kxk with bias, norm, 1x1 to expand x C, activation, [GRN], 1x1 back "
+              "[layer scale], + skip", _convnext, expands=True, always_expands=True, se=False, check=_convnext_check,
+              fields=frozenset({"layer_scale", "grn"}), peers=frozenset({"timm"}), timm_roles=lambda block: _CONVNEXT, timm_path=_convnext_path,
+              conventions={"timm": {"norm.eps": 1e-6}}),
+    BlockKind("downsample", "Downsample", "#e8e8e8", "(ConvNeXt, between stages) norm, then a conv of kernel = stride with bias, no skip",
+              _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm"}),
+              timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}}),
     BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic),
 )
 
