@@ -106,6 +106,21 @@ def calibrate_norms(model, input_shape):
     return model.eval()
 
 
+def timm_parameter_count_equals(name: str, pinned: int):
+    """Assert archc's Plan of ``name`` has the parameters of timm's module of that name, and the pinned figure; return
+    both, timm's laid out on the meta device (no memory: efficientnet_l2 has 480M)."""
+    import timm
+    import torch
+
+    import archc
+
+    plan = archc.lower(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == pinned
+    return plan, peer
+
+
 def timm_peer(name: str, size: int):
     """timm's real module ``name`` with seeded random weights and the batch-norm statistics of random size x size
     images (:func:`calibrate_norms`): a peer whose outputs an import must reproduce."""
