@@ -253,7 +253,7 @@ class _Walker:
     def local_pool(self, pool: ir.Pool, prefix: str) -> tuple[int, int, int]:
         """A max or average pooling: no parameters and no MACs (FlopCounterMode counts none); advances the size.
         Kept for backward: a max-pool its indices' worth of output, an average pool nothing."""
-        channels = self.layers[-1].out_channels if self.layers else self.plan.in_channels
+        channels = pool.channels
         self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, pool.kernel, self.jump))
         self.jump = tuple(j * s for j, s in zip(self.jump, pool.stride))
         self.size = pool.output(self.size)

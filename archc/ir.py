@@ -134,6 +134,7 @@ class Pool:
     padding: Axes
     ceil_mode: bool = False
     count_include_pad: bool = True  # average pooling only: padded zeros count in the mean (torch's default)
+    channels: int = 0  # of the map it pools (for reports)
     folds = ()  # nothing for BN folding
 
     def output(self, size: Axes) -> Axes:

@@ -306,6 +306,14 @@ class Stage(SpecPart):
         "uib only: odd kernel of a depthwise conv before the expansion (MobileNetV4's ExtraDW and ConvNeXt-like blocks); "
         "null: none"
     )] = None
+    mid: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
+        "bottleneck only: the inner width of its convs, before width scaling (ResNet-50: a quarter of channels; ResNeXt 32x4d "
+        "and wide_resnet50_2: a half)"
+    )] = None
+    shortcut: Annotated[Optional[Literal["conv", "avg"]], _doc(
+        "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; avg (ResNet-D), "
+        "an average pool with the stride, then the 1x1 conv and norm; null or left out: conv"
+    )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "
         "fused_mbconv and conv"

@@ -15,7 +15,7 @@ from .. import ir
 
 # The optional stage-row fields a kind may accept; a field given to a kind that does not list it is refused (it
 # would do nothing). spec.py checks at import that each is a field of its stage row.
-ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv")
+ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "mid", "shortcut")
 # The weight layouts of peers that name roles per block (weights.py): "monai" (MONAI and efficientnet-pytorch),
 # "torchvision" (layer positions) and "timm" (role names, renamed per timm block class by ``timm_roles``).
 PEER_LAYOUTS = ("monai", "torchvision", "timm")
@@ -49,6 +49,7 @@ class BlockKind:
     mixed_kernels: bool = False  # accepts mixed_kernels (a depthwise conv to split)
     kernel_optional: bool = False  # kernel may be null (no middle depthwise conv)
     se: bool = True  # takes a squeeze-and-excitation
+    se_on_output: bool = False  # its SE squeezes the block's output width (timm ResNet's SEModule), not se.relative_to's
     skip: bool = True  # an identity skip by default where shapes allow (the row's ``residual`` overrides)
     check: Callable[[object], str | None] = lambda row: None  # a rule of its own on a row: the error, or None
     peers: frozenset[str] = frozenset()  # PEER_LAYOUTS whose weights carry the kind
@@ -97,7 +98,20 @@ def _basic(make, shape, block_in, mid, out, stride, keep) -> Parts:
     # the shapes differ the skip is a 1x1 conv with the stride and a norm (timm downsample_conv: ``downsample.0/.1``).
     projection = block_in != out or any(s > 1 for s in stride)
     return Parts([make.spatial("conv1", "bn1", "act1", block_in, out, stride), make.spatial("conv2", "bn2", None, out, out, None)],
-                 shortcut=(make.shortcut(block_in, out, stride),) if projection else (), act_after=True)
+                 shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
+
+
+def _bottleneck(make, shape, block_in, mid, out, stride, keep) -> Parts:
+    # ResNet's bottleneck (timm Bottleneck, torchvision's v1.5): 1x1 to the inner width, kxk with the stride and the row's
+    # groups (ResNeXt), 1x1 to the output; [SE]; + skip (projection where the shape changes); activation.
+    projection = block_in != out or any(s > 1 for s in stride)
+    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid), make.spatial("conv2", "bn2", "act2", mid, mid, stride),
+                  make.pointwise("conv3", "bn3", None, mid, out)],
+                 shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
+
+
+def _bottleneck_check(row) -> str | None:
+    return None if row.mid else "a bottleneck block needs mid, its inner width (ResNet-50's first stage: 64 of 256)"
 
 
 def _uib_check(row) -> str | None:
@@ -134,7 +148,11 @@ _KINDS = (
               "1x1 project [layer scale]", _uib, expands=True, always_expands=True, kernel_optional=True, check=_uib_check,
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
     # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
-    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic),
+    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
+              fields=frozenset({"shortcut"}), se_on_output=True),
+    BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt) 1x1 conv to mid, kxk conv (group_size: ResNeXt), 1x1 conv [SE], + skip "
+              "(1x1 conv and norm where the shape changes; shortcut avg: average pool first), activation", _bottleneck,
+              fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check),
 )
 
 
