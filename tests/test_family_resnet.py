@@ -1,0 +1,37 @@
+"""The ResNet family by timm's names (ResNet, ResNet-D, ResNet-T, ResNeXt, SE-ResNet/ResNeXt, Wide ResNet): each name's
+parameter count equals timm's real module's (meta device) and the pinned figure of tests/reference_residual.py, its
+feature levels are timm's feature_info, its MACs at the default input are FlopCounterMode's on timm's module; every
+name builds and runs in 1D and 3D."""
+
+import pytest
+import torch
+from conftest import timm_parameter_count_equals
+from reference_residual import TIMM, TORCHVISION
+
+import archc
+
+NAMES = ["resnet10t", "resnet14t", "resnet18", "resnet18d", "resnet26", "resnet26d", "resnet34", "resnet34d", "resnet50", "resnet50d",
+         "resnet101", "resnet101d", "resnet152", "resnet152d", "resnet200", "resnet200d", "resnext50_32x4d", "resnext101_32x8d",
+         "seresnet50", "seresnext50_32x4d", "wide_resnet50_2"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count_and_features_equal_timms(name):
+    plan, peer = timm_parameter_count_equals(name, TIMM[name]["params"])
+    assert [(f.channels, f.reduction) for f in plan.features] == [(c, (r, r)) for c, r, _ in TIMM[name]["features"]]
+    assert [(i["num_chs"], i["reduction"]) for i in peer.feature_info] == [(c, r) for c, r, _ in TIMM[name]["features"]]
+    assert plan.resolution == TIMM[name]["input_size"][1:]
+    assert archc.analyze(plan).macs == TIMM[name]["macs"]  # FlopCounterMode / 2 on timm's module at its default input
+    if name in TORCHVISION:
+        assert TORCHVISION[name]["params"] == TIMM[name]["params"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_builds_and_runs_in_1d_and_3d(name):
+    for dims, size in ((1, 33), (3, 17)):
+        plan = archc.lower(name, dims=dims, in_channels=1, num_classes=2, resolution=size)
+        model = archc.build(plan, seed=0).eval()
+        assert archc.analyze(plan).params == sum(p.numel() for p in model.parameters())
+        if name in ("resnet18", "resnet50d", "seresnext50_32x4d"):  # one forward per block and stem kind (the rest: the same modules)
+            with torch.no_grad():
+                assert model(torch.randn(1, 1, *(size,) * dims)).shape == (1, 2)
