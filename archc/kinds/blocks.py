@@ -147,12 +147,12 @@ _KINDS = (
     BlockKind("uib", "UIB", "#eeeeee", "(MobileNetV4's universal inverted bottleneck) [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] "
               "1x1 project [layer scale]", _uib, expands=True, always_expands=True, kernel_optional=True, check=_uib_check,
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
-    # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
+    # timm's and torchvision's ResNets carry them (layer1.0.conv1: weights.py's ResNet layout), not MONAI's blocks.
     BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
-              fields=frozenset({"shortcut"}), se_on_output=True),
+              fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision"})),
     BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt) 1x1 conv to mid, kxk conv (group_size: ResNeXt), 1x1 conv [SE], + skip "
               "(1x1 conv and norm where the shape changes; shortcut avg: average pool first), activation", _bottleneck,
-              fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check),
+              fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check, peers=frozenset({"timm", "torchvision"})),
 )
 
 
