@@ -288,6 +288,8 @@ def _squeeze_excite(spec: Spec, row, activation, block_in: int, mid: int, before
     if not ratio:
         return []
     gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
+    if spec.se.type == "eca":
+        return [ir.ECA("se", gated, ir.eca_kernel(gated), row.se_gate or spec.se.gate)]
     # a ResNet's SE squeezes the map it gates, the block's output (timm SEModule: make_divisible(out / 16, 8, round_limit=0))
     reference = gated if BLOCKS[row.block].se_on_output else block_in if spec.se.relative_to == "block_input" else mid
     squeeze = make_divisible(reference * ratio, spec.scaling.divisor) if spec.se.rounding == "divisor" else squeeze_channels(reference, ratio)

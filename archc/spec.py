@@ -230,6 +230,10 @@ class Head(SpecPart):
 class SE(SpecPart):
     """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""
 
+    type: Annotated[Literal["se", "eca"], _doc(
+        "se: squeeze-and-excitation (two 1x1 convs); eca: efficient channel attention (Wang et al. 2020: a 1D conv across the "
+        "channels, its kernel from their number as timm's EcaModule; ratio, relative_to and rounding do not apply)"
+    )] = "se"
     ratio: Annotated[Fraction, _doc("squeeze width = max(1, int(reference channels * ratio)); 0 turns SE off")] = 0.25
     placement: Annotated[Literal["after_depthwise", "after_project", "none"], _doc(
         "after the depthwise conv (the paper), after the projection, or nowhere"

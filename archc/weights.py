@@ -348,6 +348,7 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
 _COMPUTES = table("weights", {
     ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
     ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
+    ir.ECA: lambda eca: [(f"{eca.name}.gate", eca.gate)],
     ir.LayerScale: lambda scale: [],
     ir.Pool: lambda pool: [(pool.name, (pool.kind, pool.kernel, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad))],
 })

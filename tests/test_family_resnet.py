@@ -12,7 +12,7 @@ import archc
 
 NAMES = ["resnet10t", "resnet14t", "resnet18", "resnet18d", "resnet26", "resnet26d", "resnet34", "resnet34d", "resnet50", "resnet50d",
          "resnet101", "resnet101d", "resnet152", "resnet152d", "resnet200", "resnet200d", "resnext50_32x4d", "resnext101_32x8d",
-         "seresnet50", "seresnext50_32x4d", "wide_resnet50_2"]
+         "seresnet50", "seresnext50_32x4d", "ecaresnet50d", "wide_resnet50_2"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -32,6 +32,6 @@ def test_every_name_builds_and_runs_in_1d_and_3d(name):
         plan = archc.lower(name, dims=dims, in_channels=1, num_classes=2, resolution=size)
         model = archc.build(plan, seed=0).eval()
         assert archc.analyze(plan).params == sum(p.numel() for p in model.parameters())
-        if name in ("resnet18", "resnet50d", "seresnext50_32x4d"):  # one forward per block and stem kind (the rest: the same modules)
+        if name in ("resnet18", "resnet50d", "seresnext50_32x4d", "ecaresnet50d"):  # one forward per block and stem kind (the rest: the same modules)
             with torch.no_grad():
                 assert model(torch.randn(1, 1, *(size,) * dims)).shape == (1, 2)

@@ -18,7 +18,7 @@ def _same_outputs(model, peer, size=(65, 67)):
         torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet50d", "resnext50_32x4d", "seresnet50"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet50d", "resnext50_32x4d", "seresnet50", "ecaresnet50d"])
 def test_timm_weights_give_timms_outputs(name):
     peer = timm_peer(name, 64)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
