@@ -247,10 +247,10 @@ class _Walker:
 
     def eca(self, eca: ir.ECA, prefix: str) -> tuple[int, int, int]:
         """ECA on a map of ``channels``: a 1D conv of ``kernel`` over the pooled channels (C * k MACs), then the gated product."""
-        c, ones, path = eca.channels, (1,) * self.plan.dims, f"{prefix}.{eca.name}"
+        c, path = eca.channels, f"{prefix}.{eca.name}"
         self.layers += [
-            LayerCost(f"{path}.conv", "conv", "dense", 1, 1, (eca.kernel,), (1,), 1, (c, *ones), eca.kernel, c * eca.kernel),
-            LayerCost(f"{path}.gate", "gate", eca.gate, c, c, (), (), 1, (c, *ones), 0, 0),
+            LayerCost(f"{path}.conv", "conv", "dense", 1, 1, (eca.kernel,), (1,), 1, (1, c), eca.kernel, c * eca.kernel),  # the channels as a sequence
+            LayerCost(f"{path}.gate", "gate", eca.gate, c, c, (), (), 1, (1, c), 0, 0),
         ]
         return eca.kernel, c * eca.kernel, 3 * c + c * math.prod(self.size)  # mean, conv, gate outputs; the gated input
 
