@@ -257,7 +257,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
         raw["num_classes"] = num_classes
 
     level, total = 0, [1] * dims
-    components = [("stem", raw.setdefault("stem", {}), base.stem)] + [(f"stages[{i}]", row, base.stages[i]) for i, row in enumerate(raw["stages"])]
+    components = _stem_components(raw.setdefault("stem", {}), base.stem) + [(f"stages[{i}]", row, base.stages[i]) for i, row in enumerate(raw["stages"])]
     for path, entry, written in components:
         base_stride = written.stride
         if any(s > 1 for s in base_stride):
@@ -275,7 +275,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
         rule_kernel = topology.kernels[min(level, n_rule)]
         extent = tuple(-(-n // t) for n, t in zip(topology.patch, total))  # the feature map at this level
         for key in ("kernel", "start_kernel"):  # a uib's extra depthwise conv follows the same rule
-            written_kernel = getattr(written, key, None)
+            written_kernel = getattr(written, key, None) if path != "stem.pool" else None  # a pool's window stays
             if written_kernel is None:
                 continue
             size = max(written_kernel)
@@ -352,9 +352,23 @@ def _flow(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip().removesuffix("\n...").strip()
 
 
+def _stem_components(entry: dict, stem) -> list[tuple]:
+    """(path, raw entry, written part) of the stem: itself, or each of its ``layers`` and its ``pool`` (ResNet's), each a
+    downsampling step of its own where it strides."""
+    if stem.layers is None:
+        parts = [("stem", entry, stem)]
+    else:
+        layers = entry["layers"] = [dict(layer) for layer in entry["layers"]]
+        parts = [(f"stem.layers[{i}]", layers[i], layer) for i, layer in enumerate(stem.layers)]
+    if stem.pool is not None:
+        entry["pool"] = dict(entry["pool"])
+        parts.append(("stem.pool", entry["pool"], stem.pool))
+    return parts
+
+
 def _downsampling_steps(base: Spec) -> list[str]:
-    """The base's own downsampling steps, in order: its stem and every row that strides on some axis."""
-    steps = ["stem"] if any(s > 1 for s in base.stem.stride) else []
+    """The base's own downsampling steps, in order: its stem's strided parts and every row that strides on some axis."""
+    steps = [path for path, _, written in _stem_components(base.stem.model_dump(exclude_unset=True), base.stem) if any(s > 1 for s in written.stride)]
     return steps + [f"stages[{i}]" for i, row in enumerate(base.stages) if any(s > 1 for s in row.stride)]
 
 
