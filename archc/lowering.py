@@ -75,7 +75,7 @@ def lower(
         blocks: list[ir.Block] = []
         for i in rows:
             row, out = spec.stages[i], channels(spec.stages[i].channels)
-            shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None, channels(row.mid) if row.mid else None)
+            shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None, _mid(row, mult.width, s) if row.mid else None)
             for j in range(repeats[i]):
                 block_in, block_stride = (width_in, shape.stride) if j == 0 else (out, (1,) * dims)
                 blocks.append(_block(spec, row, shape, f"stages.{number}.{len(blocks)}", number, index, total_blocks, block_in, out, block_stride))
@@ -219,6 +219,12 @@ def _head_width(written: int, scale, channels) -> int:
     scaled = channels(written)
     # "up": TinyNet and MobileNetV2 below width 1.0 keep 1280 (timm: max(1280, round_chs_fn(1280))).
     return max(written, scaled) if scale == "up" else scaled
+
+
+def _mid(row, width: float, s) -> int:
+    """A bottleneck's inner width, scaled as channels are but to a multiple of its group size too, so that width scaling
+    keeps the row's group size (ResNeXt 32x4d: 4 channels per group) and the groups divide the width."""
+    return scale_channels(row.mid, width, math.lcm(s.divisor, row.group_size or 1), s.round_limit)
 
 
 class _RowShape:
