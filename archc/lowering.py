@@ -338,8 +338,8 @@ class _Convs:
         """A projection skip, numbered as in nn.Sequential: a 1x1 conv with the stride, then norm (``downsample.0``, ``.1``;
         timm downsample_conv); or with ``shortcut: avg`` (ResNet-D) an average pool with the stride, then the 1x1 conv and
         norm (``.0``, ``.1``, ``.2``; timm downsample_avg: ceil_mode, padding not counted; at stride 1 the pool is the identity)."""
-        if self.row.shortcut != "avg":
-            return (self._unit("0", "1", None, c_in, c_out, self.ones, stride),)
+        if self.row.shortcut != "avg":  # conv_bias: MONAI's ResNet (shortcut_type B, bias_downsample) gives the conv a bias
+            return (ir.ConvUnit("0", "1", None, c_in, c_out, self.ones, stride, 1, None, bias=self.row.shortcut == "conv_bias"),)
         zeros = tuple(0 for _ in stride)
         window = tuple(s if s > 1 else 1 for s in stride)
         pool = ir.Pool("0", "avg", window, stride, zeros, ceil_mode=True, count_include_pad=False, channels=c_in)

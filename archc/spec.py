@@ -314,9 +314,10 @@ class Stage(SpecPart):
         "bottleneck only: the inner width of its convs, before width scaling (ResNet-50: a quarter of channels; ResNeXt 32x4d "
         "and wide_resnet50_2: a half)"
     )] = None
-    shortcut: Annotated[Optional[Literal["conv", "avg"]], _doc(
-        "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; avg (ResNet-D), "
-        "an average pool with the stride, then the 1x1 conv and norm; null or left out: conv"
+    shortcut: Annotated[Optional[Literal["conv", "conv_bias", "avg"]], _doc(
+        "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; conv_bias, the "
+        "same with a bias on the conv (MONAI's ResNet: shortcut_type B, bias_downsample); avg (ResNet-D), an average pool "
+        "with the stride, then the 1x1 conv and norm; null or left out: conv"
     )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "

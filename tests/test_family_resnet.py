@@ -6,7 +6,7 @@ name builds and runs in 1D and 3D."""
 import pytest
 import torch
 from conftest import timm_parameter_count_equals
-from reference_residual import TIMM, TORCHVISION
+from reference_residual import MONAI_RESNET, TIMM, TORCHVISION
 
 import archc
 
@@ -35,3 +35,19 @@ def test_every_name_builds_and_runs_in_1d_and_3d(name):
         if name in ("resnet18", "resnet50d", "seresnext50_32x4d", "ecaresnet50d"):  # one forward per block and stem kind (the rest: the same modules)
             with torch.no_grad():
                 assert model(torch.randn(1, 1, *(size,) * dims)).shape == (1, 2)
+
+
+MONAI_NAMES = ["resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200"]
+
+
+@pytest.mark.parametrize("name", MONAI_NAMES)
+def test_monai_layout_counts_equal_monais(name):
+    """monai_<name>: MONAI's ResNet with its defaults (stride-1 stem, max-pool, shortcut B with a bias), in 3D and 2D, 3 and 1
+    input channels, equal to MONAI's real module and to the pinned figure."""
+    import monai.networks.nets as nets
+
+    for dims, channels in ((3, 3), (3, 1), (2, 3)):
+        plan = archc.lower(f"monai_{name}", dims=dims, in_channels=channels)
+        with torch.device("meta"):
+            peer = getattr(nets, name)(spatial_dims=dims, n_input_channels=channels)
+        assert archc.analyze(plan).params == sum(p.numel() for p in peer.parameters()) == MONAI_RESNET[(name, dims, channels)]

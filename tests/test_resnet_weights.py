@@ -39,3 +39,19 @@ def test_timm_weights_inflate_into_3d(name):
     peer = timm_peer(name, 64)
     volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
     assert_inflation_keeps_2d(volume, peer, 33, depth=32)  # every stride needs a depth of 2 or more before it
+
+
+def test_monai_resnet10_weights_give_monais_outputs_in_3d():
+    """MONAI's ResNet names its tensors as timm's and torchvision's ResNets do (conv1, bn1, layerN.j, downsample.0/.1, fc),
+    so its state dict imports through the same layout; the shortcut conv's bias included."""
+    import monai.networks.nets as nets
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=3), (1, 17, 19, 21)).eval()
+    model = archc.load("monai_resnet10", in_channels=1, num_classes=3, weights=peer.state_dict(), weights_from="timm", resolution=(17, 19, 21)).eval()
+    x = torch.randn(2, 1, 17, 19, 21, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
