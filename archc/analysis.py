@@ -245,6 +245,15 @@ class _Walker:
         pooled = c + 2 * squeeze + 2 * c  # mean, reduce, act, expand, gate outputs
         return params, 2 * c * squeeze, pooled + c * math.prod(self.size)
 
+    def eca(self, eca: ir.ECA, prefix: str) -> tuple[int, int, int]:
+        """ECA on a map of ``channels``: a 1D conv of ``kernel`` over the pooled channels (C * k MACs), then the gated product."""
+        c, path = eca.channels, f"{prefix}.{eca.name}"
+        self.layers += [
+            LayerCost(f"{path}.conv", "conv", "dense", 1, 1, (eca.kernel,), (1,), 1, (1, c), eca.kernel, c * eca.kernel),  # the channels as a sequence
+            LayerCost(f"{path}.gate", "gate", eca.gate, c, c, (), (), 1, (1, c), 0, 0),
+        ]
+        return eca.kernel, c * eca.kernel, 3 * c + c * math.prod(self.size)  # mean, conv, gate outputs; the gated input
+
     def scale(self, scale: ir.LayerScale, prefix: str) -> tuple[int, int, int]:
         shape = (scale.channels, *self.size)
         self.layers.append(LayerCost(f"{prefix}.{scale.name}", "scale", "layer scale", scale.channels, scale.channels, (), (), 1, shape, scale.channels, 0))
@@ -263,7 +272,7 @@ class _Walker:
     def local_pool(self, pool: ir.Pool, prefix: str) -> tuple[int, int, int]:
         """A max or average pooling: no parameters and no MACs (FlopCounterMode counts none); advances the size.
         Kept for backward: a max-pool its indices' worth of output, an average pool nothing."""
-        channels = self.layers[-1].out_channels if self.layers else self.plan.in_channels
+        channels = pool.channels
         self.rf = tuple(r + (k - 1) * j for r, k, j in zip(self.rf, pool.kernel, self.jump))
         self.jump = tuple(j * s for j, s in zip(self.jump, pool.stride))
         self.size = pool.output(self.size)
@@ -396,6 +405,7 @@ def _block(walk: _Walker, block: ir.Block, where: str | None = None) -> Cost:
 _COSTS = table("analysis", {
     ir.ConvUnit: lambda walk, layer, where, prefix: walk.conv(layer, where, prefix),
     ir.SqueezeExcite: lambda walk, layer, where, prefix: walk.se(layer, prefix),
+    ir.ECA: lambda walk, layer, where, prefix: walk.eca(layer, prefix),
     ir.LayerScale: lambda walk, layer, where, prefix: walk.scale(layer, prefix),
     ir.NormLayer: lambda walk, layer, where, prefix: walk.norm(layer, prefix),
     ir.GRN: lambda walk, layer, where, prefix: walk.grn(layer, prefix),

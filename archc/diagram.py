@@ -256,6 +256,7 @@ def _conv_node(conv: ir.ConvUnit, prefix: str, report: Report, norm: str, shape)
 _LABELS = table("diagram", {
     ir.ConvUnit: _conv_node,
     ir.SqueezeExcite: lambda layer, prefix, report, norm, shape: (f"SE {layer.channels}→{layer.squeeze}→{layer.channels}, {layer.gate}", shape),
+    ir.ECA: lambda layer, prefix, report, norm, shape: (f"ECA k{layer.kernel}, {layer.gate}", shape),
     ir.LayerScale: lambda layer, prefix, report, norm, shape: (f"layer scale ×{layer.init:g}", shape),
     ir.NormLayer: lambda layer, prefix, report, norm, shape: (f"{norm} {layer.channels}", shape),
     ir.GRN: lambda layer, prefix, report, norm, shape: (f"GRN {layer.channels}", shape),

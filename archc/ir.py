@@ -113,6 +113,24 @@ class SqueezeExcite:
 
 
 @dataclass(frozen=True)
+class ECA:
+    """Efficient channel attention (Wang et al. 2020, ECA-Net): global average, a 1D conv of ``kernel`` across the
+    channels (no bias), the gate, then the product with the input. timm ``EcaModule``: key ``se.conv.weight``."""
+
+    name: str  # module name: "se" (timm's attribute for any attention layer)
+    channels: int
+    kernel: int  # odd
+    gate: Gate = "sigmoid"
+    folds = ()  # nothing for BN folding
+
+
+def eca_kernel(channels: int, gamma: int = 2, beta: int = 1) -> int:
+    """ECA-Net's kernel from the channels: ``t = int(|log2(C) + beta| / gamma)``, the next odd number, at least 3 (timm EcaModule)."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
+
+
+@dataclass(frozen=True)
 class LayerScale:
     """A learned per-channel scale of the residual branch (Touvron et al. 2021; MobileNetV4's UIB)."""
 
@@ -134,6 +152,7 @@ class Pool:
     padding: Axes
     ceil_mode: bool = False
     count_include_pad: bool = True  # average pooling only: padded zeros count in the mean (torch's default)
+    channels: int = 0  # of the map it pools (for reports)
     folds = ()  # nothing for BN folding
 
     def output(self, size: Axes) -> Axes:
@@ -175,10 +194,10 @@ def conv_padding(kernel: Axes) -> Axes:
     return tuple(k // 2 if k % 2 else 0 for k in kernel)
 
 
-Layer = Union[ConvUnit, SqueezeExcite, LayerScale, Pool, NormLayer, GRN]
+Layer = Union[ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN]
 # The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
 # table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
-LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, LayerScale, Pool, NormLayer, GRN)
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN)
 SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 

@@ -75,7 +75,7 @@ def lower(
         blocks: list[ir.Block] = []
         for i in rows:
             row, out = spec.stages[i], channels(spec.stages[i].channels)
-            shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None)
+            shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None, _mid(row, mult.width, s) if row.mid else None)
             for j in range(repeats[i]):
                 block_in, block_stride = (width_in, shape.stride) if j == 0 else (out, (1,) * dims)
                 blocks.append(_block(spec, row, shape, f"stages.{number}.{len(blocks)}", number, index, total_blocks, block_in, out, block_stride))
@@ -140,15 +140,15 @@ def _stem(spec: Spec, axes: "_Axes", c_in: int, channels) -> ir.Stem:
                                      axes.get(layer.kernel, ("stem", "layers", i, "kernel")), axes.get(layer.stride, ("stem", "layers", i, "stride")), 1,
                                      spec.activation if layer.activation else None, bias=layer.bias))
             c_in = out
-    return ir.Stem(tuple(units), _stem_pool(stem.pool, axes))
+    return ir.Stem(tuple(units), _stem_pool(stem.pool, axes, units[-1].out_channels))
 
 
-def _stem_pool(pool, axes: "_Axes") -> ir.Pool | None:
+def _stem_pool(pool, axes: "_Axes", channels: int) -> ir.Pool | None:
     if pool is None:
         return None
     kernel = axes.get(pool.kernel, ("stem", "pool", "kernel"))
     padding = tuple(k // 2 for k in kernel) if pool.padding is None else axes.get(pool.padding, ("stem", "pool", "padding"))
-    return ir.Pool("pool", pool.type, kernel, axes.get(pool.stride, ("stem", "pool", "stride")), padding, pool.ceil_mode, pool.count_include_pad)
+    return ir.Pool("pool", pool.type, kernel, axes.get(pool.stride, ("stem", "pool", "stride")), padding, pool.ceil_mode, pool.count_include_pad, channels)
 
 
 def _stem_strides(spec: Spec, axes: "_Axes") -> list[tuple[int, ...]]:
@@ -226,15 +226,22 @@ def _head_width(written: int, scale, channels) -> int:
     return max(written, scaled) if scale == "up" else scaled
 
 
+def _mid(row, width: float, s) -> int:
+    """A bottleneck's inner width, scaled as channels are but to a multiple of its group size too, so that width scaling
+    keeps the row's group size (ResNeXt 32x4d: 4 channels per group) and the groups divide the width."""
+    return scale_channels(row.mid, width, math.lcm(s.divisor, row.group_size or 1), s.round_limit)
+
+
 class _RowShape:
     """The per-axis values of one row, broadcast to the network's axes once for all its blocks."""
 
-    def __init__(self, axes: "_Axes", row, i: int, expand_from: int | None):
+    def __init__(self, axes: "_Axes", row, i: int, expand_from: int | None, mid: int | None = None):
         self.stride = axes.get(row.stride, ("stages", i, "stride"))
         self.kernel = None if row.kernel is None or row.mixed_kernels else axes.get(row.kernel, ("stages", i, "kernel"))
         self.mixed = tuple((k,) * axes.dims for k in row.mixed_kernels or ())
         self.start = None if row.start_kernel is None else axes.get(row.start_kernel, ("stages", i, "start_kernel"))
         self.expand_from = expand_from  # already width-scaled
+        self.mid = mid  # a bottleneck's inner width, already width-scaled
         self.path = ("stages", i)
 
     @property
@@ -249,7 +256,7 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
     activation = row.activation or spec.activation
     kind = BLOCKS[row.block]
     expand = row.expand if kind.expands else 1
-    mid = _expanded(block_in if shape.expand_from is None else shape.expand_from, expand, spec.scaling.divisor) if kind.expands else block_in
+    mid = _expanded(block_in if shape.expand_from is None else shape.expand_from, expand, spec.scaling.divisor) if kind.expands else shape.mid or block_in
     keep = expand != 1 or bool(row.expand_conv) or kind.always_expands  # the expansion (or the fused projection) stays
     parts = kind.recipe(_Convs(spec, row, shape, path, activation), shape, block_in, mid, out, stride, keep)
     before, after = list(parts.before), list(parts.after)
@@ -291,9 +298,12 @@ def _squeeze_excite(spec: Spec, row, activation, block_in: int, mid: int, before
     ratio = 0.0 if spec.se.placement == "none" else (spec.se.ratio if row.se is None else row.se)
     if not ratio:
         return []
-    reference = block_in if spec.se.relative_to == "block_input" else mid
-    squeeze = make_divisible(reference * ratio, spec.scaling.divisor) if spec.se.rounding == "divisor" else squeeze_channels(reference, ratio)
     gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
+    if spec.se.type == "eca":
+        return [ir.ECA("se", gated, ir.eca_kernel(gated), row.se_gate or spec.se.gate)]
+    # a ResNet's SE squeezes the map it gates, the block's output (timm SEModule: make_divisible(out / 16, 8, round_limit=0))
+    reference = gated if BLOCKS[row.block].se_on_output else block_in if spec.se.relative_to == "block_input" else mid
+    squeeze = make_divisible(reference * ratio, spec.scaling.divisor) if spec.se.rounding == "divisor" else squeeze_channels(reference, ratio)
     return [ir.SqueezeExcite("se", gated, squeeze, spec.se.activation or activation, row.se_gate or spec.se.gate)]
 
 
@@ -330,9 +340,19 @@ class _Convs:
     def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
         return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride or self.ones, self._groups(c_in, 1, c_out))
 
-    def shortcut(self, c_in: int, c_out: int, stride) -> ir.ConvUnit:
-        # a projection skip: 1x1 conv with the stride, then norm, numbered as in nn.Sequential (``downsample.0``, ``.1``)
-        return self._unit("0", "1", None, c_in, c_out, self.ones, stride)
+    def pointwise(self, conv, norm, act, c_in: int, c_out: int) -> ir.ConvUnit:
+        return self._unit(conv, norm, act, c_in, c_out, self.ones, self.ones)
+
+    def shortcut(self, c_in: int, c_out: int, stride) -> tuple:
+        """A projection skip, numbered as in nn.Sequential: a 1x1 conv with the stride, then norm (``downsample.0``, ``.1``;
+        timm downsample_conv); or with ``shortcut: avg`` (ResNet-D) an average pool with the stride, then the 1x1 conv and
+        norm (``.0``, ``.1``, ``.2``; timm downsample_avg: ceil_mode, padding not counted; at stride 1 the pool is the identity)."""
+        if self.row.shortcut != "avg":  # conv_bias: MONAI's ResNet (shortcut_type B, bias_downsample) gives the conv a bias
+            return (ir.ConvUnit("0", "1", None, c_in, c_out, self.ones, stride, 1, None, bias=self.row.shortcut == "conv_bias"),)
+        zeros = tuple(0 for _ in stride)
+        window = tuple(s if s > 1 else 1 for s in stride)
+        pool = ir.Pool("0", "avg", window, stride, zeros, ceil_mode=True, count_include_pad=False, channels=c_in)
+        return (pool, self._unit("1", "2", None, c_in, c_out, self.ones, self.ones))
 
     def _groups(self, channels: int, default: int, out: int | None = None) -> int:
         size = self.row.group_size

@@ -233,9 +233,11 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     stride per axis and notes. :func:`archc.plan` writes and parses it."""
     if task not in TASKS:
         raise PlanningError(f"task: got {task!r}, expected one of {', '.join(TASKS)}")
-    if base.stem.layers is not None:  # the rule's steps map onto one stem conv and strided rows, not a stem of several units
-        raise PlanningError(f"stem.layers: {base.name}'s stem is {len(base.stem.layers)} layer(s) (a patchify or deep stem); planning maps its "
-                            "steps onto a one-conv stem (stem channels, kernel, stride): plan from such a base")
+    patchify = [i for i, layer in enumerate(base.stem.layers or ()) if any(s > 2 for s in layer.stride)]
+    if patchify:  # the rule pools by 2 per step; a patchify conv (ConvNeXt's stride 4) takes several steps at once
+        i = patchify[0]
+        raise PlanningError(f"stem.layers[{i}]: {base.name}'s stem strides by {_x(base.stem.layers[i].stride)} at once (a patchify conv); "
+                            "nnU-Net's rule pools by 2 per step: plan from a base whose downsampling steps stride by 2")
     topology = pool_and_conv(spacing, shape, min_feature_map)
     dims = len(topology.spacing)
     raw = base.model_dump(mode="json", exclude_unset=True)
@@ -260,7 +262,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
         raw["num_classes"] = num_classes
 
     level, total = 0, [1] * dims
-    components = [("stem", raw.setdefault("stem", {}), base.stem)] + [(f"stages[{i}]", row, base.stages[i]) for i, row in enumerate(raw["stages"])]
+    components = _stem_components(raw.setdefault("stem", {}), base.stem) + [(f"stages[{i}]", row, base.stages[i]) for i, row in enumerate(raw["stages"])]
     for path, entry, written in components:
         base_stride = written.stride
         if any(s > 1 for s in base_stride):
@@ -278,7 +280,7 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
         rule_kernel = topology.kernels[min(level, n_rule)]
         extent = tuple(-(-n // t) for n, t in zip(topology.patch, total))  # the feature map at this level
         for key in ("kernel", "start_kernel"):  # a uib's extra depthwise conv follows the same rule
-            written_kernel = getattr(written, key, None)
+            written_kernel = getattr(written, key, None) if path != "stem.pool" else None  # a pool's window stays
             if written_kernel is None:
                 continue
             size = max(written_kernel)
@@ -355,9 +357,23 @@ def _flow(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip().removesuffix("\n...").strip()
 
 
+def _stem_components(entry: dict, stem) -> list[tuple]:
+    """(path, raw entry, written part) of the stem: itself, or each of its ``layers`` and its ``pool`` (ResNet's), each a
+    downsampling step of its own where it strides."""
+    if stem.layers is None:
+        parts = [("stem", entry, stem)]
+    else:
+        layers = entry["layers"] = [dict(layer) for layer in entry["layers"]]
+        parts = [(f"stem.layers[{i}]", layers[i], layer) for i, layer in enumerate(stem.layers)]
+    if stem.pool is not None:
+        entry["pool"] = dict(entry["pool"])
+        parts.append(("stem.pool", entry["pool"], stem.pool))
+    return parts
+
+
 def _downsampling_steps(base: Spec) -> list[str]:
-    """The base's own downsampling steps, in order: its stem and every row that strides on some axis."""
-    steps = ["stem"] if any(s > 1 for s in base.stem.stride) else []
+    """The base's own downsampling steps, in order: its stem's strided parts and every row that strides on some axis."""
+    steps = [path for path, _, written in _stem_components(base.stem.model_dump(exclude_unset=True), base.stem) if any(s > 1 for s in written.stride)]
     return steps + [f"stages[{i}]" for i, row in enumerate(base.stages) if any(s > 1 for s in row.stride)]
 
 

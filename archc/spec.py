@@ -239,6 +239,10 @@ class Head(SpecPart):
 class SE(SpecPart):
     """Squeeze-and-excitation: global pool, reduce to a bottleneck, activation, expand, gate."""
 
+    type: Annotated[Literal["se", "eca"], _doc(
+        "se: squeeze-and-excitation (two 1x1 convs); eca: efficient channel attention (Wang et al. 2020: a 1D conv across the "
+        "channels, its kernel from their number as timm's EcaModule; ratio, relative_to and rounding do not apply)"
+    )] = "se"
     ratio: Annotated[Fraction, _doc("squeeze width = max(1, int(reference channels * ratio)); 0 turns SE off")] = 0.25
     placement: Annotated[Literal["after_depthwise", "after_project", "none"], _doc(
         "after the depthwise conv (the paper), after the projection, or nowhere"
@@ -314,6 +318,15 @@ class Stage(SpecPart):
     start_kernel: Annotated[Optional[Kernel], BeforeValidator(_unambiguous_kernel), _doc(
         "uib only: odd kernel of a depthwise conv before the expansion (MobileNetV4's ExtraDW and ConvNeXt-like blocks); "
         "null: none"
+    )] = None
+    mid: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
+        "bottleneck only: the inner width of its convs, before width scaling (ResNet-50: a quarter of channels; ResNeXt 32x4d "
+        "and wide_resnet50_2: a half)"
+    )] = None
+    shortcut: Annotated[Optional[Literal["conv", "conv_bias", "avg"]], _doc(
+        "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; conv_bias, the "
+        "same with a bias on the conv (MONAI's ResNet: shortcut_type B, bias_downsample); avg (ResNet-D), an average pool "
+        "with the stride, then the 1x1 conv and norm; null or left out: conv"
     )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "

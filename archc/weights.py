@@ -263,7 +263,9 @@ _MONAI_NETWORK = {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_c
 
 
 def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
-    """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``."""
+    """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``; a ResNet ``layer<stage + 1>.<j>``."""
+    if _is_resnet(plan):
+        return _resnet_key(plan, block, {"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"}.get(role, role), leaf)
     if block is None:
         if any(BLOCKS[b.type].timm_path for b in plan.blocks):  # timm's ConvNeXt class: stem.0/.1, head.norm, head.fc
             return f"{_TIMM_CONVNEXT[role]}.{leaf}"
@@ -281,7 +283,10 @@ _TIMM_CONVNEXT = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.norm": "head
 
 def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
     """torchvision: ``features.<stage + 1>.<j>.block.<position in the layer list>.<0 conv | 1 norm>``, the SE as
-    ``block.<position>.fc1`` / ``fc2``; ``features.0`` the stem, the head the entry after the last stage."""
+    ``block.<position>.fc1`` / ``fc2``; ``features.0`` the stem, the head the entry after the last stage. A ResNet:
+    ``layer<stage + 1>.<j>.<role>`` as timm's."""
+    if _is_resnet(plan):
+        return _resnet_key(plan, block, role, leaf)
     if block is None:
         head_index = len(plan.stages) + 1  # features.0 is the stem, then one entry per stage
         table = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
@@ -294,6 +299,23 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
+
+
+def _is_resnet(plan: ir.Plan) -> bool:
+    return bool(plan.stages) and plan.blocks[0].type in ("basic", "bottleneck")
+
+
+# timm's deep stem (ResNet-D/-T): conv1 = Sequential(conv 0, bn 1, act 2, conv 3, bn 4, act 5, conv 6), then bn1
+_DEEP_STEM = {"stem.conv1": "conv1.0", "stem.bn1": "conv1.1", "stem.conv2": "conv1.3", "stem.bn2": "conv1.4", "stem.conv3": "conv1.6", "stem.bn3": "bn1"}
+_RESNET = {"stem.conv": "conv1", "stem.bn": "bn1", "classifier": "fc", **_DEEP_STEM}
+
+
+def _resnet_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """timm's and torchvision's ResNet: stem ``conv1``/``bn1``, blocks ``layer<stage + 1>.<j>.<role>`` (archc's role names
+    are theirs: conv1, bn1, ..., downsample.0), classifier ``fc``."""
+    if block is None:
+        return f"{_RESNET.get(role, role)}.{leaf}"
+    return f"layer{block.stage + 1}.{_position(block)}.{role}.{leaf}"
 
 
 def _position(block: ir.Block) -> int:
@@ -333,6 +355,7 @@ def convention_differences(trained: ir.Plan, target: ir.Plan) -> list[str]:
 _COMPUTES = table("weights", {
     ir.ConvUnit: lambda unit: [(unit.act, unit.activation)] if unit.act else [],
     ir.SqueezeExcite: lambda se: [(f"{se.name}.act", se.activation), (f"{se.name}.gate", se.gate)],
+    ir.ECA: lambda eca: [(f"{eca.name}.gate", eca.gate)],
     ir.LayerScale: lambda scale: [],
     ir.NormLayer: lambda norm: [],
     ir.GRN: lambda grn: [(f"{grn.name}.eps", grn.eps)],

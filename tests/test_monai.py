@@ -61,8 +61,9 @@ def test_every_shipped_spec_and_alias_is_a_backbone_with_its_feature_channels():
         entry = FLEXUNET_BACKBONE.register_dict[f"archc_{name}"]
         assert entry["type"] is archc.monai.ArchcEncoder
         plan = archc.lower(name, features_only=True)
-        # ConvNeXt's patchify stem reduces by 4 and its first stage not again: four levels, as timm's features_only
-        assert entry["feature_number"] == len(plan.features) == (4 if name.startswith("convnext") else 5), name
+        # ConvNeXt's patchify stem reduces by 4 and its first stage not again, and MONAI's ResNet layout has a stride-1
+        # stem whose map is at full resolution, not a level (archc.monai): four levels, as timm's features_only
+        assert entry["feature_number"] == len(plan.features) == (4 if name.startswith(("convnext", "monai_resnet")) else 5), name
         assert tuple(entry["feature_channel"]) == tuple(f.channels for f in plan.features), name
     # the channels pair with MONAI's own encoder of the same network
     assert FLEXUNET_BACKBONE.register_dict["archc_efficientnet_b4"]["feature_channel"] == \

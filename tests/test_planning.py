@@ -190,8 +190,8 @@ def test_every_shipped_spec_plans_without_a_warning(spacing, shape):
     """Every base (uib start kernels, MixNet's mixed kernels, fused blocks, ...): the plan lowers, its input divides the
     total stride and no kernel is wider than its map."""
     for name in archc.builtin_specs():
-        if archc.read(name).stem.layers is not None:  # a stem of layers (ConvNeXt's patchify conv): refused by name
-            with pytest.raises(archc.PlanningError, match="^stem.layers: "):
+        if name.startswith("convnext"):  # a stride-4 patchify stem: refused by name (the rule pools by 2 per step)
+            with pytest.raises(archc.PlanningError, match="^stem.layers\\[0\\]: .* strides by 4 at once"):
                 archc.plan(name, spacing=spacing, shape=shape)
             continue
         planned = archc.plan(name, spacing=spacing, shape=shape)

@@ -144,6 +144,21 @@ class SqueezeExcite(nn.Module):
         return x * s
 
 
+class EfficientChannelAttention(nn.Module):
+    """ECA (Wang et al. 2020): global average, a 1D conv across the channels, the gate (timm ``EcaModule``: ``conv``)."""
+
+    def __init__(self, kernel: int, gate: str, dims: int):
+        super().__init__()
+        self.spatial = tuple(range(2, 2 + dims))
+        self.conv = nn.Conv1d(1, 1, kernel, padding=(kernel - 1) // 2, bias=False)
+        self.gate = GATE[gate]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.conv(x.mean(self.spatial).unsqueeze(1))  # (N, 1, C): the channels as a sequence
+        s = self.gate(s).view(x.shape[:2] + (1,) * len(self.spatial))
+        return x * s
+
+
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al. 2016): drop the residual branch per sample while training."""
 
@@ -225,6 +240,7 @@ def _conv_unit(unit: ir.ConvUnit, layers: LayerFactory) -> tuple[list, tuple]:
 _MODULES = table("emit.blocks", {
     ir.ConvUnit: _conv_unit,
     ir.SqueezeExcite: lambda unit, layers: ([(unit.name, SqueezeExcite(layers, unit.channels, unit.squeeze, unit.activation, unit.gate))], (unit.name,)),
+    ir.ECA: lambda unit, layers: ([(unit.name, EfficientChannelAttention(unit.kernel, unit.gate, layers.dims))], (unit.name,)),
     ir.LayerScale: lambda unit, layers: ([(unit.name, LayerScale(unit.channels, unit.init, layers.dims))], (unit.name,)),
     ir.NormLayer: lambda unit, layers: ([(unit.name, layers.norm(unit.channels))], (unit.name,)),
     ir.GRN: lambda unit, layers: ([(unit.name, GlobalResponseNorm(unit.channels, unit.eps, layers.dims))], (unit.name,)),

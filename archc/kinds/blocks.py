@@ -15,7 +15,7 @@ from .. import ir
 
 # The optional stage-row fields a kind may accept; a field given to a kind that does not list it is refused (it
 # would do nothing). spec.py checks at import that each is a field of its stage row.
-ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "grn")
+ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "grn", "mid", "shortcut")
 # The weight layouts of peers that name roles per block (weights.py): "monai" (MONAI and efficientnet-pytorch),
 # "torchvision" (layer positions) and "timm" (role names, renamed per timm block class by ``timm_roles``).
 PEER_LAYOUTS = ("monai", "torchvision", "timm")
@@ -50,6 +50,7 @@ class BlockKind:
     mixed_kernels: bool = False  # accepts mixed_kernels (a depthwise conv to split)
     kernel_optional: bool = False  # kernel may be null (no middle depthwise conv)
     se: bool = True  # takes a squeeze-and-excitation
+    se_on_output: bool = False  # its SE squeezes the block's output width (timm ResNet's SEModule), not se.relative_to's
     skip: bool = True  # an identity skip by default where shapes allow (the row's ``residual`` overrides)
     once: bool = False  # one block per row, which depth scaling leaves alone (ConvNeXt's downsample opening a stage)
     check: Callable[[object], str | None] = lambda row: None  # a rule of its own on a row: the error, or None
@@ -101,7 +102,20 @@ def _basic(make, shape, block_in, mid, out, stride, keep) -> Parts:
     # the shapes differ the skip is a 1x1 conv with the stride and a norm (timm downsample_conv: ``downsample.0/.1``).
     projection = block_in != out or any(s > 1 for s in stride)
     return Parts([make.spatial("conv1", "bn1", "act1", block_in, out, stride), make.spatial("conv2", "bn2", None, out, out, None)],
-                 shortcut=(make.shortcut(block_in, out, stride),) if projection else (), act_after=True)
+                 shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
+
+
+def _bottleneck(make, shape, block_in, mid, out, stride, keep) -> Parts:
+    # ResNet's bottleneck (timm Bottleneck, torchvision's v1.5): 1x1 to the inner width, kxk with the stride and the row's
+    # groups (ResNeXt), 1x1 to the output; [SE]; + skip (projection where the shape changes); activation.
+    projection = block_in != out or any(s > 1 for s in stride)
+    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid), make.spatial("conv2", "bn2", "act2", mid, mid, stride),
+                  make.pointwise("conv3", "bn3", None, mid, out)],
+                 shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
+
+
+def _bottleneck_check(row) -> str | None:
+    return None if row.mid else "a bottleneck block needs mid, its inner width (ResNet-50's first stage: 64 of 256)"
 
 
 def _convnext(make, shape, block_in, mid, out, stride, keep) -> Parts:
@@ -176,7 +190,6 @@ _KINDS = (
     BlockKind("uib", "UIB", "#eeeeee", "(MobileNetV4's universal inverted bottleneck) [depthwise start_kernel] 1x1 expand [depthwise kernel] [SE] "
               "1x1 project [layer scale]", _uib, expands=True, always_expands=True, kernel_optional=True, check=_uib_check,
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
-    # No peer layout here carries it: its weights are timm's and torchvision's ResNets' (layer1.0.conv1), not blocks.s.j.
     BlockKind("convnext", "ConvNeXt", "#dde8f6", "(ConvNeXt) depthwise kxk with bias, norm, 1x1 to expand x C, activation, [GRN], 1x1 back "
               "[layer scale], + skip", _convnext, expands=True, always_expands=True, se=False, check=_convnext_check,
               fields=frozenset({"layer_scale", "grn"}), peers=frozenset({"timm"}), timm_roles=lambda block: _CONVNEXT, timm_path=_convnext_path,
@@ -184,7 +197,12 @@ _KINDS = (
     BlockKind("downsample", "Downsample", "#e8e8e8", "(ConvNeXt, between stages) norm, then a conv of kernel = stride with bias, no skip",
               _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm"}),
               timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}}),
-    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic),
+    # timm's and torchvision's ResNets carry them (layer1.0.conv1: weights.py's ResNet layout), not MONAI's blocks.
+    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
+              fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision"})),
+    BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt) 1x1 conv to mid, kxk conv (group_size: ResNeXt), 1x1 conv [SE], + skip "
+              "(1x1 conv and norm where the shape changes; shortcut avg: average pool first), activation", _bottleneck,
+              fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check, peers=frozenset({"timm", "torchvision"})),
 )
 
 

@@ -1,0 +1,57 @@
+"""timm's and torchvision's ResNet state dicts import into the shipped ResNet specs with the peer's outputs (random
+weights, batch norms calibrated on random images, an odd input size), and timm's 2D weights inflate into 3D: a
+depth-constant volume gives the 2D output."""
+
+import pytest
+import torch
+import torchvision
+from conftest import assert_inflation_keeps_2d, calibrate_norms, timm_peer
+
+import archc
+
+
+def _same_outputs(model, peer, size=(65, 67)):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet50d", "resnext50_32x4d", "seresnet50", "ecaresnet50d"])
+def test_timm_weights_give_timms_outputs(name):
+    peer = timm_peer(name, 64)
+    model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
+    _same_outputs(model, peer)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
+def test_torchvision_weights_give_torchvisions_outputs(name):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(getattr(torchvision.models, name)(weights=None), (3, 64, 64)).eval()
+    model = archc.load(name, weights=peer.state_dict(), weights_from="torchvision", resolution=64).eval()
+    _same_outputs(model, peer)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
+def test_timm_weights_inflate_into_3d(name):
+    peer = timm_peer(name, 64)
+    volume = archc.load(name, dims=3, weights=peer.state_dict(), weights_from="timm", inflate="center", resolution=64).eval()
+    assert_inflation_keeps_2d(volume, peer, 33, depth=32)  # every stride needs a depth of 2 or more before it
+
+
+def test_monai_resnet10_weights_give_monais_outputs_in_3d():
+    """MONAI's ResNet names its tensors as timm's and torchvision's ResNets do (conv1, bn1, layerN.j, downsample.0/.1, fc),
+    so its state dict imports through the same layout; the shortcut conv's bias included."""
+    import monai.networks.nets as nets
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=3), (1, 17, 19, 21)).eval()
+    model = archc.load("monai_resnet10", in_channels=1, num_classes=3, weights=peer.state_dict(), weights_from="timm", resolution=(17, 19, 21)).eval()
+    x = torch.randn(2, 1, 17, 19, 21, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
