@@ -49,3 +49,15 @@ TORCHVISION_PARAMS = {"efficientnet_v2_s": 21_458_488, "efficientnet_v2_m": 54_1
 
 # The input size torchvision's weights are evaluated at (EfficientNet_V2_S_Weights.IMAGENET1K_V1.transforms().crop_size).
 TORCHVISION_RESOLUTION = {"efficientnet_v2_s": 384}
+
+
+# EfficientNet (Tan & Le 2019, arXiv:1905.11946v5) Table 3, "Scaling Up MobileNets and ResNet": the FLOPS column
+# (multiply-adds, in billions: ResNet-50's 4.1B is torchvision's 4,089,184,256 MACs) of each baseline scaled by depth
+# (d), width (w), resolution (r) or compound. The paper states the compound coefficients for MobileNetV1 only.
+TABLE3_GMACS = {
+    ("mobilenetv1_100", "baseline"): 0.6, ("mobilenetv1_100", "w=2"): 2.2, ("mobilenetv1_100", "r=2"): 2.2,
+    ("mobilenetv1_100", "d=1.4 w=1.2 r=1.3"): 2.3,
+    ("mobilenetv2_100", "baseline"): 0.3, ("mobilenetv2_100", "d=4"): 1.2, ("mobilenetv2_100", "w=2"): 1.1,
+    ("mobilenetv2_100", "r=2"): 1.2,
+    ("resnet50", "baseline"): 4.1, ("resnet50", "d=4"): 16.2, ("resnet50", "w=2"): 14.7, ("resnet50", "r=2"): 16.4,
+}
