@@ -43,3 +43,15 @@ def test_builds_and_runs_in_1d_and_3d(name):
         assert archc.analyze(plan).params == sum(p.numel() for p in model.parameters())
         with torch.no_grad():
             assert model(torch.randn(1, 1, *(size,) * dims)).shape == (1, 2)
+
+
+def test_regnety_block_order_and_squeeze_are_timms():
+    # timm RegNet's Bottleneck: conv1, conv2 (grouped 3x3, stride), se (squeeze int(round(block input * 0.25))), conv3
+    import timm
+
+    peer = timm.create_model("regnety_002", pretrained=False).s2.b1
+    block = archc.lower("regnety_002").stages[1].blocks[0]
+    se = next(layer for layer in block.layers if layer.name == "se")
+    assert [getattr(layer, "conv", layer.name) for layer in block.layers] == [n for n, _ in peer.named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
+    assert (se.channels, se.squeeze) == (peer.se.fc1.in_channels, peer.se.fc1.out_channels) == (56, 6)
+    assert block.layers[1].groups == peer.conv2.conv.groups == 7
