@@ -301,8 +301,10 @@ def _squeeze_excite(spec: Spec, row, activation, block_in: int, mid: int, before
     gated = (before[-1] if spec.se.placement == "after_depthwise" or not after else after[-1]).out_channels
     if spec.se.type == "eca":
         return [ir.ECA("se", gated, ir.eca_kernel(gated), row.se_gate or spec.se.gate)]
-    # a ResNet's SE squeezes the map it gates, the block's output (timm SEModule: make_divisible(out / 16, 8, round_limit=0))
-    reference = gated if BLOCKS[row.block].se_on_output else block_in if spec.se.relative_to == "block_input" else mid
+    # a ResNet's SE after the projection squeezes the map it gates, the block's output (timm SEModule: make_divisible(out / 16, 8,
+    # round_limit=0)); RegNet-Y's, after the spatial conv, the block's input (se.relative_to)
+    on_output = spec.se.placement == "after_project" or not after
+    reference = gated if BLOCKS[row.block].se_on_output and on_output else block_in if spec.se.relative_to == "block_input" else mid
     squeeze = make_divisible(reference * ratio, spec.scaling.divisor) if spec.se.rounding == "divisor" else squeeze_channels(reference, ratio)
     return [ir.SqueezeExcite("se", gated, squeeze, spec.se.activation or activation, row.se_gate or spec.se.gate)]
 

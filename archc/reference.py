@@ -30,6 +30,9 @@ def json_schema() -> dict:
     table["allOf"] = _typed_rows(schema["$defs"]["Stage"]["properties"])
     rows = {key: value for key, value in stages.items() if key != "description"}
     schema["properties"]["stages"] = {"description": stages.get("description", ""), "anyOf": [rows, table]}
+    # a spec gives its stage table or RegNet's generator of one, which reading the spec turns into the table
+    schema["required"] = [key for key in schema["required"] if key != "stages"]
+    schema["oneOf"] = [{"required": ["stages"]}, {"required": ["regnet"]}]
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

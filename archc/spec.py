@@ -37,6 +37,7 @@ from .ir import Activation, FuseMode, Gate, HeadType, Padding, UpsampleMode
 from .kinds.blocks import BLOCK_NAMES, BLOCKS, ROW_FIELDS
 from .kinds.decoders import DECODERS
 from .kinds.norms import NORM_NAMES
+from .regnet import generate as generate_regnet
 from .scaling import MAX_BLOCKS, MAX_MULTIPLIER, unknown_preset
 from .yaml_source import MAX_BYTES, Path, Source, format_path, read_yaml
 
@@ -501,6 +502,23 @@ for _kind in DECODERS.values():
         raise SpecError(f"decoder kind {_kind.name!r} reads {', '.join(sorted(_kind.fields - set(Decoder.model_fields)))}, not a decoder field")
 
 
+class RegNet(SpecPart):
+    """RegNet's design space (Radosavovic et al. 2020): five numbers that generate the stage table. Reading the spec turns
+    them into ordinary bottleneck rows (3x3 grouped conv, stride 2, projection shortcut), so `archc info`, diagrams,
+    `--set stages[i]...` and scaling see plain rows; give it instead of `stages`."""
+
+    w0: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("initial width, a multiple of 8")]
+    wa: Annotated[float, Strict(), Field(ge=0, le=MAX_SIZE, allow_inf_nan=False), _doc("slope of the linear width rule")]
+    wm: Annotated[float, Strict(), Field(gt=1, le=MAX_SIZE, allow_inf_nan=False), _doc("width multiplier between stages (> 1)")]
+    depth: Annotated[int, Strict(), Field(gt=0, le=MAX_BLOCKS), _doc("blocks in all")]
+    group_width: Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE), _doc("channels per group of the 3x3 conv")]
+    bottle_ratio: Annotated[float, Strict(), Field(gt=0, le=MAX_SIZE, allow_inf_nan=False), _doc("inner width / block width")] = 1.0
+    rounding: Annotated[Literal["pycls", "torchvision"], _doc(
+        "how each inner width becomes a multiple of its group width: pycls (timm's default, the nearest multiple) or torchvision "
+        "(never more than 10% below: timm's *_tv names)"
+    )] = "pycls"
+
+
 def _printable(text: str) -> str:
     # A name travels to terminals and diagram files: an escape sequence or a NUL in it would act there.
     bad = next((c for c in text if not c.isprintable()), None)
@@ -550,6 +568,9 @@ class Spec(SpecPart):
         "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
     )]
     scaling: Annotated[Scaling, _doc("compound scaling coefficients, rounding rules and presets")] = Scaling()
+    regnet: Annotated[Optional[RegNet], _doc(
+        "instead of writing stages: RegNet's generator, which fills stages with the rows it gives (stages must then be left out)"
+    )] = None
     aliases: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Optional[str]], _doc(
         "other names of this network, each for one of its presets (null: the spec as written), e.g. timm's "
         "efficientnet_b3: b3; a shipped spec is loaded by any of them (archc list shows them)"
@@ -586,7 +607,7 @@ def parse_spec(text: str | bytes, file: str = "<spec>", overrides: Overrides | N
         raise SpecError(
             f"a spec is a mapping of keys (name, stages, ...), got {_yaml_kind(raw)}", file=file, line=source.line_of(())
         )
-    raw = _expand_stage_table(raw, source)
+    raw = _expand_stage_table(_regnet_stages(raw, source), source)
     for path, value, origin in _parse_overrides(overrides or {}):
         _apply_override(raw, path, value, origin)
         source.origins[path] = origin
@@ -656,6 +677,38 @@ def _apply_override(raw: dict, path: Path, value: object, origin: str) -> None:
     elif not isinstance(node, dict):
         raise SpecError("is not a mapping", file=origin, path=format_path(path[:-1]))
     node[last] = value
+
+
+def _regnet_stages(raw: dict, source: Source) -> dict:
+    """Write the rows of a ``regnet:`` section into ``stages`` (timm regnet.py's stages: one bottleneck row per generated
+    stage, stride 2, a projection shortcut), each row's location the section's, so errors and overrides name plain rows."""
+    section = raw.get("regnet")
+    if section is None:
+        return raw
+
+    def fail(message: str, path: Path) -> SpecError:
+        return SpecError(message, file=source.file, line=source.line_of(path), path=format_path(path))
+
+    if "stages" in raw:
+        raise fail("give regnet or stages, not both: regnet generates the stage table", ("stages",))
+    try:
+        section = RegNet.model_validate(section)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ("regnet", *error["loc"])
+        raise fail(f"{error['msg']}", where) from None
+    try:
+        stages = generate_regnet(section.w0, section.wa, section.wm, section.depth, section.group_width,
+                                 bottle_ratio=section.bottle_ratio, rounding=section.rounding)
+    except SpecError as exc:
+        raise fail(exc.message, ("regnet",)) from None
+    rows = [{"block": "bottleneck", "kernel": 3, "stride": 2, "channels": width, "mid": int(width * section.bottle_ratio),
+             "group_size": group, "repeats": depth, "shortcut": "conv"}
+            for width, depth, group in zip(stages.widths, stages.depths, stages.group_widths)]
+    for r, row in enumerate(rows):
+        for key in (("stages", r), *(("stages", r, column) for column in row)):
+            source.lines[key] = source.line_of(("regnet",))
+    return {**raw, "stages": rows}
 
 
 def _expand_stage_table(raw: dict, source: Source) -> dict:

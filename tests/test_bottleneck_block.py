@@ -20,7 +20,7 @@ in_channels: 3
 num_classes: 10
 resolution: 16
 activation: relu
-se: {{ratio: {se}, rounding: divisor}}
+se: {{ratio: {se}, rounding: divisor, placement: after_project}}
 scaling: {{divisor: 8}}
 stem: {{channels: 16, kernel: 3, stride: 1}}
 head: {{type: pool, dropout: 0.0}}

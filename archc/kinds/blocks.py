@@ -50,7 +50,7 @@ class BlockKind:
     mixed_kernels: bool = False  # accepts mixed_kernels (a depthwise conv to split)
     kernel_optional: bool = False  # kernel may be null (no middle depthwise conv)
     se: bool = True  # takes a squeeze-and-excitation
-    se_on_output: bool = False  # its SE squeezes the block's output width (timm ResNet's SEModule), not se.relative_to's
+    se_on_output: bool = False  # placed after the projection, its SE squeezes the block's output width (timm ResNet's SEModule), not se.relative_to's
     skip: bool = True  # an identity skip by default where shapes allow (the row's ``residual`` overrides)
     once: bool = False  # one block per row, which depth scaling leaves alone (ConvNeXt's downsample opening a stage)
     check: Callable[[object], str | None] = lambda row: None  # a rule of its own on a row: the error, or None
@@ -107,10 +107,11 @@ def _basic(make, shape, block_in, mid, out, stride, keep) -> Parts:
 
 def _bottleneck(make, shape, block_in, mid, out, stride, keep) -> Parts:
     # ResNet's bottleneck (timm Bottleneck, torchvision's v1.5): 1x1 to the inner width, kxk with the stride and the row's
-    # groups (ResNeXt), 1x1 to the output; [SE]; + skip (projection where the shape changes); activation.
+    # groups (ResNeXt), 1x1 to the output; + skip (projection where the shape changes); activation. The SE goes after the
+    # spatial conv with se.placement after_depthwise (RegNet-Y, timm regnet.py) or after conv3 with after_project (SE-ResNet).
     projection = block_in != out or any(s > 1 for s in stride)
-    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid), make.spatial("conv2", "bn2", "act2", mid, mid, stride),
-                  make.pointwise("conv3", "bn3", None, mid, out)],
+    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid), make.spatial("conv2", "bn2", "act2", mid, mid, stride)],
+                 [make.pointwise("conv3", "bn3", None, mid, out)],
                  shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
 
 
@@ -200,7 +201,7 @@ _KINDS = (
     # timm's and torchvision's ResNets carry them (layer1.0.conv1: weights.py's ResNet layout), not MONAI's blocks.
     BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
               fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision"})),
-    BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt) 1x1 conv to mid, kxk conv (group_size: ResNeXt), 1x1 conv [SE], + skip "
+    BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt, RegNet) 1x1 conv to mid, kxk conv (group_size) [SE: RegNet-Y], 1x1 conv [SE: after_project], + skip "
               "(1x1 conv and norm where the shape changes; shortcut avg: average pool first), activation", _bottleneck,
               fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check, peers=frozenset({"timm", "torchvision"})),
 )
