@@ -195,7 +195,7 @@ class Stem(SpecPart):
     )] = True
     layers: Annotated[Optional[tuple[StemLayer, ...]], BeforeValidator(_as_tuple), Field(min_length=1, max_length=8), _doc(
         "the stem's conv units in order, instead of channels/kernel/stride: ResNet-D's deep stem [{channels: 32, stride: 2}, "
-        "{channels: 32}, {channels: 64}] (modules stem.conv1, stem.bn1, stem.act1, ...); one layer keeps the names stem.conv, stem.bn, stem.act"
+        "{channels: 32}, {channels: 64}] (modules stem.conv1, stem.bn1, stem.act1, ...); one layer keeps the names stem.conv, stem.bn, stem.act; null: one conv of channels, kernel and stride"
     )] = None
     pool: Annotated[Optional[StemPool], _doc("a pooling after the convs (ResNet's max-pool); null: none")] = None
 
@@ -322,7 +322,7 @@ class Stage(SpecPart):
     )] = None
     mid: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "bottleneck only: the inner width of its convs, before width scaling (ResNet-50: a quarter of channels; ResNeXt 32x4d "
-        "and wide_resnet50_2: a half)"
+        "and wide_resnet50_2: a half); required by a bottleneck row, null for every other kind"
     )] = None
     shortcut: Annotated[Optional[Literal["conv", "conv_bias", "avg"]], _doc(
         "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; conv_bias, the "
@@ -569,7 +569,8 @@ class Spec(SpecPart):
     )]
     scaling: Annotated[Scaling, _doc("compound scaling coefficients, rounding rules and presets")] = Scaling()
     regnet: Annotated[Optional[RegNet], _doc(
-        "instead of writing stages: RegNet's generator, which fills stages with the rows it gives (stages must then be left out)"
+        "instead of writing stages: RegNet's generator, which fills stages with the rows it gives (stages must then be left out); "
+        "null: the stages are written out"
     )] = None
     aliases: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Optional[str]], _doc(
         "other names of this network, each for one of its presets (null: the spec as written), e.g. timm's "

@@ -16,15 +16,15 @@ INVALID = FIXTURES / "invalid"
 # Each invalid spec and the first line of the error it must produce (file:line: path: message).
 EXPECTED = {
     "typo_key.yaml": "typo_key.yaml:3: stages[0].strde: unknown key 'strde' (did you mean 'stride'?); "
-    "allowed: block, expand, channels, repeats, continues, scale_depth, stride, kernel, mixed_kernels, start_kernel, group_size, "
-    "expand_groups, project_groups, expand_from, expand_conv, se, se_gate, activation, residual, layer_scale",
+    "allowed: block, expand, channels, repeats, continues, scale_depth, stride, kernel, mixed_kernels, start_kernel, mid, shortcut, group_size, "
+    "expand_groups, project_groups, expand_from, expand_conv, se, se_gate, activation, residual, layer_scale, grn",
     "stride_3.yaml": "stride_3.yaml:5: stages[1].stride: got 3, expected 1 or 2",
     "zero_channels.yaml": "zero_channels.yaml:2: stem.channels: got 0, expected greater than 0",
     "even_kernel.yaml": "even_kernel.yaml:6: stages[1].kernel: got 4, expected an odd kernel size",
     "wrong_type.yaml": "wrong_type.yaml:4: stages[0].repeats: got 'two', expected a valid integer",
     "empty.yaml": "empty.yaml:1: the file is empty; a spec is a mapping with at least 'name' and 'stages'",
     "not_mapping.yaml": "not_mapping.yaml:1: a spec is a mapping of keys (name, stages, ...), got a list",
-    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv', 'conv', 'ds', 'dsa', 'uib' or 'basic'",
+    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv', 'conv', 'ds', 'dsa', 'uib', 'convnext', 'downsample', 'basic' or 'bottleneck'",
     "phi_and_preset.yaml": "phi_and_preset.yaml:4: scaling: give phi or preset, not both",
     "duplicate_key.yaml": "duplicate_key.yaml:5: stages[0].stride: duplicate key 'stride' (first at line 4)",
     "python_tag.yaml": "python_tag.yaml:1: name: tag !!python/object/apply:os.system is not allowed; a spec holds plain values only",
