@@ -85,7 +85,7 @@ MISUSE = [
      "stages[0]: mixed_kernels needs a depthwise block (mbconv, ds or dsa), not fused_mbconv"),
     ({"stages[0].start_kernel": 3}, "stages[0]: start_kernel does not apply to a mbconv block (only to uib)"),
     ({"stages[0].block": "ds", "stages[0].expand": 4}, "stages[0]: a ds block has no expansion: expand must be 1 (or use mbconv)"),
-    ({"stages[0].kernel": None}, "stages[0]: kernel: a mbconv block needs a kernel size (null means no middle depthwise conv, for uib only)"),
+    ({"stages[0].kernel": None}, "stages[0]: kernel: a mbconv block needs a kernel size (null means no middle depthwise conv, for uib or downsample only)"),
     ({"stages[0].continues": True}, "stages[0].continues: the first row has no stage above to continue"),
     ({"stages[0].block": "uib", "stages[0].kernel": None, "stages[0].stride": 2},
      "stages[0]: a uib block without depthwise convs (kernel and start_kernel null) cannot have a stride"),
