@@ -241,6 +241,8 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
     topology = pool_and_conv(spacing, shape, min_feature_map)
     dims = len(topology.spacing)
     raw = base.model_dump(mode="json", exclude_unset=True)
+    if raw.pop("regnet", None) is not None:  # RegNet's generated rows are the stages the plan decides on: written out
+        raw["stages"] = [row.model_dump(mode="json", exclude_unset=True) for row in base.stages]
     raw.pop("aliases", None)  # the base's other names are its own, not the planned network's
     decisions: list[Decision] = []
     notes: list[str] = []
