@@ -24,7 +24,8 @@ EXPECTED = {
     "wrong_type.yaml": "wrong_type.yaml:4: stages[0].repeats: got 'two', expected a valid integer",
     "empty.yaml": "empty.yaml:1: the file is empty; a spec is a mapping with at least 'name' and 'stages'",
     "not_mapping.yaml": "not_mapping.yaml:1: a spec is a mapping of keys (name, stages, ...), got a list",
-    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv', 'conv', 'ds', 'dsa', 'uib', 'convnext', 'downsample', 'basic' or 'bottleneck'",
+    "unknown_block.yaml": "unknown_block.yaml:3: stages[0].block: got 'transformer', expected 'mbconv', 'fused_mbconv', 'conv', 'ds', 'dsa', "
+    "'uib', 'convnext', 'downsample', 'basic' or 'bottleneck'",
     "phi_and_preset.yaml": "phi_and_preset.yaml:4: scaling: give phi or preset, not both",
     "duplicate_key.yaml": "duplicate_key.yaml:5: stages[0].stride: duplicate key 'stride' (first at line 4)",
     "python_tag.yaml": "python_tag.yaml:1: name: tag !!python/object/apply:os.system is not allowed; a spec holds plain values only",
