@@ -34,6 +34,17 @@ def browser_missing() -> str | None:
     return None
 
 
+@pytest.fixture
+def one_thread():
+    """Small inputs run faster on one thread than on threads that wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_archc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)

@@ -12,13 +12,7 @@ import archc
 BASES = ["mixnet_s", "mixnet_m", "tinynet_a", "efficientnet_es"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small inputs run faster on one thread than on threads that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_depth_rounding_and_fixed_widths_as_timm():

@@ -23,13 +23,7 @@ ON_META = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientne
            "tf_efficientnetv2_m", "tf_efficientnetv2_l", "tf_efficientnetv2_xl"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small inputs run faster on one thread than on threads that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _head_width(conv) -> int | None:
