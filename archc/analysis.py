@@ -66,7 +66,7 @@ class LayerCost:
     """One module of the emitted network that computes something: a conv, norm, activation, SE gate or linear."""
 
     path: str  # its module path: "stages.3.1.conv_dw", "stages.3.1.se.conv_reduce", "classifier"
-    type: str  # conv | norm | act | gate | linear | pool | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
+    type: str  # conv | norm | act | gate | linear | pool | pad | upsample (a U-Net decoder's interpolation, or its transposed conv's output)
     detail: str  # what kind: "depthwise", "batch", "silu", "sigmoid", ...
     in_channels: int
     out_channels: int
@@ -280,6 +280,12 @@ class _Walker:
         self.layers.append(LayerCost(f"{prefix}.{pool.name}", "pool", f"{pool.kind} pool", channels, channels, pool.kernel, pool.stride, 1, shape, 0, 0))
         return 0, 0, math.prod(shape) if pool.kind == "max" else 0
 
+    def channel_pad(self, pad: ir.ChannelPad, prefix: str) -> tuple[int, int, int]:
+        """Zero channels appended (ResNet's option-A skip): no parameters, no MACs, nothing kept for backward; the size stays."""
+        shape = (pad.out_channels, *self.size)
+        self.layers.append(LayerCost(f"{prefix}.{pad.name}", "pad", "zero channels", pad.in_channels, pad.out_channels, (), (), 1, shape, 0, 0))
+        return 0, 0, 0
+
     def pool(self) -> None:
         """Global average pooling: every spatial axis to 1 (the efficient head's conv runs after it)."""
         self.size = (1,) * self.plan.dims
@@ -410,6 +416,7 @@ _COSTS = table("analysis", {
     ir.NormLayer: lambda walk, layer, where, prefix: walk.norm(layer, prefix),
     ir.GRN: lambda walk, layer, where, prefix: walk.grn(layer, prefix),
     ir.Pool: lambda walk, layer, where, prefix: walk.local_pool(layer, prefix),
+    ir.ChannelPad: lambda walk, layer, where, prefix: walk.channel_pad(layer, prefix),
 })
 
 

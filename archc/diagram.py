@@ -262,6 +262,8 @@ _LABELS = table("diagram", {
     ir.GRN: lambda layer, prefix, report, norm, shape: (f"GRN {layer.channels}", shape),
     ir.Pool: lambda layer, prefix, report, norm, shape: (f"{layer.kind} pool k{_axes(layer.kernel)} s{_axes(layer.stride)}",
                                                          report.layer(f"{prefix}.{layer.name}").shape),
+    ir.ChannelPad: lambda layer, prefix, report, norm, shape: (f"zero channels {layer.in_channels}→{layer.out_channels}",
+                                                               report.layer(f"{prefix}.{layer.name}").shape),
 })
 
 

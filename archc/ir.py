@@ -188,16 +188,28 @@ class GRN:
     folds = ()  # nothing for BN folding
 
 
+@dataclass(frozen=True)
+class ChannelPad:
+    """Zero channels appended after the map's own, up to ``out_channels``: the parameter-free skip of He et al. 2015's
+    option A, as MONAI's ResNet builds it (shortcut_type "A", ``_downsample_basic_block``: a stride-s average pool of
+    kernel 1, which subsamples, then the zeros). Its input keeps every channel and position it had."""
+
+    name: str  # module name in the skip: "1" after the subsampling pool
+    in_channels: int
+    out_channels: int  # at least in_channels
+    folds = ()  # nothing for BN folding
+
+
 def conv_padding(kernel: Axes) -> Axes:
     """Symmetric padding per axis: ``k // 2`` for an odd kernel; 0 for an even one, which lowering allows only where the
     kernel equals the stride (a patchify conv: ConvNeXt's stem, k4 s4), so the windows tile the input."""
     return tuple(k // 2 if k % 2 else 0 for k in kernel)
 
 
-Layer = Union[ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN]
+Layer = Union[ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN, ChannelPad]
 # The closed set of layer kinds. Each has ``name`` (its module name in the block) and ``folds``; each consumer's
 # table keyed by these classes is checked against this tuple at import (archc.kinds.layers.table).
-LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN)
+LAYERS: tuple[type, ...] = (ConvUnit, SqueezeExcite, ECA, LayerScale, Pool, NormLayer, GRN, ChannelPad)
 SHORTCUT = "downsample"  # the module holding a block's shortcut layers
 
 

@@ -342,13 +342,21 @@ class _Convs:
     def spatial(self, conv, norm, act, c_in: int, c_out: int, stride) -> ir.ConvUnit:
         return self._unit(conv, norm, act, c_in, c_out, self.shape.kernel, stride or self.ones, self._groups(c_in, 1, c_out))
 
-    def pointwise(self, conv, norm, act, c_in: int, c_out: int) -> ir.ConvUnit:
-        return self._unit(conv, norm, act, c_in, c_out, self.ones, self.ones)
+    def pointwise(self, conv, norm, act, c_in: int, c_out: int, stride=None) -> ir.ConvUnit:
+        return self._unit(conv, norm, act, c_in, c_out, self.ones, stride or self.ones)
 
     def shortcut(self, c_in: int, c_out: int, stride) -> tuple:
         """A projection skip, numbered as in nn.Sequential: a 1x1 conv with the stride, then norm (``downsample.0``, ``.1``;
         timm downsample_conv); or with ``shortcut: avg`` (ResNet-D) an average pool with the stride, then the 1x1 conv and
-        norm (``.0``, ``.1``, ``.2``; timm downsample_avg: ceil_mode, padding not counted; at stride 1 the pool is the identity)."""
+        norm (``.0``, ``.1``, ``.2``; timm downsample_avg: ceil_mode, padding not counted; at stride 1 the pool is the identity);
+        or with ``shortcut: zero_pad`` no parameters: an average pool of kernel 1 with the stride, which subsamples, then zero
+        channels up to the output's (``.0``, ``.1``; MONAI ``_downsample_basic_block``, its pool left out at stride 1)."""
+        if self.row.shortcut == "zero_pad":
+            if c_out < c_in:
+                raise LoweringError(f"got zero_pad, but {self.path} narrows {c_in} channels to {c_out}: zero_pad only adds channels "
+                                    "(use conv)", **_where(self.spec, self.shape.path + ("shortcut",)))
+            subsample = (ir.Pool("0", "avg", self.ones, stride, tuple(0 for _ in stride), channels=c_in),) if any(s > 1 for s in stride) else ()
+            return subsample + (ir.ChannelPad(str(len(subsample)), c_in, c_out),)
         if self.row.shortcut != "avg":  # conv_bias: MONAI's ResNet (shortcut_type B, bias_downsample) gives the conv a bias
             return (ir.ConvUnit("0", "1", None, c_in, c_out, self.ones, stride, 1, None, bias=self.row.shortcut == "conv_bias"),)
         zeros = tuple(0 for _ in stride)

@@ -325,10 +325,16 @@ class Stage(SpecPart):
         "bottleneck only: the inner width of its convs, before width scaling (ResNet-50: a quarter of channels; ResNeXt 32x4d "
         "and wide_resnet50_2: a half); required by a bottleneck row, null for every other kind"
     )] = None
-    shortcut: Annotated[Optional[Literal["conv", "conv_bias", "avg"]], _doc(
+    shortcut: Annotated[Optional[Literal["conv", "conv_bias", "avg", "zero_pad"]], _doc(
         "basic and bottleneck: the skip where the shape changes: conv, a 1x1 conv with the stride and a norm; conv_bias, the "
         "same with a bias on the conv (MONAI's ResNet: shortcut_type B, bias_downsample); avg (ResNet-D), an average pool "
-        "with the stride, then the 1x1 conv and norm; null or left out: conv"
+        "with the stride, then the 1x1 conv and norm; zero_pad, no parameters: the input subsampled by the stride, then zero "
+        "channels appended up to the output's (He et al. 2015's option A: MONAI's ResNet with shortcut_type A, MedicalNet's "
+        "resnet18 and resnet34); null or left out: conv"
+    )] = None
+    stride_on: Annotated[Optional[Literal["conv1", "conv2"]], _doc(
+        "bottleneck only: the conv that carries the row's stride: conv2, the kxk conv (torchvision's ResNet v1.5, timm); conv1, "
+        "the first 1x1 conv (the Caffe layout: MONAI's SEResNet50/101/152); null or left out: conv2"
     )] = None
     group_size: Annotated[Optional[int], Strict(), Field(gt=0, le=MAX_SIZE), _doc(
         "channels per group of the spatial conv; null or left out: depthwise (1) for mbconv, ds, dsa and uib, dense for "

@@ -246,7 +246,10 @@ def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
 # tensor; ``block`` None for the stem, head and classifier (``role`` then "stem.conv", "head.bn", "classifier", ...).
 
 def monai_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
-    """MONAI nests blocks per stage but names each by its global index: ``_blocks.<stage>.<index>.<TF role>``."""
+    """MONAI's EfficientNetBN nests blocks per stage but names each by its global index: ``_blocks.<stage>.<index>.<TF role>``.
+    A ResNet-family Plan takes the layout of MONAI's ResNet or SENet instead (:func:`monai_residual_key`)."""
+    if _is_resnet(plan):
+        return monai_residual_key(plan, block, role, leaf)
     if block is None:
         return _MONAI_NETWORK[role] + "." + leaf
     return f"_blocks.{block.stage}.{block.index}.{_TF_PORT_ROLES[role]}.{leaf}"
@@ -260,6 +263,37 @@ def efficientnet_pytorch_key(plan: ir.Plan, block: ir.Block | None, role: str, l
 
 
 _MONAI_NETWORK = {"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"}
+
+
+def monai_residual_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
+    """MONAI's residual networks. MONAI has no ResNet with SE and no SENet without, so the blocks' SE decides the layout:
+
+    - ResNet (monai.networks.nets.resnet, the layout of MedicalNet's checkpoints): stem ``conv1``/``bn1``, blocks
+      ``layer<stage + 1>.<j>.<role>`` with archc's role names (conv1, bn1, ..., ``downsample.0``/``.1``), classifier ``fc``;
+    - SENet (monai.networks.nets.senet): stem ``layer0.conv1``/``layer0.bn1``, each conv unit of a block a MONAI Convolution
+      (``conv1.conv``, its norm ``conv1.adn.N``), the SE ``se_layer.fc.0``/``.fc.2`` (nn.Linear: importing reshapes them into
+      1x1 convs), the projection ``project.conv``/``project.adn.N``, classifier ``last_linear``."""
+    senet = any(b.se_channels for b in plan.blocks)
+    if block is None:
+        if not senet:
+            return f"{_MONAI_RESNET.get(role, role)}.{leaf}"
+        stem = f"layer0.{role.removeprefix('stem.')}" if role.startswith("stem.") else role  # a deep stem (SENet154): layer0.conv1..3
+        return f"{_MONAI_SENET.get(role, stem)}.{leaf}"
+    where = f"layer{block.stage + 1}.{_position(block)}"
+    if not senet:
+        return f"{where}.{role}.{leaf}"
+    if role == ir.SHORTCUT:  # the projection: its conv and norm, numbered as archc's nn.Sequential numbers them
+        part, _, leaf = leaf.partition(".")
+        names = {name: f"project.{kind}" for unit in block.shortcut if isinstance(unit, ir.ConvUnit)
+                 for name, kind in ((unit.conv, "conv"), (unit.norm, "adn.N"))}
+        return f"{where}.{names.get(part, f'{ir.SHORTCUT}.{part}')}.{leaf}"
+    units = {name: f"{unit.conv}.{kind}" for unit in block.convs for name, kind in ((unit.conv, "conv"), (unit.norm, "adn.N"))}
+    return f"{where}.{units.get(role, _MONAI_SE.get(role, role))}.{leaf}"
+
+
+_MONAI_RESNET = {"stem.conv": "conv1", "stem.bn": "bn1", "classifier": "fc"}
+_MONAI_SENET = {"stem.conv": "layer0.conv1", "stem.bn": "layer0.bn1", "classifier": "last_linear"}
+_MONAI_SE = {"se.conv_reduce": "se_layer.fc.0", "se.conv_expand": "se_layer.fc.2"}
 
 
 def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
@@ -360,6 +394,7 @@ _COMPUTES = table("weights", {
     ir.NormLayer: lambda norm: [],
     ir.GRN: lambda grn: [(f"{grn.name}.eps", grn.eps)],
     ir.Pool: lambda pool: [(pool.name, (pool.kind, pool.kernel, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad))],
+    ir.ChannelPad: lambda pad: [],
 })
 
 

@@ -10,6 +10,7 @@ import contextlib
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
@@ -159,6 +160,18 @@ class EfficientChannelAttention(nn.Module):
         return x * s
 
 
+class ChannelPad(nn.Module):
+    """Zero channels after the input's own, up to ``out_channels`` (the parameter-free skip of MONAI's ResNet, shortcut_type
+    "A"): the same numbers as MONAI's ``torch.cat([x, zeros])``."""
+
+    def __init__(self, in_channels: int, out_channels: int, dims: int):
+        super().__init__()
+        self.pads = [0, 0] * dims + [0, out_channels - in_channels]  # F.pad lists the last axis first: spatial axes untouched
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads)
+
+
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al. 2016): drop the residual branch per sample while training."""
 
@@ -245,6 +258,7 @@ _MODULES = table("emit.blocks", {
     ir.NormLayer: lambda unit, layers: ([(unit.name, layers.norm(unit.channels))], (unit.name,)),
     ir.GRN: lambda unit, layers: ([(unit.name, GlobalResponseNorm(unit.channels, unit.eps, layers.dims))], (unit.name,)),
     ir.Pool: lambda unit, layers: ([(unit.name, layers.pool(unit))], (unit.name,)),
+    ir.ChannelPad: lambda unit, layers: ([(unit.name, ChannelPad(unit.in_channels, unit.out_channels, layers.dims))], (unit.name,)),
 })
 
 

@@ -15,10 +15,12 @@ from .. import ir
 
 # The optional stage-row fields a kind may accept; a field given to a kind that does not list it is refused (it
 # would do nothing). spec.py checks at import that each is a field of its stage row.
-ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "grn", "mid", "shortcut")
-# The weight layouts of peers that name roles per block (weights.py): "monai" (MONAI and efficientnet-pytorch),
-# "torchvision" (layer positions) and "timm" (role names, renamed per timm block class by ``timm_roles``).
-PEER_LAYOUTS = ("monai", "torchvision", "timm")
+ROW_FIELDS = ("start_kernel", "layer_scale", "expand_groups", "project_groups", "expand_from", "expand_conv", "grn", "mid", "shortcut",
+              "stride_on")
+# The weight layouts of peers that name roles per block (weights.py): "monai" (MONAI's EfficientNet, ResNet and SENet),
+# "efficientnet_pytorch" (MONAI's EfficientNet names, blocks numbered flat), "torchvision" (layer positions) and "timm"
+# (role names, renamed per timm block class by ``timm_roles``).
+PEER_LAYOUTS = ("monai", "efficientnet_pytorch", "torchvision", "timm")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,11 @@ def _bottleneck(make, shape, block_in, mid, out, stride, keep) -> Parts:
     # ResNet's bottleneck (timm Bottleneck, torchvision's v1.5): 1x1 to the inner width, kxk with the stride and the row's
     # groups (ResNeXt), 1x1 to the output; + skip (projection where the shape changes); activation. The SE goes after the
     # spatial conv with se.placement after_depthwise (RegNet-Y, timm regnet.py) or after conv3 with after_project (SE-ResNet).
+    # stride_on conv1 moves the stride to the first 1x1 conv (Caffe's layout: MONAI's SEResNetBottleneck).
+    first = make.row.stride_on == "conv1"
     projection = block_in != out or any(s > 1 for s in stride)
-    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid), make.spatial("conv2", "bn2", "act2", mid, mid, stride)],
+    return Parts([make.pointwise("conv1", "bn1", "act1", block_in, mid, stride if first else None),
+                  make.spatial("conv2", "bn2", "act2", mid, mid, None if first else stride)],
                  [make.pointwise("conv3", "bn3", None, mid, out)],
                  shortcut=make.shortcut(block_in, out, stride) if projection else (), act_after=True)
 
@@ -174,6 +179,7 @@ def _fused_timm(block: ir.Block) -> Mapping[str, str]:
 
 
 _DEPTHWISE_FIELDS = frozenset({"project_groups"})
+_TORCH_NATIVE = {"padding": "symmetric", "norm.eps": 1e-5}
 
 _KINDS = (
     BlockKind("mbconv", "MBConv", "#d5efe2", "[1x1 expand] depthwise [SE] 1x1 project", _inverted, expands=True, mixed_kernels=True,
@@ -198,12 +204,15 @@ _KINDS = (
     BlockKind("downsample", "Downsample", "#e8e8e8", "(ConvNeXt, between stages) norm, then a conv of kernel = stride with bias, no skip",
               _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm"}),
               timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}}),
-    # timm's and torchvision's ResNets carry them (layer1.0.conv1: weights.py's ResNet layout), not MONAI's blocks.
-    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
-              fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision"})),
+    # timm's, torchvision's and MONAI's ResNets carry them (layer1.0.conv1: weights.py's ResNet layouts), and MONAI's SENet; MONAI's
+    # ResNet and SENet are torch-native: symmetric padding and torch's eps, not the TF conventions of MONAI's EfficientNet weights.
+    BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes; shortcut "
+              "zero_pad: subsampled, zero channels added), activation", _basic,
+              fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision", "monai"}), conventions={"monai": _TORCH_NATIVE}),
     BlockKind("bottleneck", "Bottleneck", "#f3d3c8", "(ResNet, ResNeXt, RegNet) 1x1 conv to mid, kxk conv (group_size) [SE: RegNet-Y], 1x1 conv [SE: after_project], + skip "
-              "(1x1 conv and norm where the shape changes; shortcut avg: average pool first), activation", _bottleneck,
-              fields=frozenset({"mid", "shortcut"}), se_on_output=True, check=_bottleneck_check, peers=frozenset({"timm", "torchvision"})),
+              "(1x1 conv and norm where the shape changes; shortcut avg: average pool first; zero_pad: subsampled, zero channels added), activation",
+              _bottleneck, fields=frozenset({"mid", "shortcut", "stride_on"}), se_on_output=True, check=_bottleneck_check,
+              peers=frozenset({"timm", "torchvision", "monai"}), conventions={"monai": _TORCH_NATIVE}),
 )
 
 

@@ -74,10 +74,13 @@ _TORCH = MappingProxyType({"padding": "symmetric", "norm.eps": 1e-5})
 
 _RECORDS = (
     WeightsSource("archc", keys=None, block_keys=r"stages\.(\d+)\.(\d+)\."),
-    # MONAI nests blocks per stage but names each by its global index.
+    # MONAI's EfficientNetBN nests blocks per stage but names each by its global index; the TF conventions are its ported
+    # weights'. MONAI's ResNet (MedicalNet's layout) and SENet are other layouts of the same source: weights.monai_key picks
+    # one by the Plan's blocks, and their block kinds' records bring torch's conventions instead.
     WeightsSource("monai", keys="monai_key", block_keys=r"_blocks\.(\d+)\.(\d+)\.", conventions=_TF, layout="monai"),
-    # efficientnet-pytorch: MONAI's names, its blocks numbered flat.
-    WeightsSource("efficientnet_pytorch", keys="efficientnet_pytorch_key", block_keys=r"_blocks\.(\d+)\.", conventions=_TF, layout="monai"),
+    # efficientnet-pytorch: MONAI's EfficientNet names, its blocks numbered flat.
+    WeightsSource("efficientnet_pytorch", keys="efficientnet_pytorch_key", block_keys=r"_blocks\.(\d+)\.", conventions=_TF,
+                  layout="efficientnet_pytorch"),
     # timm names its ports of TF's weights tf_<name> and builds every one with TF's conventions, whatever weights it is
     # given (timm efficientnet.py and mobilenetv3.py: each tf_ constructor sets bn_eps=BN_EPS_TF_DEFAULT, pad_type='same').
     WeightsSource("timm_tf", keys="timm_key", block_keys=r"blocks\.(\d+)\.(\d+)\.", conventions=_TF, layout="timm", name_prefix="tf_",
