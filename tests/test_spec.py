@@ -16,7 +16,7 @@ INVALID = FIXTURES / "invalid"
 # Each invalid spec and the first line of the error it must produce (file:line: path: message).
 EXPECTED = {
     "typo_key.yaml": "typo_key.yaml:3: stages[0].strde: unknown key 'strde' (did you mean 'stride'?); "
-    "allowed: block, expand, channels, repeats, continues, scale_depth, stride, kernel, mixed_kernels, start_kernel, mid, shortcut, group_size, "
+    "allowed: block, expand, channels, repeats, continues, scale_depth, stride, kernel, mixed_kernels, start_kernel, mid, shortcut, stride_on, group_size, "
     "expand_groups, project_groups, expand_from, expand_conv, se, se_gate, activation, residual, layer_scale, grn",
     "stride_3.yaml": "stride_3.yaml:5: stages[1].stride: got 3, expected 1 or 2",
     "zero_channels.yaml": "zero_channels.yaml:2: stem.channels: got 0, expected greater than 0",
