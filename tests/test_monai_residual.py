@@ -159,3 +159,21 @@ def test_zero_pad_cannot_narrow():
     with pytest.raises(LoweringError, match=r"stages\[1\].shortcut: got zero_pad, but stages.1.0 narrows 64 channels to 32: zero_pad only adds "
                                             r"channels \(use conv\)$"):
         archc.lower(spec)
+
+
+@pytest.mark.slow
+def test_a_zero_pad_network_scripts_traces_folds_draws_and_saves(tmp_path):
+    """The zero-channel skip is a layer kind every consumer knows: TorchScript, torch.fx, BN folding, the layer diagram, checkpoints."""
+    model = archc.load("monai_resnet10", dims=2, in_channels=1, num_classes=3, overrides=ZERO_PAD, resolution=33, seed=0)
+    model = calibrate_norms(model, (1, 33, 35))
+    x = torch.randn(2, 1, 33, 35, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.set_fast_paths(False)(x)
+        torch.testing.assert_close(torch.jit.script(model)(x), expected)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), expected)
+        archc.save(model, tmp_path / "zero_pad.safetensors")
+        assert torch.equal(archc.load(tmp_path / "zero_pad.safetensors").eval().set_fast_paths(False)(x), expected)
+        torch.testing.assert_close(model.fuse_norms()(x), expected, atol=1e-4, rtol=1e-4)
+    drawn = archc.render(archc.lower("monai_resnet10", dims=2, overrides=ZERO_PAD), detail="layer").source
+    assert "zero channels 64→128" in drawn and "avg pool k1 s2" in drawn
+    assert [layer.path for layer in archc.analyze(model.plan).layers if layer.type == "pad"] == [f"stages.{i}.0.downsample.1" for i in (1, 2, 3)]
