@@ -279,6 +279,8 @@ def plan_spec(base: Spec, spacing, shape, *, task: str = "classify", name: str |
                 decisions.append(Decision(f"{path}.stride", [1] * dims, f"downsampling step {number + 1} of {n_base}: stride 1 on every axis: "
                                           f"after {n_rule} step(s) {topology.stop}"))
             total = [t * s for t, s in zip(total, _axes(entry["stride"], dims))]
+            if path == "stem.pool" and written.padding is not None:
+                _pool_keeps_unpooled_axes(entry, written, dims, decisions)
         rule_kernel = topology.kernels[min(level, n_rule)]
         extent = tuple(-(-n // t) for n, t in zip(topology.patch, total))  # the feature map at this level
         for key in ("kernel", "start_kernel"):  # a uib's extra depthwise conv follows the same rule
@@ -357,6 +359,20 @@ def _comment(reasons: list[str] | None) -> str:
 
 def _flow(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip().removesuffix("\n...").strip()
+
+
+def _pool_keeps_unpooled_axes(entry: dict, pool, dims: int, decisions: list) -> None:
+    """A pool written with its own padding (MONAI SENet's: 0, with ceil_mode) halves an axis it pools, but on an axis
+    the plan leaves at stride 1 an unpadded window would shrink the map: there it is padded by kernel // 2, as a pool
+    with the default padding is, so the axis keeps its size."""
+    stride, kernel, padding = _axes(entry["stride"], dims), pool.kernel * dims if len(pool.kernel) == 1 else pool.kernel, \
+        pool.padding * dims if len(pool.padding) == 1 else pool.padding
+    planned = tuple(k // 2 if s == 1 else p for s, k, p in zip(stride, kernel, padding))
+    if planned != tuple(padding):
+        entry["padding"] = _per_axis(planned)
+        kept = [a for a in range(dims) if stride[a] == 1]
+        decisions.append(Decision("stem.pool.padding", list(planned), f"kernel // 2 on axis {', '.join(map(str, kept))}, which the pool "
+                                                                      "does not reduce: the map keeps its size there"))
 
 
 def _stem_components(entry: dict, stem) -> list[tuple]:

@@ -177,3 +177,13 @@ def test_a_zero_pad_network_scripts_traces_folds_draws_and_saves(tmp_path):
     drawn = archc.render(archc.lower("monai_resnet10", dims=2, overrides=ZERO_PAD), detail="layer").source
     assert "zero channels 64→128" in drawn and "avg pool k1 s2" in drawn
     assert [layer.path for layer in archc.analyze(model.plan).layers if layer.type == "pad"] == [f"stages.{i}.0.downsample.1" for i in (1, 2, 3)]
+
+
+def test_planning_pads_senets_unpadded_pool_on_an_axis_it_keeps():
+    """SENet's stem pool has no padding (ceil_mode halves what it pools); where a plan keeps an axis at stride 1 the window
+    is padded by kernel // 2 there, so the 32 slices stay 32."""
+    planned = archc.plan("monai_seresnet50", spacing=(5, 0.7, 0.7), shape=(32, 256, 256))
+    pool = archc.lower(planned.spec).stem.pool
+    assert (pool.stride, pool.padding, pool.ceil_mode) == ((1, 2, 2), (1, 0, 0), True)
+    assert pool.output((32, 128, 128)) == (32, 64, 64)
+    assert any(d.path == "stem.pool.padding" and "the map keeps its size there" in d.reason for d in planned.decisions)
