@@ -193,7 +193,7 @@ class Stem(SpecPart):
         "scale the stem width with the network width (EfficientNet: TF, timm, MONAI); false keeps it as written "
         "(EfficientNet-Lite: timm fix_stem=True)"
     )] = True
-    layers: Annotated[Optional[tuple[StemLayer, ...]], BeforeValidator(_as_tuple), Field(min_length=1, max_length=8), _doc(
+    layers: Annotated[Optional[Annotated[tuple[StemLayer, ...], BeforeValidator(_as_tuple), Field(min_length=1, max_length=8)]], _doc(
         "the stem's conv units in order, instead of channels/kernel/stride: ResNet-D's deep stem [{channels: 32, stride: 2}, "
         "{channels: 32}, {channels: 64}] (modules stem.conv1, stem.bn1, stem.act1, ...); one layer keeps the names stem.conv, stem.bn, "
         "stem.act; null: one conv of channels, kernel and stride"

@@ -114,3 +114,10 @@ def test_a_deep_stem_folds_its_norms_and_scripts(tmp_path):
 def test_bad_stems_are_refused_by_name(tmp_path, stem, message):
     with pytest.raises(SpecError, match=message.replace("(", r"\(")):
         _plan(tmp_path, stem)
+
+
+def test_null_layers_is_the_one_conv_stem_and_an_empty_list_is_refused():
+    """layers: null is documented as "one conv of channels, kernel and stride" (it once failed inside pydantic with a TypeError)."""
+    assert archc.read("convnext_atto", {"stem.layers": None}).stem.layers is None
+    with pytest.raises(SpecError, match=r"stem.layers: got \[\], expected at least 1 value$"):
+        archc.read("convnext_atto", {"stem.layers": []})
