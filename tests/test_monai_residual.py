@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import calibrate_norms
 from reference_residual import MONAI_RESNET_FEATURES_3D_1CH, MONAI_SENET
+from torch.utils.flop_counter import FlopCounterMode
 
 import archc
 from archc import weights
@@ -110,10 +111,14 @@ SENET = {"monai_seresnet50": "SEResNet50", "monai_seresnet101": "SEResNet101", "
 
 @pytest.mark.parametrize("name", sorted(SENET))
 def test_senet_counts_equal_monais(name):
-    for dims, channels in ((3, 3), (3, 1), (2, 3), (2, 1)):
+    """Parameters, and MACs (FlopCounterMode / 2 on MONAI's module: the stride on conv1 makes SE-ResNet50 cheaper than timm's)."""
+    for dims, channels, size in ((3, 3, 64), (3, 1, 64), (2, 3, 224), (2, 1, 224)):
         with torch.device("meta"):
-            peer = getattr(nets, SENET[name])(spatial_dims=dims, in_channels=channels)
-        assert archc.analyze(archc.lower(name, dims=dims, in_channels=channels)).params == _params(peer)
+            peer = getattr(nets, SENET[name])(spatial_dims=dims, in_channels=channels).eval()
+            with FlopCounterMode(display=False) as flops:
+                peer(torch.randn(1, channels, *(size,) * dims))
+        report = archc.analyze(archc.lower(name, dims=dims, in_channels=channels, resolution=size))
+        assert (report.params, report.macs) == (_params(peer), flops.get_total_flops() // 2)
         if (SENET[name], dims, channels) in MONAI_SENET:
             assert _params(peer) == MONAI_SENET[(SENET[name], dims, channels)]
 
