@@ -1,5 +1,6 @@
 """Scaling curves and the compound-coefficient grid search (the paper's step 1)."""
 
+import contextlib
 import json
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -430,3 +431,14 @@ def test_scale_and_search_take_a_resnet_as_they_take_b0(tmp_path):
                       "--results", tmp_path / "r.jsonl")
     assert found.returncode == 0, found.stderr
     assert "# paste into the spec:\nscaling:\n  alpha: " in found.stdout
+
+
+@pytest.mark.parametrize("pool", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_the_workers_build_the_spec_with_its_overrides(pool):
+    """A spec read with overrides (or overrides= given to the search) reaches each worker as the search measured it: the
+    first stage of tiny3d has 1 block as written, 4 with the override, at depth 1."""
+    overridden = archc.api.read(TINY, overrides={"stages[0].repeats": 4})
+    with ProcessPoolExecutor(2) if pool else contextlib.nullcontext() as executor:
+        for spec, args in ((overridden, {}), (TINY, {"overrides": {"stages[0].repeats": 4}})):
+            ranked = grid(spec, ev.first_stage_blocks, budget=2.0, step=0.2, tolerance=0.2, executor=executor, **args)
+            assert ranked[0].score == 4.0
