@@ -147,15 +147,18 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     names = {}
     for key in keys:
         prefix, _, leaf = key.rpartition(".")
-        if prefix.startswith("stages."):
-            _, stage, j, role = prefix.split(".", 3)
-            block = blocks[f"stages.{stage}.{j}"]
-            if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
-                raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
-            role, part = _part(role)
-            names[key] = layout(plan, block, role, part + leaf)
-        else:
-            names[key] = layout(plan, None, prefix, leaf)
+        try:
+            if prefix.startswith("stages."):
+                _, stage, j, role = prefix.split(".", 3)
+                block = blocks[f"stages.{stage}.{j}"]
+                if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
+                    raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
+                role, part = _part(role)
+                names[key] = layout(plan, block, role, part + leaf)
+            else:
+                names[key] = layout(plan, None, prefix, leaf)
+        except KeyError:  # a layer the source's networks never have (MONAI's EfficientNet has no deep stem)
+            raise CheckpointError(f"{source} weights have no tensor for {key}: its networks have no such layer") from None
     return names
 
 
