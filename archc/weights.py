@@ -147,15 +147,18 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     names = {}
     for key in keys:
         prefix, _, leaf = key.rpartition(".")
-        if prefix.startswith("stages."):
-            _, stage, j, role = prefix.split(".", 3)
-            block = blocks[f"stages.{stage}.{j}"]
-            if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
-                raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
-            role, part = _part(role)
-            names[key] = layout(plan, block, role, part + leaf)
-        else:
-            names[key] = layout(plan, None, prefix, leaf)
+        try:
+            if prefix.startswith("stages."):
+                _, stage, j, role = prefix.split(".", 3)
+                block = blocks[f"stages.{stage}.{j}"]
+                if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
+                    raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
+                role, part = _part(role)
+                names[key] = layout(plan, block, role, part + leaf)
+            else:
+                names[key] = layout(plan, None, prefix, leaf)
+        except KeyError:  # a layer the source's networks never have (MONAI's EfficientNet has no deep stem)
+            raise CheckpointError(f"{source} weights have no tensor for {key}: its networks have no such layer") from None
     return names
 
 
@@ -274,11 +277,12 @@ def monai_residual_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: s
       (``conv1.conv``, its norm ``conv1.adn.N``), the SE ``se_layer.fc.0``/``.fc.2`` (nn.Linear: importing reshapes them into
       1x1 convs), the projection ``project.conv``/``project.adn.N``, classifier ``last_linear``."""
     senet = any(b.se_channels for b in plan.blocks)
+    if block is None and not senet:  # a stem layer MONAI's ResNet lacks (a deep stem) is a KeyError: peer_names names the tensor
+        return f"{_MONAI_RESNET[role] if role.startswith('stem.') else _MONAI_RESNET.get(role, role)}.{leaf}"
     if block is None:
-        if not senet:
-            return f"{_MONAI_RESNET.get(role, role)}.{leaf}"
-        stem = f"layer0.{role.removeprefix('stem.')}" if role.startswith("stem.") else role  # a deep stem (SENet154): layer0.conv1..3
-        return f"{_MONAI_SENET.get(role, stem)}.{leaf}"
+        if role not in _MONAI_SENET and role.startswith("stem."):  # SENet154's deep stem: layer0.conv1..3 / bn1..3, archc's names
+            return f"layer0.{role.removeprefix('stem.')}.{leaf}"
+        return f"{_MONAI_SENET.get(role, role)}.{leaf}"
     where = f"layer{block.stage + 1}.{_position(block)}"
     if not senet:
         return f"{where}.{role}.{leaf}"
@@ -288,7 +292,7 @@ def monai_residual_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: s
                  for name, kind in ((unit.conv, "conv"), (unit.norm, "adn.N"))}
         return f"{where}.{names.get(part, f'{ir.SHORTCUT}.{part}')}.{leaf}"
     units = {name: f"{unit.conv}.{kind}" for unit in block.convs for name, kind in ((unit.conv, "conv"), (unit.norm, "adn.N"))}
-    return f"{where}.{units.get(role, _MONAI_SE.get(role, role))}.{leaf}"
+    return f"{where}.{units[role] if role in units else _MONAI_SE[role]}.{leaf}"  # another attention (ECA): a KeyError, as above
 
 
 _MONAI_RESNET = {"stem.conv": "conv1", "stem.bn": "bn1", "classifier": "fc"}
@@ -321,6 +325,8 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
     ``layer<stage + 1>.<j>.<role>`` as timm's."""
     if _is_resnet(plan):
         return _resnet_key(plan, block, role, leaf)
+    if any(b.type == "convnext" for b in plan.blocks):
+        return _torchvision_convnext_key(block, role, leaf)
     if block is None:
         head_index = len(plan.stages) + 1  # features.0 is the stem, then one entry per stage
         table = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
@@ -333,6 +339,25 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
+
+
+# torchvision's ConvNeXt: features.0 the stem (conv, LayerNorm2d), then per stage its downsample (LayerNorm2d, conv) and
+# its blocks (CNBlock: block.0 depthwise conv, .2 LayerNorm, .3 and .5 nn.Linear, and a layer_scale of shape (C, 1, 1)).
+_TV_CONVNEXT_NETWORK = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.norm": "classifier.0", "classifier": "classifier.2"}
+_TV_CONVNEXT_ROLES = {"conv_dw": "block.0", "norm": "block.2", "fc1": "block.3", "fc2": "block.5"}
+_TV_CONVNEXT_DOWNSAMPLE = {"norm": "0", "conv": "1"}
+
+
+def _torchvision_convnext_key(block: ir.Block | None, role: str, leaf: str) -> str:
+    """``features.<2s + 1>.<j>`` for stage s's blocks, ``features.<2s>`` for the downsample opening stage s >= 1 (archc's
+    ``stages.<s>.0``); the downsample's norm is ``.0``, its conv ``.1``; the layer scale a tensor of its own."""
+    if block is None:
+        return f"{_TV_CONVNEXT_NETWORK[role]}.{leaf}"
+    j = _position(block)
+    if block.type == "downsample":
+        return f"features.{2 * block.stage}.{_TV_CONVNEXT_DOWNSAMPLE[role]}.{leaf}"
+    where = f"features.{2 * block.stage + 1}.{j - 1 if block.stage else j}"
+    return f"{where}.layer_scale" if role == "layer_scale" else f"{where}.{_TV_CONVNEXT_ROLES[role]}.{leaf}"
 
 
 def _is_resnet(plan: ir.Plan) -> bool:
@@ -428,8 +453,10 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         if not _importable_dtype(given.dtype, value.dtype):
             bad.append(f"{printable(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
             continue
-        if tensor.ndim == 2 and value.ndim > 2 and tensor.shape == value.shape[:2] and all(n == 1 for n in value.shape[2:]):
-            tensor = tensor.reshape(value.shape)  # an nn.Linear's weight for a 1x1 conv (timm ConvNeXt-T and larger): the same numbers
+        if tensor.shape != value.shape and (tensor.ndim == 2 or value.ndim == 1) and _unit_dims_apart(tensor.shape, value.shape):
+            # the same numbers in the same order: an nn.Linear's weight for a 1x1 conv (timm's and torchvision's ConvNeXt MLPs),
+            # torchvision's (C, 1, 1) layer scale for archc's (C,)
+            tensor = tensor.reshape(value.shape)
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
                 # an even kernel (a patchify conv) has no centre slice: its depth is filled with the mean
@@ -496,6 +523,11 @@ def _fresh_decoder(target: dict, peer: dict, source: str) -> set[str]:
     if source == "archc" and any(key in peer for key in keys):
         return set()
     return keys
+
+
+def _unit_dims_apart(a: torch.Size, b: torch.Size) -> bool:
+    """Shapes that differ only by dimensions of size 1: a reshape keeps every number and its order."""
+    return [n for n in a if n != 1] == [n for n in b if n != 1]
 
 
 def _is_2d_kernel_for_3d(key: str, tensor: torch.Tensor, like: torch.Tensor) -> bool:
