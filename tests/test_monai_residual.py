@@ -46,7 +46,8 @@ def test_monai_resnet_weights_load_from_monai():
 
 
 def test_monais_residual_networks_have_torchs_conventions():
-    peer = nets.resnet10()
+    with torch.device("meta"):
+        peer = nets.resnet10()
     expected = {"padding": "symmetric", "norm.eps": peer.bn1.eps}
     assert weights.conventions("monai", {"basic"}) == weights.conventions("monai", {"bottleneck"}) == expected
     assert weights.conventions("monai", {"mbconv"}) == {"padding": "same", "norm.eps": 1e-3}  # its EfficientNet: TF's
