@@ -122,6 +122,7 @@ def lower(
         checkpointing=spec.checkpointing,
         decoder=decoder,
         resolution_given=given,
+        stage_generator="regnet" if spec.regnet is not None else None,
     )
 
 
