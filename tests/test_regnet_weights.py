@@ -16,7 +16,7 @@ from archc.errors import CheckpointError
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["regnetx_002", "regnety_002", "regnety_008"])
+@pytest.mark.parametrize("name", ["regnetx_002", "regnety_002", "regnety_008", "regnetx_004_tv"])
 def test_timm_weights_give_timms_outputs(name, calibrated_peer):
     peer = calibrated_peer(name)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
