@@ -117,10 +117,21 @@ def read(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> 
         return load_spec(path, overrides)
     if shipped:
         return shipped_spec(name, overrides)
+    architecture = _timm_architecture(name)
+    if architecture in builtins or architecture in shipped_aliases():
+        raise SpecError(f"a timm model name with its hub prefix or pretrained tag; archc builds the architecture by its name, "
+                        f"{architecture!r} (pretrained weights are yours to pass: weights=..., weights_from='timm')", file=str(spec))
     # The family has dozens of names: offer the close ones, and say where the rest are listed.
     close = difflib.get_close_matches(name, [*builtins, *shipped_aliases()], n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise SpecError(f"no such file or shipped spec{hint} (archc list shows every shipped name)", file=str(spec))
+
+
+def _timm_architecture(name: str) -> str:
+    """timm's architecture name in one of its model names: ``resnet50`` of ``resnet50.a1_in1k`` (a pretrained tag) and of
+    ``hf-hub:timm/resnet50.a1_in1k`` or ``timm/resnet50`` (a hub prefix)."""
+    name = name.removeprefix("hf-hub:").removeprefix("hf_hub:").removeprefix("timm/")
+    return name.partition(".")[0]
 
 
 def validate(spec: Spec | str | os.PathLike, overrides: Overrides | None = None) -> Spec:

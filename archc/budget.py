@@ -50,7 +50,9 @@ WORKSPACE = 24 * 2**20
 
 
 @dataclass(frozen=True)
-class Cost:
+class MemoryCost:
+    """Training memory of one network: its parameters (with gradients and optimiser state) and what a sample keeps."""
+
     parameters: int  # bytes
     kept: int  # bytes of activations autograd keeps per sample
     factor: float  # the step's peak over ``kept``
@@ -66,7 +68,7 @@ class Cost:
         return max(0, (memory - self.parameters - WORKSPACE) // self.per_sample) if self.per_sample else 0
 
 
-def training_cost(report: Report, precision: str = "fp32", checkpointing: bool | None = None) -> Cost:
+def training_cost(report: Report, precision: str = "fp32", checkpointing: bool | None = None) -> MemoryCost:
     """The training memory of ``report``'s network; ``checkpointing`` None: as its Plan says."""
     if precision not in PRECISIONS:
         raise PlanningError(f"precision: got {precision!r}, expected {' or '.join(PRECISIONS)}")
@@ -78,14 +80,14 @@ def training_cost(report: Report, precision: str = "fp32", checkpointing: bool |
         kept += sum(p.activations for p in report.parts if not p.path.startswith("stages."))
     else:
         kept = report.activations
-    return Cost(report.params * BYTES_PER_PARAM, kept * width, PEAK_FACTOR[bool(checkpointing)])
+    return MemoryCost(report.params * BYTES_PER_PARAM, kept * width, PEAK_FACTOR[bool(checkpointing)])
 
 
 @dataclass(frozen=True)
 class Fit:
     phi: float
     report: Report
-    cost: Cost
+    cost: MemoryCost
     needed: int  # bytes at the batch asked for
     next_phi: float | None  # the next phi tried, which did not fit
     next_needed: int | None

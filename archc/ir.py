@@ -360,6 +360,9 @@ class Plan:
     scaling: Scaling
     features: tuple[FeatureLevel, ...]  # one per reduction level, in order
     checkpointing: bool = False  # recompute each block's activations in backward (training memory)
+    # Initialisation: each residual block's last norm starts with weight 0, so the block starts as its shortcut
+    # (timm's ResNet and RegNet, zero_init_last=True).
+    zero_init_last: bool = False
     decoder: Decoder | None = None  # a U-Net decoder over ``features`` (then ``head`` is None): the module segments
     # The input size is one a person wrote (the spec's own, or a request's), not one archc computed from phi or a
     # preset: only such a size draws a warning when a stride does not divide it.

@@ -69,8 +69,10 @@ def lower(
     stem = _stem(spec, axes, spec.in_channels if in_channels is None else in_channels, channels if spec.stem.scale else (lambda c: c))
 
     repeats = _repeats(spec, mult)
-    total_blocks = sum(repeats)
-    stages, index, width_in = [], 0, stem.out_channels
+    # Stochastic depth grows over the network's depth: its blocks, not the stage transitions (ConvNeXt's downsample).
+    in_depth = [not BLOCKS[row.block].once for row in spec.stages]
+    depth = sum(r for r, counted in zip(repeats, in_depth) if counted)
+    stages, index, deeper, width_in = [], 0, 0, stem.out_channels
     for number, rows in enumerate(_stage_rows(spec)):
         blocks: list[ir.Block] = []
         for i in rows:
@@ -78,8 +80,10 @@ def lower(
             shape = _RowShape(axes, row, i, channels(row.expand_from) if row.expand_from else None, _mid(row, mult.width, s) if row.mid else None)
             for j in range(repeats[i]):
                 block_in, block_stride = (width_in, shape.stride) if j == 0 else (out, (1,) * dims)
-                blocks.append(_block(spec, row, shape, f"stages.{number}.{len(blocks)}", number, index, total_blocks, block_in, out, block_stride))
+                drop_path = _drop_path(spec, deeper, depth) if in_depth[i] else 0.0
+                blocks.append(_block(spec, row, shape, f"stages.{number}.{len(blocks)}", number, index, drop_path, block_in, out, block_stride))
                 index += 1
+                deeper += in_depth[i]
             width_in = out
         stages.append(ir.Stage(number, tuple(blocks)))
 
@@ -120,6 +124,7 @@ def lower(
         scaling=ir.Scaling(phi=phi, preset=preset, width=mult.width, depth=mult.depth, resolution=mult.resolution),
         features=features,
         checkpointing=spec.checkpointing,
+        zero_init_last=spec.zero_init_last,
         decoder=decoder,
         resolution_given=given,
         stage_generator="regnet" if spec.regnet is not None else None,
@@ -252,7 +257,7 @@ class _RowShape:
         return self.kernel or (max(self.mixed) if self.mixed else self.start or (1,) * len(self.stride))
 
 
-def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int, total: int, block_in: int, out: int, stride) -> ir.Block:
+def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int, drop_path: float, block_in: int, out: int, stride) -> ir.Block:
     """One block of a stage row, every number resolved, as its layers in order."""
     activation = row.activation or spec.activation
     kind = BLOCKS[row.block]
@@ -283,9 +288,15 @@ def _block(spec: Spec, row, shape: _RowShape, path: str, stage: int, index: int,
         residual=residual,
         shortcut=tuple(parts.shortcut) if residual else (),
         activation_after=activation if parts.act_after else None,
-        # Linear in the global block index (TF drop_connect_rate, timm, MONAI, torchvision).
-        drop_path=spec.stochastic_depth * index / total,
+        drop_path=drop_path,
     )
+
+
+def _drop_path(spec: Spec, index: int, depth: int) -> float:
+    """The stochastic-depth rate of block ``index`` of ``depth``: linear in the block's index, the last block at
+    ``rate * (N - 1) / N`` (TF's drop_connect_rate, timm's EfficientNet) or at the full rate (timm's ResNet)."""
+    steps = depth if spec.stochastic_depth_schedule == "efficientnet" else depth - 1
+    return spec.stochastic_depth * index / steps if steps else 0.0
 
 
 def _expanded(width: int, ratio: float, divisor: int) -> int:
@@ -440,9 +451,9 @@ def unet_decoder(spec: Spec, axes: _Axes, features: tuple[ir.FeatureLevel, ...],
         width = up.out_channels + (skip.channels if skip and d.fuse == "concat" else 0)
         blocks = []
         for j in range(d.repeats):
-            block = _block(spec, row, shape, f"{path}.blocks.{j}", i, j, d.repeats, width if j == 0 else out, out, ones)
             # No stochastic depth: the spec's rate is a schedule over the encoder's blocks.
-            blocks.append(dataclasses.replace(block, index=-1, drop_path=0.0))
+            block = _block(spec, row, shape, f"{path}.blocks.{j}", i, j, 0.0, width if j == 0 else out, out, ones)
+            blocks.append(dataclasses.replace(block, index=-1))
         aux = one_conv(f"{path}.aux", i, out, num_classes, ones, None) if count - 1 - d.deep_supervision <= i < count - 1 else None
         levels.append(ir.DecoderLevel(i, path, skip, up, lateral, tuple(blocks), aux, reduction))
         c_in, deeper = out, reduction

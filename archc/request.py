@@ -104,9 +104,34 @@ FIELDS = tuple(field.name for field in dataclasses.fields(BuildRequest))
 LOWERING_FIELDS = ("phi", "preset", "dims", "in_channels", "num_classes", "resolution", "features_only")  # lowering's own arguments
 
 
+# timm.create_model's keywords that people bring to archc.load, and what archc calls them or why it has none: refused
+# with this told, so a timm keyword never builds a silently different network.
+TIMM_ARGUMENTS = {
+    "in_chans": "in_channels=<n>",
+    "drop_path_rate": "overrides={'stochastic_depth': <rate>} (spread over the blocks as the spec's stochastic_depth_schedule says)",
+    "drop_rate": "overrides={'head.dropout': <rate>}",
+    "pretrained": "archc downloads nothing: weights=<a state_dict or file>, weights_from='timm'",
+    "pretrained_cfg": "archc downloads nothing: weights=<a state_dict or file>, weights_from='timm'",
+    "checkpoint_path": "weights=<file>, weights_from='timm'",
+    "global_pool": "archc pools by average only (timm's 'avg'); model.reset_classifier(n) as in timm",
+    "out_indices": "features_only=True returns every level (timm's default out_indices); take the ones you need from the list",
+    "output_stride": "none: archc has no dilated stages; set a stage's stride with overrides={'stages[3].stride': 1}",
+    "act_layer": "overrides={'activation': <name>}",
+    "norm_layer": "overrides={'norm.type': <name>}",
+    "zero_init_last": "overrides={'zero_init_last': <bool>}",
+    "scriptable": "nothing to ask: every archc network scripts and traces as built",
+    "exportable": "nothing to ask: every archc network scripts and traces as built",
+}
+
+
 def as_request(request: BuildRequest | None = None, **fields) -> BuildRequest:
-    """``request`` with ``fields`` (the request's fields as keywords) set over it; a field that is not one is refused."""
+    """``request`` with ``fields`` (the request's fields as keywords) set over it; a field that is not one is refused
+    (a keyword of timm's ``create_model`` with archc's way of saying it)."""
     unknown = [name for name in fields if name not in FIELDS]
+    timm_names = [name for name in unknown if name in TIMM_ARGUMENTS]
+    if timm_names:
+        name = timm_names[0]
+        raise ArgumentError(f"{name} is timm.create_model's argument, not archc's; in archc: {TIMM_ARGUMENTS[name]}")
     if unknown:
         raise ArgumentError(f"{', '.join(unknown)}: not a field of a build request (expected one of {', '.join(FIELDS)})")
     if request is None:

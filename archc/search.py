@@ -120,7 +120,7 @@ def candidates(spec: Spec | str, budget: float = 2.0, step: float = 0.05, tolera
     of ``budget``; and those skipped, with the reason (an axis collapses at that resolution)."""
     if step <= 0 or budget <= 1 or tolerance < 0:
         raise ArgumentError(f"need step > 0, budget > 1 and tolerance >= 0 (got step={step}, budget={budget}, tolerance={tolerance})")
-    spec = read(spec)
+    spec = read(spec, args.pop("overrides", None))
     dims = dims or spec.dims
     scaled = scaled_axes(spec, dims)
     _check_grid_size(budget, step, tolerance, scaled)
@@ -206,12 +206,13 @@ class Evaluator:
         return self.load()(model, resolution)  # imported once: later calls find the module in sys.modules
 
 
-def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable):
-    """Build the candidate's model at phi = 1 and score it (runs wherever the executor runs it)."""
+def evaluate_candidate(spec_text: str, spec_file: str, applied: dict, candidate: Candidate, args: dict, evaluate: Callable):
+    """Build the candidate's model at phi = 1 and score it (runs wherever the executor runs it). The spec travels as
+    its text and the overrides ``applied`` over it, so the worker builds the spec the search measured."""
     from .api import load
     from .spec import parse_spec
 
-    spec = parse_spec(spec_text, spec_file)
+    spec = parse_spec(spec_text, spec_file, applied)
     gamma = gamma_for(spec, candidate.gamma)
     overrides = {"scaling.alpha": candidate.alpha, "scaling.beta": candidate.beta, "scaling.gamma": list(gamma) if isinstance(gamma, tuple) else gamma}
     model = load(spec, phi=1, overrides=overrides, seed=0, **args)
@@ -230,10 +231,10 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def run_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable) -> Outcome:
+def run_candidate(spec_text: str, spec_file: str, applied: dict, candidate: Candidate, args: dict, evaluate: Callable) -> Outcome:
     """:func:`evaluate_candidate`, with the evaluator's exception caught where it was raised (on the worker)."""
     try:
-        return Outcome(score=evaluate_candidate(spec_text, spec_file, candidate, args, evaluate))
+        return Outcome(score=evaluate_candidate(spec_text, spec_file, applied, candidate, args, evaluate))
     except Exception as exc:  # noqa: BLE001  (the user's code: any failure is reported with its candidate)
         import pickle
         import traceback
@@ -339,7 +340,7 @@ def grid(
         raise ArgumentError(f"retries must be 0 or more (got {retries})")
     if not (noise >= 0 and math.isfinite(noise)):
         raise ArgumentError(f"noise must be a finite score difference >= 0 (got {noise})")
-    spec = read(spec)
+    spec = read(spec, args.pop("overrides", None))
     found, skipped = candidates(spec, budget, step, tolerance, dims, **args)
     say = progress or (lambda message: None)
     for candidate, reason in skipped:
@@ -363,7 +364,7 @@ def grid(
             done[candidate.key] = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, scored[network])
             _append_line_to(results, {"key": candidate.key, "result": asdict(done[candidate.key])})
     say(f"{len(by_network)} distinct networks to evaluate")
-    task = (spec.source.text, spec.source.file)
+    task = (spec.source.text, spec.source.file, dict(spec.source.applied))
     failed: list[Failure] = []
     futures: dict = {}
     if executor is None:  # one at a time, each recorded before the next starts

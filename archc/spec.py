@@ -562,8 +562,13 @@ class Spec(SpecPart):
     stem: Annotated[Stem, _doc("the first conv")] = Stem()
     head: Annotated[Head, _doc("the last conv and the classifier")] = Head()
     stochastic_depth: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False), _doc(
-        "drop-path rate, linear in the global block index (rate * i / blocks)"
+        "drop-path rate, linear in the global block index i of the encoder's N blocks (stochastic_depth_schedule says how)"
     )] = 0.0
+    stochastic_depth_schedule: Annotated[Literal["efficientnet", "linspace"], _doc(
+        "efficientnet: block i drops with rate * i / N (TF's drop_connect_rate; timm's EfficientNet and MobileNet, MONAI, "
+        "torchvision's EfficientNet); linspace: rate * i / (N - 1), the last block at the full rate (torch.linspace(0, rate, N): "
+        "timm's ResNet, RegNet and ConvNeXt, torchvision's ConvNeXt)"
+    )] = "efficientnet"
     se: Annotated[SE, _doc("squeeze-and-excitation, for every block unless a row overrides it")] = SE()
     stages: Annotated[list[Stage], Field(min_length=1), _doc(
         "the stage table: a list of rows, or {columns: [...], rows: [[...], ...]} like the paper's Table 1"
@@ -577,6 +582,10 @@ class Spec(SpecPart):
         "other names of this network, each for one of its presets (null: the spec as written), e.g. timm's "
         "efficientnet_b3: b3; a shipped spec is loaded by any of them (archc list shows them)"
     )] = {}
+    zero_init_last: Annotated[bool, Strict(), _doc(
+        "initialise the last norm of each residual block's branch to weight 0, so every block starts as its shortcut "
+        "(Goyal et al. 2017; timm's ResNet and RegNet do by default, zero_init_last=True)"
+    )] = False
     checkpointing: Annotated[bool, Strict(), _doc(
         "activation checkpointing: each block recomputes its activations in backward (less memory, more time)"
     )] = False

@@ -147,15 +147,18 @@ def peer_names(plan: ir.Plan, keys: list[str], source: str) -> dict[str, str]:
     names = {}
     for key in keys:
         prefix, _, leaf = key.rpartition(".")
-        if prefix.startswith("stages."):
-            _, stage, j, role = prefix.split(".", 3)
-            block = blocks[f"stages.{stage}.{j}"]
-            if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
-                raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
-            role, part = _part(role)
-            names[key] = layout(plan, block, role, part + leaf)
-        else:
-            names[key] = layout(plan, None, prefix, leaf)
+        try:
+            if prefix.startswith("stages."):
+                _, stage, j, role = prefix.split(".", 3)
+                block = blocks[f"stages.{stage}.{j}"]
+                if record.layout is not None and record.layout not in BLOCKS[block.type].peers:
+                    raise CheckpointError(f"{source} weights have no {block.type} blocks ({block.path})")
+                role, part = _part(role)
+                names[key] = layout(plan, block, role, part + leaf)
+            else:
+                names[key] = layout(plan, None, prefix, leaf)
+        except KeyError:  # a layer the source's networks never have (MONAI's EfficientNet has no deep stem)
+            raise CheckpointError(f"{source} weights have no tensor for {key}: its networks have no such layer") from None
     return names
 
 
@@ -329,6 +332,8 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
         raise CheckpointError("torchvision weights: archc imports RegNet weights from timm's layout only (--from timm)")
     if family == "resnet":
         return _resnet_key(plan, block, role, leaf)
+    if family == "convnext":
+        return _torchvision_convnext_key(block, role, leaf)
     if block is None:
         head_index = len(plan.stages) + 1  # features.0 is the stem, then one entry per stage
         table = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"features.{head_index}.0",
@@ -341,6 +346,25 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
         return f"features.{stage + 1}.{j}.block.{positions['se']}.{'fc1' if role == 'se.conv_reduce' else 'fc2'}.{leaf}"
     part = 1 if role in {unit.norm for unit in block.convs} else 0
     return f"features.{stage + 1}.{j}.block.{positions[role]}.{part}.{leaf}"
+
+
+# torchvision's ConvNeXt: features.0 the stem (conv, LayerNorm2d), then per stage its downsample (LayerNorm2d, conv) and
+# its blocks (CNBlock: block.0 depthwise conv, .2 LayerNorm, .3 and .5 nn.Linear, and a layer_scale of shape (C, 1, 1)).
+_TV_CONVNEXT_NETWORK = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.norm": "classifier.0", "classifier": "classifier.2"}
+_TV_CONVNEXT_ROLES = {"conv_dw": "block.0", "norm": "block.2", "fc1": "block.3", "fc2": "block.5"}
+_TV_CONVNEXT_DOWNSAMPLE = {"norm": "0", "conv": "1"}
+
+
+def _torchvision_convnext_key(block: ir.Block | None, role: str, leaf: str) -> str:
+    """``features.<2s + 1>.<j>`` for stage s's blocks, ``features.<2s>`` for the downsample opening stage s >= 1 (archc's
+    ``stages.<s>.0``); the downsample's norm is ``.0``, its conv ``.1``; the layer scale a tensor of its own."""
+    if block is None:
+        return f"{_TV_CONVNEXT_NETWORK[role]}.{leaf}"
+    j = _position(block)
+    if block.type == "downsample":
+        return f"features.{2 * block.stage}.{_TV_CONVNEXT_DOWNSAMPLE[role]}.{leaf}"
+    where = f"features.{2 * block.stage + 1}.{j - 1 if block.stage else j}"
+    return f"{where}.layer_scale" if role == "layer_scale" else f"{where}.{_TV_CONVNEXT_ROLES[role]}.{leaf}"
 
 
 # timm's deep stem (ResNet-D/-T): conv1 = Sequential(conv 0, bn 1, act 2, conv 3, bn 4, act 5, conv 6), then bn1
@@ -431,8 +455,10 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
         if not _importable_dtype(given.dtype, value.dtype):
             bad.append(f"{printable(names[key])} has dtype {str(given.dtype).removeprefix('torch.')}, {_DTYPE_RULE[value.dtype.is_floating_point]}")
             continue
-        if tensor.ndim == 2 and value.ndim > 2 and tensor.shape == value.shape[:2] and all(n == 1 for n in value.shape[2:]):
-            tensor = tensor.reshape(value.shape)  # an nn.Linear's weight for a 1x1 conv (timm ConvNeXt-T and larger): the same numbers
+        if tensor.shape != value.shape and (tensor.ndim == 2 or value.ndim == 1) and _unit_dims_apart(tensor.shape, value.shape):
+            # the same numbers in the same order: an nn.Linear's weight for a 1x1 conv (timm's and torchvision's ConvNeXt MLPs),
+            # torchvision's (C, 1, 1) layer scale for archc's (C,)
+            tensor = tensor.reshape(value.shape)
         if tensor.shape != value.shape:
             if _is_2d_kernel_for_3d(key, tensor, value):
                 # an even kernel (a patchify conv) has no centre slice: its depth is filled with the mean
@@ -499,6 +525,11 @@ def _fresh_decoder(target: dict, peer: dict, source: str) -> set[str]:
     if source == "archc" and any(key in peer for key in keys):
         return set()
     return keys
+
+
+def _unit_dims_apart(a: torch.Size, b: torch.Size) -> bool:
+    """Shapes that differ only by dimensions of size 1: a reshape keeps every number and its order."""
+    return [n for n in a if n != 1] == [n for n in b if n != 1]
 
 
 def _is_2d_kernel_for_3d(key: str, tensor: torch.Tensor, like: torch.Tensor) -> bool:

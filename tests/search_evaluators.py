@@ -105,3 +105,8 @@ def logged(model, resolution) -> float:
 def in_plane_size(model, resolution) -> float:
     """Prefers the largest in-plane size (axis 1): one winner among networks that differ in it."""
     return float(resolution[1])
+
+
+def first_stage_blocks(model, resolution) -> float:
+    """Scores the first stage's block count at depth 1 (else 0): shows which spec the worker built."""
+    return float(len(model.plan.stages[0].blocks)) if model.plan.scaling.depth == 1 else 0.0

@@ -62,6 +62,28 @@ def test_timm_weights_give_timms_outputs(name):
         torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
+def test_torchvision_weights_give_torchvisions_outputs():
+    """torchvision's convnext_tiny (features.<i>, CNBlock's block.0/2/3/5, a (C, 1, 1) layer_scale, classifier.0/2): its
+    parameter count and, with its weights, its outputs. The layer scales are drawn in [0.2, 1] (torchvision initialises
+    them to 1e-6, which would hide every block behind its skip)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    peer = torchvision.models.convnext_tiny().eval()
+    with torch.no_grad():
+        for name, tensor in peer.named_parameters():
+            if name.endswith("layer_scale"):
+                tensor.uniform_(0.2, 1.0)
+    model = archc.load("convnext_tiny", weights=peer.state_dict(), weights_from="torchvision").eval()
+    assert archc.analyze(model.plan).params == sum(p.numel() for p in peer.parameters()) == TIMM["convnext_tiny"]["params"]
+    x = torch.randn(2, 3, 65, 67, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
+
+
 def test_linear_mlp_weights_import_into_1x1_convs():
     """timm's tiny and larger hold the MLP as nn.Linear ((4C, C) weights under the same keys): imported reshaped."""
     with torch.device("meta"):

@@ -8,6 +8,7 @@ import torchvision
 from conftest import assert_inflation_keeps_2d, calibrate_norms, timm_peer
 
 import archc
+import archc.errors
 
 
 def _same_outputs(model, peer, size=(65, 67)):
@@ -55,3 +56,12 @@ def test_monai_resnet10_weights_give_monais_outputs_in_3d():
         theirs = peer(x)
         assert theirs.std() > 1e-2
         torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("source", ["monai", "efficientnet_pytorch"])
+def test_a_layer_a_sources_networks_never_have_is_a_one_line_error(source):
+    """resnet18d's deep stem (stem.conv1) has no name in the EfficientNet layouts: an archc error naming the tensor (it was
+    a KeyError out of the layout)."""
+    with pytest.raises(archc.errors.CheckpointError) as caught:
+        archc.load("resnet18d", weights=archc.load("resnet18", seed=0).state_dict(), weights_from=source)
+    assert str(caught.value) == f"{source} weights have no tensor for stem.conv1.weight: its networks have no such layer"

@@ -1,5 +1,6 @@
 """Scaling curves and the compound-coefficient grid search (the paper's step 1)."""
 
+import contextlib
 import json
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -414,3 +415,30 @@ def test_a_per_axis_gamma_is_searched_on_the_axes_it_scales(tmp_path, capsys):
     assert capsys.readouterr().out.endswith("# paste into the spec:\nscaling:\n  alpha: 1\n  beta: 1\n  gamma: [1, 1.4, 1.4]\n")
     held = archc.read(str(path), {"scaling.gamma": [1, 1, 1]})  # every axis held: width and depth alone
     assert {c.gamma for c in candidates(held, budget=2.0, step=0.2, tolerance=0.1)[0]} == {1.0}
+
+
+@pytest.mark.slow
+def test_scale_and_search_take_a_resnet_as_they_take_b0(tmp_path):
+    """Compound scaling of any baseline (the paper's Table 3): ResNet-50's curve starts at timm's resnet50 and grows with
+    phi; the grid search ranks ResNet-18's candidates and prints the block to paste."""
+    from reference_residual import TIMM
+
+    result = run_archc("scale", "resnet50", "--phi-range", "0:2")
+    assert result.returncode == 0, result.stderr
+    params = [int(line.split()[4].replace(",", "")) for line in result.stdout.splitlines()[3:6]]
+    assert params[0] == TIMM["resnet50"]["params"] and params[0] < params[1] < params[2]
+    found = run_archc("search", "resnet18", "--evaluate", "tests.search_evaluators:closeness", "--step", "0.1", "--tolerance", "0.1",
+                      "--results", tmp_path / "r.jsonl")
+    assert found.returncode == 0, found.stderr
+    assert "# paste into the spec:\nscaling:\n  alpha: " in found.stdout
+
+
+@pytest.mark.parametrize("pool", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_the_workers_build_the_spec_with_its_overrides(pool):
+    """A spec read with overrides (or overrides= given to the search) reaches each worker as the search measured it: the
+    first stage of tiny3d has 1 block as written, 4 with the override, at depth 1."""
+    overridden = archc.api.read(TINY, overrides={"stages[0].repeats": 4})
+    with ProcessPoolExecutor(2) if pool else contextlib.nullcontext() as executor:
+        for spec, args in ((overridden, {}), (TINY, {"overrides": {"stages[0].repeats": 4}})):
+            ranked = grid(spec, ev.first_stage_blocks, budget=2.0, step=0.2, tolerance=0.2, executor=executor, **args)
+            assert ranked[0].score == 4.0

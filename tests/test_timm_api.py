@@ -366,3 +366,15 @@ def test_archc_errors_are_value_errors():
         archc.lower("efficientnet_b0", phi=float("nan"))
     assert all(issubclass(error, ValueError) for error in (archc.errors.ArchcError, archc.errors.SpecError, archc.errors.ScalingError,
                                                            archc.errors.LoweringError, EmitError, archc.errors.CheckpointError))
+
+
+@pytest.mark.parametrize("name, architecture", [("resnet50.a1_in1k", "resnet50"), ("timm/efficientnet_b0.ra_in1k", "efficientnet_b0"),
+                                                ("hf-hub:timm/resnet18.a1_in1k", "resnet18")])
+def test_a_timm_name_with_a_pretrained_tag_names_the_architecture(name, architecture):
+    """timm's model names carry a pretrained tag and a hub prefix (timm.create_model takes them); archc builds architectures
+    and downloads nothing, so it says which name to use instead of failing to find the file."""
+    assert timm.models.get_arch_name(name.removeprefix("hf-hub:").removeprefix("timm/")) == architecture  # timm's own split
+    with pytest.raises(archc.errors.SpecError) as caught:
+        archc.lower(name)
+    assert str(caught.value) == (f"{name}: a timm model name with its hub prefix or pretrained tag; archc builds the architecture "
+                                 f"by its name, {architecture!r} (pretrained weights are yours to pass: weights=..., weights_from='timm')")

@@ -519,7 +519,19 @@ def build(
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
     init_weights(model, generator)
+    if plan.zero_init_last:
+        zero_last_norms(model, plan)
     return model
+
+
+@torch.no_grad()
+def zero_last_norms(model: nn.Module, plan: ir.Plan) -> None:
+    """Each residual block's last norm in its branch (a ResNet bottleneck's ``bn3``) gets weight 0: the branch then adds
+    nothing at first and the block starts as its shortcut (timm's ``zero_init_last``)."""
+    for block in plan.blocks:
+        norms = [unit.norm for unit in block.convs if unit.norm]
+        if block.residual and norms:
+            nn.init.zeros_(model.get_submodule(f"{block.path}.{norms[-1]}").weight)
 
 
 @torch.no_grad()

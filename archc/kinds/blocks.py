@@ -193,11 +193,12 @@ _KINDS = (
               fields=frozenset({"start_kernel", "layer_scale", "expand_groups", "project_groups"}), peers=frozenset({"timm"}), timm_roles=lambda block: _UIB),
     BlockKind("convnext", "ConvNeXt", "#dde8f6", "(ConvNeXt) depthwise kxk with bias, norm, 1x1 to expand x C, activation, [GRN], 1x1 back "
               "[layer scale], + skip", _convnext, expands=True, always_expands=True, se=False, check=_convnext_check,
-              fields=frozenset({"layer_scale", "grn"}), peers=frozenset({"timm"}), timm_roles=lambda block: _CONVNEXT, timm_path=_convnext_path,
-              conventions={"timm": {"norm.eps": 1e-6}}),
+              fields=frozenset({"layer_scale", "grn"}), peers=frozenset({"timm", "torchvision"}), timm_roles=lambda block: _CONVNEXT,
+              timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}, "torchvision": {"norm.eps": 1e-6}}),
     BlockKind("downsample", "Downsample", "#e8e8e8", "(ConvNeXt, between stages) norm, then a conv of kernel = stride with bias, no skip",
-              _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm"}),
-              timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path, conventions={"timm": {"norm.eps": 1e-6}}),
+              _downsample, se=False, skip=False, kernel_optional=True, once=True, check=_downsample_check, peers=frozenset({"timm", "torchvision"}),
+              timm_roles=lambda block: {"norm": "0", "conv": "1"}, timm_path=_convnext_path,
+              conventions={"timm": {"norm.eps": 1e-6}, "torchvision": {"norm.eps": 1e-6}}),
     # timm's and torchvision's ResNets carry them (layer1.0.conv1: weights.py's ResNet layout), not MONAI's blocks.
     BlockKind("basic", "Basic", "#f6dde8", "(ResNet) kxk conv, kxk conv [SE], + skip (1x1 conv and norm where the shape changes), activation", _basic,
               fields=frozenset({"shortcut"}), se_on_output=True, peers=frozenset({"timm", "torchvision"})),
