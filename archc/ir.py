@@ -22,6 +22,7 @@ HeadType = Literal["conv", "efficient", "pool", "norm"]
 Padding = Literal["symmetric", "same"]
 UpsampleMode = Literal["nearest", "linear", "transpose"]
 FuseMode = Literal["concat", "add"]
+StageGenerator = Literal["regnet"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
 
@@ -378,6 +379,10 @@ class Plan:
     # The input size is one a person wrote (the spec's own, or a request's), not one archc computed from phi or a
     # preset: only such a size draws a warning when a stride does not divide it.
     resolution_given: bool = True
+    # What wrote the stage table, where the spec did not write its rows: "regnet", the spec's ``regnet:`` section
+    # (archc.regnet). Its bottleneck rows look like a ResNet's, but the peers build such a network with their RegNet
+    # class, whose keys (timm ``s1.b1.conv1.conv``) importing weights must name. None: the rows as the spec wrote them.
+    stage_generator: StageGenerator | None = None
 
     @property
     def output(self) -> Literal["classifier", "features", "segmentation"]:

@@ -127,6 +127,7 @@ def lower(
         zero_init_last=spec.zero_init_last,
         decoder=decoder,
         resolution_given=given,
+        stage_generator="regnet" if spec.regnet is not None else None,
     )
 
 

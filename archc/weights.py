@@ -213,22 +213,39 @@ def layout_hint(plan: ir.Plan, keys: list[str], peer_keys, source: str) -> str:
 def block_summary(plan: ir.Plan, peer_keys, source: str) -> list[str]:
     """What the key names tell about a misfit before any single key does: "16 blocks given, 26 expected" and,
     where the layout numbers stages, each stage whose repeats differ ("stage 3 has 4 repeats in the weights,
-    5 in the spec"). Empty when the numbers of blocks agree."""
-    record = SOURCES[source]  # where its layout says which block a tensor belongs to
-    found = {where for key in peer_keys if (where := record.stage_and_block(key))}
+    5 in the spec"). The blocks are found by the key pattern of the source's model class for this Plan (timm's
+    ResNet ``layer1.0.``, RegNet ``s1.b1.``). Empty when the numbers of blocks agree, or the source has no pattern
+    for the class."""
+    keys = SOURCES[source].block_keys.get(model_class(plan))  # where its layout says which block a tensor belongs to
+    if keys is None:
+        return []
+    found = {where for key in peer_keys if (where := keys.stage_and_block(key))}
     if len(found) == len(plan.blocks):
         return []
     summary = [f"{len(found)} blocks given, {len(plan.blocks)} expected"]
-    if not record.numbers_stages or not found:  # the layout numbers blocks, not stages; or none has a block
+    if not keys.numbers_stages or not found:  # the layout numbers blocks, not stages; or none has a block
         return summary
-    first = record.first_stage
-    given = Counter(stage - first for stage, _ in found)
+    given = Counter(stage - keys.first_stage for stage, _ in found)
     stages = []
     for stage in sorted(set(given) | {s.index for s in plan.stages}):
         want = len(plan.stages[stage].blocks) if 0 <= stage < len(plan.stages) else 0
         if given[stage] != want:
             stages.append(f"stage {stage} has {given[stage]} repeats in the weights, {want} in the spec")
     return summary + stages[:4] + ([f"{len(stages) - 4} more stages differ"] if len(stages) > 4 else [])
+
+
+def model_class(plan: ir.Plan) -> str:
+    """The peers' model class (:data:`archc.kinds.sources.MODEL_CLASSES`) that holds this Plan's network, and so names
+    its keys: RegNet where lowering says the ``regnet:`` section wrote the stage table (its bottleneck rows alone look
+    like a ResNet's), ResNet for basic and bottleneck blocks, ConvNeXt where timm places the blocks itself, else
+    EfficientNet's (which MobileNet's share)."""
+    if plan.stage_generator == "regnet":
+        return "regnet"
+    if plan.stages and plan.blocks[0].type in ("basic", "bottleneck"):
+        return "resnet"
+    if any(BLOCKS[block.type].timm_path for block in plan.blocks):
+        return "convnext"
+    return "efficientnet"
 
 
 def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
@@ -251,7 +268,7 @@ def _without_head(peer: dict, plan: ir.Plan, source: str) -> tuple[dict, int]:
 def monai_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
     """MONAI's EfficientNetBN nests blocks per stage but names each by its global index: ``_blocks.<stage>.<index>.<TF role>``.
     A ResNet-family Plan takes the layout of MONAI's ResNet or SENet instead (:func:`monai_residual_key`)."""
-    if _is_resnet(plan):
+    if model_class(plan) == "resnet":
         return monai_residual_key(plan, block, role, leaf)
     if block is None:
         return _MONAI_NETWORK[role] + "." + leaf
@@ -301,11 +318,16 @@ _MONAI_SE = {"se.conv_reduce": "se_layer.fc.0", "se.conv_expand": "se_layer.fc.2
 
 
 def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str:
-    """timm (its own weights and its TF ports): ``blocks.<stage>.<j>.<timm's role>``; a ResNet ``layer<stage + 1>.<j>``."""
-    if _is_resnet(plan):
+    """timm (its own weights and its TF ports), as its model class for the Plan names them (:func:`model_class`):
+    EfficientNet's ``blocks.<stage>.<j>.<timm's role>``, ResNet's ``layer<stage + 1>.<j>``, RegNet's ``s<stage + 1>.b<j + 1>``,
+    ConvNeXt's ``stages.<stage>.blocks.<j>``."""
+    family = model_class(plan)
+    if family == "regnet":
+        return _timm_regnet_key(block, role, leaf)
+    if family == "resnet":
         return _resnet_key(plan, block, {"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"}.get(role, role), leaf)
     if block is None:
-        if any(BLOCKS[b.type].timm_path for b in plan.blocks):  # timm's ConvNeXt class: stem.0/.1, head.norm, head.fc
+        if family == "convnext":  # timm's ConvNeXt class: stem.0/.1, head.norm, head.fc
             return f"{_TIMM_CONVNEXT[role]}.{leaf}"
         # timm's MobileNetV3 class (the efficient head) calls the head's norm norm_head (MobileNetV4 has one)
         head_norm = "norm_head" if plan.head is not None and plan.head.type == "efficient" else "bn2"
@@ -316,6 +338,23 @@ def timm_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str) -> str
     return ".".join(part for part in (where, kind.timm_roles(block).get(role, role), leaf) if part)
 
 
+# timm's RegNet class (timm regnet.py): stem.conv/.bn, each unit of a Bottleneck a ConvNormAct (conv1.conv, conv1.bn),
+# the SE's fc1/fc2, the projection shortcut downsample.conv/.bn, the classifier head.fc
+_TIMM_REGNET = {"stem.conv": "stem.conv", "stem.bn": "stem.bn", "classifier": "head.fc", "se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2",
+                "conv1": "conv1.conv", "bn1": "conv1.bn", "conv2": "conv2.conv", "bn2": "conv2.bn", "conv3": "conv3.conv", "bn3": "conv3.bn"}
+
+
+def _timm_regnet_key(block: ir.Block | None, role: str, leaf: str) -> str:
+    """timm's RegNet: blocks ``s<stage + 1>.b<j + 1>.<role>``, both numbered from 1."""
+    if block is None:
+        return f"{_TIMM_REGNET.get(role, role)}.{leaf}"
+    if role == ir.SHORTCUT:  # archc's downsample.0/.1 (the part is the leaf's first name): timm's downsample.conv/.bn
+        part, _, leaf = leaf.partition(".")
+        names = {name: timm for unit in block.shortcut if isinstance(unit, ir.ConvUnit) for name, timm in ((unit.conv, "conv"), (unit.norm, "bn"))}
+        role = f"{ir.SHORTCUT}.{names[part]}"
+    return f"s{block.stage + 1}.b{_position(block) + 1}.{_TIMM_REGNET.get(role, role)}.{leaf}"
+
+
 _TIMM_CONVNEXT = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.norm": "head.norm", "classifier": "head.fc"}
 
 
@@ -323,9 +362,12 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
     """torchvision: ``features.<stage + 1>.<j>.block.<position in the layer list>.<0 conv | 1 norm>``, the SE as
     ``block.<position>.fc1`` / ``fc2``; ``features.0`` the stem, the head the entry after the last stage. A ResNet:
     ``layer<stage + 1>.<j>.<role>`` as timm's."""
-    if _is_resnet(plan):
+    family = model_class(plan)
+    if family == "regnet":  # torchvision's RegNet (trunk_output.block1.block1-0.f.a) is a layout archc does not name
+        raise CheckpointError("torchvision weights: archc imports RegNet weights from timm's layout only (--from timm)")
+    if family == "resnet":
         return _resnet_key(plan, block, role, leaf)
-    if any(b.type == "convnext" for b in plan.blocks):
+    if family == "convnext":
         return _torchvision_convnext_key(block, role, leaf)
     if block is None:
         head_index = len(plan.stages) + 1  # features.0 is the stem, then one entry per stage
@@ -358,10 +400,6 @@ def _torchvision_convnext_key(block: ir.Block | None, role: str, leaf: str) -> s
         return f"features.{2 * block.stage}.{_TV_CONVNEXT_DOWNSAMPLE[role]}.{leaf}"
     where = f"features.{2 * block.stage + 1}.{j - 1 if block.stage else j}"
     return f"{where}.layer_scale" if role == "layer_scale" else f"{where}.{_TV_CONVNEXT_ROLES[role]}.{leaf}"
-
-
-def _is_resnet(plan: ir.Plan) -> bool:
-    return bool(plan.stages) and plan.blocks[0].type in ("basic", "bottleneck")
 
 
 # timm's deep stem (ResNet-D/-T): conv1 = Sequential(conv 0, bn 1, act 2, conv 3, bn 4, act 5, conv 6), then bn1

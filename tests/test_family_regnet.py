@@ -10,7 +10,8 @@ from reference_residual import TIMM
 import archc
 from archc.errors import SpecError
 
-NAMES = [f"regnet{kind}_{size}" for kind in "xy" for size in ("002", "004", "006", "008", "016", "032")]
+# and timm's *_tv names, the same five numbers with torchvision's rounding of the inner widths (regnet.rounding)
+NAMES = [f"regnet{kind}_{size}" for kind in "xy" for size in ("002", "004", "006", "008", "016", "032")] + ["regnetx_004_tv", "regnety_008_tv"]
 
 
 @pytest.mark.parametrize("name", NAMES)

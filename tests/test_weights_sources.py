@@ -9,7 +9,7 @@ from conftest import run_archc
 import archc
 from archc import weights
 from archc.errors import ArchcError, ArgumentError, CheckpointError
-from archc.kinds.sources import NAMES, SOURCES, WeightsSource, named_source, registry
+from archc.kinds.sources import NAMES, SOURCES, BlockKeys, WeightsSource, named_source, registry
 
 ORDER = ("archc", "monai", "efficientnet_pytorch", "timm_tf", "torchvision", "timm")
 
@@ -49,9 +49,12 @@ def test_a_source_carries_its_block_kinds(source, carries):
 
 @pytest.mark.parametrize("records, message", [
     ((SOURCES["timm"], SOURCES["timm"]), "weights source 'timm': a duplicate name"),
-    ((WeightsSource("x", keys="x.key", block_keys=r"b\.(\d+)\."),), "weights source 'x': a key-layout function named 'x.key', not an identifier"),
-    ((WeightsSource("x", keys=None, block_keys=r"b\."),), "weights source 'x': a block-key pattern with 0 groups, not 1 or 2"),
-    ((WeightsSource("x", keys=None, block_keys=r"b\.(\d+)\.", conventions={"norm.momentum": 0.01}),),
+    ((WeightsSource("x", keys="x.key", block_keys={"resnet": BlockKeys(r"b\.(\d+)\.")}),),
+     "weights source 'x': a key-layout function named 'x.key', not an identifier"),
+    ((WeightsSource("x", keys=None, block_keys={"resnet": BlockKeys(r"b\.")}),), "weights source 'x': a block-key pattern with 0 groups, not 1 or 2"),
+    ((WeightsSource("x", keys=None, block_keys={"resnet50": BlockKeys(r"b\.(\d+)\.")}),),
+     "weights source 'x': block keys for resnet50, not one of efficientnet, resnet, regnet, convnext"),
+    ((WeightsSource("x", keys=None, block_keys={}, conventions={"norm.momentum": 0.01}),),
      "weights source 'x': conventions for norm.momentum, not one of padding, norm.eps"),
 ])
 def test_the_registry_checks_its_records(records, message):
