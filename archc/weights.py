@@ -355,6 +355,19 @@ def _timm_regnet_key(block: ir.Block | None, role: str, leaf: str) -> str:
     return f"s{block.stage + 1}.b{_position(block) + 1}.{_TIMM_REGNET.get(role, role)}.{leaf}"
 
 
+# torchvision's RegNet: stem.0/.1, blocks trunk_output.block<s + 1>.block<s + 1>-<j> (ResBottleneckBlock: f.a, f.b, f.se,
+# f.c, each conv .0 and norm .1; the projection proj.0/.1), classifier fc.
+_TV_REGNET = {"stem.conv": "stem.0", "stem.bn": "stem.1", "classifier": "fc", "se.conv_reduce": "f.se.fc1", "se.conv_expand": "f.se.fc2",
+              "conv1": "f.a.0", "bn1": "f.a.1", "conv2": "f.b.0", "bn2": "f.b.1", "conv3": "f.c.0", "bn3": "f.c.1", ir.SHORTCUT: "proj"}
+
+
+def _torchvision_regnet_key(block: ir.Block | None, role: str, leaf: str) -> str:
+    """torchvision's RegNet (its regnet_x_400mf is timm's regnetx_004_tv, and so on): ``trunk_output.block<s>.block<s>-<j>``."""
+    if block is None:
+        return f"{_TV_REGNET[role]}.{leaf}"
+    return f"trunk_output.block{block.stage + 1}.block{block.stage + 1}-{_position(block)}.{_TV_REGNET[role]}.{leaf}"
+
+
 _TIMM_CONVNEXT = {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.norm": "head.norm", "classifier": "head.fc"}
 
 
@@ -363,8 +376,8 @@ def torchvision_key(plan: ir.Plan, block: ir.Block | None, role: str, leaf: str)
     ``block.<position>.fc1`` / ``fc2``; ``features.0`` the stem, the head the entry after the last stage. A ResNet:
     ``layer<stage + 1>.<j>.<role>`` as timm's."""
     family = model_class(plan)
-    if family == "regnet":  # torchvision's RegNet (trunk_output.block1.block1-0.f.a) is a layout archc does not name
-        raise CheckpointError("torchvision weights: archc imports RegNet weights from timm's layout only (--from timm)")
+    if family == "regnet":
+        return _torchvision_regnet_key(block, role, leaf)
     if family == "resnet":
         return _resnet_key(plan, block, role, leaf)
     if family == "convnext":

@@ -72,9 +72,34 @@ def test_a_classifiers_weights_go_into_an_encoder(calibrated_peer):
         torch.testing.assert_close(ours, map_, atol=1e-4, rtol=1e-4)
 
 
-def test_torchvision_regnet_weights_are_refused_by_name():
-    with pytest.raises(CheckpointError, match=r"^torchvision weights: archc imports RegNet weights from timm's layout only \(--from timm\)$"):
-        archc.load("regnetx_002", weights={"stem.0.weight": torch.zeros(32, 3, 3, 3)}, weights_from="torchvision")
+@pytest.mark.slow
+@pytest.mark.parametrize("ours, theirs", [("regnetx_004_tv", "regnet_x_400mf"), ("regnety_008_tv", "regnet_y_800mf"),
+                                          ("regnety_004", "regnet_y_400mf")])
+def test_torchvision_weights_give_torchvisions_outputs(ours, theirs):
+    """torchvision's RegNets are timm's *_tv (and, where the rounding agrees, the plain) specs: trunk_output.block1.block1-0's
+    f.a/f.b/f.se/f.c and proj import with torchvision's parameter count and outputs."""
+    import torchvision
+    from conftest import calibrate_norms
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        peer = calibrate_norms(getattr(torchvision.models, theirs)(), (3, 64, 64)).eval()
+    model = archc.load(ours, weights=peer.state_dict(), weights_from="torchvision").eval()
+    assert archc.analyze(model.plan).params == sum(p.numel() for p in peer.parameters())
+    x = torch.randn(2, 3, 65, 67, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = peer(x)
+        assert expected.std() > 1e-2
+        torch.testing.assert_close(model.set_fast_paths(False)(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_torchvision_misfit_counts_its_regnet_blocks_per_stage():
+    import torchvision
+
+    state = torchvision.models.regnet_y_400mf().state_dict()  # (its width rule computes with tensors: not on the meta device)
+    with pytest.raises(CheckpointError, match=r"^torchvision weights do not fit this model \(16 blocks given, 13 expected; stage 1 has 3 "
+                                              r"repeats in the weights, 1 in the spec; "):
+        archc.load("regnety_002", weights=state, weights_from="torchvision")
 
 
 def test_a_misfit_counts_timms_regnet_blocks_per_stage():

@@ -110,7 +110,8 @@ _RECORDS = (
     # torchvision builds EfficientNetV2 (the Fused-MBConv family) with batch-norm eps 1e-3 (the fused_mbconv record says
     # so), EfficientNet with torch's 1e-5. Its ResNet names blocks as timm's.
     WeightsSource("torchvision", keys="torchvision_key", conventions=_TORCH, layout="torchvision",
-                  block_keys={"efficientnet": BlockKeys(r"features\.(\d+)\.(\d+)\.block\.", first_stage=1), "resnet": _TIMM_BLOCKS["resnet"]}),
+                  block_keys={"efficientnet": BlockKeys(r"features\.(\d+)\.(\d+)\.block\.", first_stage=1), "resnet": _TIMM_BLOCKS["resnet"],
+                              "regnet": BlockKeys(r"trunk_output\.block(\d+)\.block\d+-(\d+)\.", first_stage=1)}),
     WeightsSource("timm", keys="timm_key", block_keys=_TIMM_BLOCKS, conventions=_TORCH, layout="timm"),
 )
 
