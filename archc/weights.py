@@ -483,8 +483,14 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
     names = peer_names(model.plan, [key for key in target if key not in fresh], source)
     peer, dropped = _without_head(peer, model.plan, source)
     wanted = set(names.values())
-    missing = [f"{names[k]} {list(target[k].shape)}" for k in names if names[k] not in peer]
     unexpected = [f"{printable(k)} {list(v.shape)}" for k, v in peer.items() if k not in wanted]
+    absent = [k for k in names if names[k] not in peer]
+    # Weights with no classifier at all, and everything else in place (a backbone: MedicalNet's checkpoints, a timm model
+    # saved with num_classes=0): the classifier is new, as one of another size is re-initialised. One held in part is not.
+    new_classifier = set(absent) if not unexpected and absent and model.plan.head and all(k.startswith("classifier.") for k in absent) \
+        and len(absent) == sum(k.startswith("classifier.") for k in target) else set()
+    fresh |= new_classifier
+    missing = [f"{names[k]} {list(target[k].shape)}" for k in absent if k not in new_classifier]
     problems = [f"missing {m}" for m in missing] + [f"unexpected {u}" for u in unexpected]
     if problems:
         hint = layout_hint(model.plan, list(target), peer, source)
@@ -493,8 +499,10 @@ def import_weights(peer: dict, model: torch.nn.Module, source: str, inflate: str
 
     state, notes, inflated = {}, ([f"left out the weights' head and classifier ({dropped} tensors): {_headless(model.plan)} has none"] if dropped else []), 0
     by_mean = 0  # even kernels, mean-inflated whatever ``inflate`` says
-    if fresh:
-        notes.append(f"initialised the decoder ({len(fresh)} tensors) as a new model's: the weights have none")
+    if fresh - new_classifier:
+        notes.append(f"initialised the decoder ({len(fresh - new_classifier)} tensors) as a new model's: the weights have none")
+    if new_classifier:
+        notes.append(f"initialised the classifier for {model.plan.head.num_classes} classes as a new model's: the weights have none (a backbone's)")
     bad = []  # tensors whose values cannot be weights: all of them are named in one error
     for key, value in target.items():
         if key in fresh:

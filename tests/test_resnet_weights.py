@@ -65,3 +65,20 @@ def test_a_layer_a_sources_networks_never_have_is_a_one_line_error(source):
     with pytest.raises(archc.errors.CheckpointError) as caught:
         archc.load("resnet18d", weights=archc.load("resnet18", seed=0).state_dict(), weights_from=source)
     assert str(caught.value) == f"{source} weights have no tensor for stem.conv1.weight: its networks have no such layer"
+
+
+def test_a_backbone_checkpoint_gets_a_new_classifier_with_a_note():
+    """timm's resnet18 saved with num_classes=0 (a backbone, as MedicalNet's checkpoints are): a 5-class model imports it,
+    its pooled features are timm's, and the classifier is new, said in a note. A classifier held in part is an error."""
+    import timm
+
+    peer = timm.create_model("resnet18", num_classes=0).eval()
+    model = archc.load("resnet18", num_classes=5, weights=peer.state_dict(), weights_from="timm").eval()
+    assert model.archc_notes == ("initialised the classifier for 5 classes as a new model's: the weights have none (a backbone's)",)
+    x = torch.randn(2, 3, 65, 67, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.set_fast_paths(False).forward_head(model.forward_features(x), pre_logits=True), peer(x))
+    half = timm.create_model("resnet18").state_dict()
+    del half["fc.bias"]
+    with pytest.raises(archc.errors.CheckpointError, match=r"^timm weights do not fit this model \(1 tensors missing, 0 unexpected\): missing fc.bias \[1000\]$"):
+        archc.load("resnet18", weights=half, weights_from="timm")
