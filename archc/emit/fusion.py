@@ -2,7 +2,8 @@
 what the three modules compute with fewer passes over memory; everywhere else the modules run one by one.
 
 - **Inference** (eval mode, autograd off): the norm is folded into the conv on each call, ``w * g / sqrt(v + eps)``
-  and ``beta - m * g / sqrt(v + eps)``, so no pass over the conv's output is spent on the norm; the folded weight
+  and ``beta - m * g / sqrt(v + eps)``, so no pass over the conv's output is spent on the norm (where the weight
+  is larger than the conv's output, as in a 3D ResNet's last stages, the norm runs on the output instead); the weight
   takes the input's memory layout (``Network`` runs inference channels-last, where oneDNN's 3D convolutions,
   depthwise above all, are several times faster than in the ordinary layout, and batch norm is slower).
 - **Training**: norm and activation are one autograd Function, :class:`NormAct`, that keeps only the norm's input
@@ -26,6 +27,8 @@ forward-mode AD, which know torch's ops and not a Function (:func:`.depthwise.pl
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -95,11 +98,15 @@ def _unobserved(conv: nn.Module, norm: nn.Module | None, act: nn.Module | None) 
 
 
 def _inference(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
-    """The conv with the norm folded in, its weight in ``x``'s layout."""
+    """The conv with the norm folded in where that is the smaller pass over memory, its weight in ``x``'s layout."""
     weight, bias = conv.weight, conv.bias
-    if norm is not None:
-        if norm.running_mean is None:  # a norm without running statistics uses the batch's even in eval mode
-            return norm(conv(x))
+    if norm is not None and norm.running_mean is None:  # a norm without running statistics uses the batch's even in eval mode
+        return norm(conv(x))
+    # Folding is a pass over the weight on every call, the norm a pass over the conv's output: fold where the weight
+    # is the smaller. In EfficientNet it always is; in a 3D ResNet's last stages a 512x512x3x3x3 weight (7M values)
+    # meets outputs of a few thousand, and folding there took about a third of the forward.
+    fold = norm is not None and weight.numel() <= _output_size(x, conv)
+    if fold:
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
         shift = norm.bias - norm.running_mean * scale
         weight = weight * scale.view(-1, *(1,) * (weight.ndim - 1))
@@ -107,7 +114,13 @@ def _inference(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None) -> torc
     layout = inference_layout(x)
     if not x.is_contiguous(memory_format=layout):  # an input given in the ordinary layout (a unit run alone)
         layout = torch.contiguous_format
-    return forward_with(conv, x, weight.to(memory_format=layout), bias)  # `to`: real strides, even where sizes of 1 make layouts alike
+    y = forward_with(conv, x, weight.to(memory_format=layout), bias)  # `to`: real strides, even where sizes of 1 make layouts alike
+    return y if fold or norm is None else norm(y)
+
+
+def _output_size(x: torch.Tensor, conv: nn.Module) -> int:
+    """The number of values ``conv(x)`` has, near enough to compare with its weight's: x's voxels over the strides."""
+    return x.numel() // x.shape[1] * conv.out_channels // math.prod(conv.stride)
 
 
 def forward_with(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
