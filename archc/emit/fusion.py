@@ -2,10 +2,11 @@
 what the three modules compute with fewer passes over memory; everywhere else the modules run one by one.
 
 - **Inference** (eval mode, autograd off): the norm is folded into the conv on each call, ``w * g / sqrt(v + eps)``
-  and ``beta - m * g / sqrt(v + eps)``, so no pass over the conv's output is spent on the norm (where the weight
-  is larger than the conv's output, as in a 3D ResNet's last stages, the norm runs on the output instead); the weight
+  and ``beta - m * g / sqrt(v + eps)``, so no pass over the conv's output is spent on the norm; the folded weight
   takes the input's memory layout (``Network`` runs inference channels-last, where oneDNN's 3D convolutions,
-  depthwise above all, are several times faster than in the ordinary layout, and batch norm is slower).
+  depthwise above all, are several times faster than in the ordinary layout, and batch norm is slower). Where
+  the weight is larger than the conv's output (a 3D ResNet's last stages), folding and reordering it would cost
+  more than they save: the conv runs in the ordinary layout with its own weight, and the norm after it.
 - **Training**: norm and activation are one autograd Function, :class:`NormAct`, that keeps only the norm's input
   for backward and recomputes the norm's output there. Autograd would keep the norm's input, its output (copied,
   as the activation runs in place) and the activation's output, which the next conv keeps anyway: one tensor and
@@ -98,24 +99,27 @@ def _unobserved(conv: nn.Module, norm: nn.Module | None, act: nn.Module | None) 
 
 
 def _inference(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
-    """The conv with the norm folded in where that is the smaller pass over memory, its weight in ``x``'s layout."""
+    """The conv with the norm folded in, its weight in ``x``'s layout; where the weight outweighs the conv's output,
+    the conv in the ordinary layout and the norm after it."""
     weight, bias = conv.weight, conv.bias
     if norm is not None and norm.running_mean is None:  # a norm without running statistics uses the batch's even in eval mode
         return norm(conv(x))
-    # Folding is a pass over the weight on every call, the norm a pass over the conv's output: fold where the weight
-    # is the smaller. In EfficientNet it always is; in a 3D ResNet's last stages a 512x512x3x3x3 weight (7M values)
-    # meets outputs of a few thousand, and folding there took about a third of the forward.
-    fold = norm is not None and weight.numel() <= _output_size(x, conv)
-    if fold:
+    if weight.numel() > _output_size(x, conv):
+        # Folding, and a weight in channels-last order, are each a pass over the weight on every call; the norm is a
+        # pass over the output. In EfficientNet every weight is the smaller; in a 3D ResNet's last stages a
+        # 512x512x3x3x3 weight (7M values) meets outputs of a few thousand: folded and reordered each call, those
+        # took a third of ResNet-18's forward at 2x32x64x64. The rest of the network then stays in this layout.
+        y = forward_with(conv, x.contiguous(), weight, bias)
+        return y if norm is None else norm(y)
+    if norm is not None:
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
         shift = norm.bias - norm.running_mean * scale
         weight = weight * scale.view(-1, *(1,) * (weight.ndim - 1))
         bias = shift if bias is None else bias * scale + shift
     layout = inference_layout(x)
-    if not x.is_contiguous(memory_format=layout):  # an input given in the ordinary layout (a unit run alone)
+    if not x.is_contiguous(memory_format=layout):  # an input given in the ordinary layout (a unit run alone, or after the above)
         layout = torch.contiguous_format
-    y = forward_with(conv, x, weight.to(memory_format=layout), bias)  # `to`: real strides, even where sizes of 1 make layouts alike
-    return y if fold or norm is None else norm(y)
+    return forward_with(conv, x, weight.to(memory_format=layout), bias)  # `to`: real strides, even where sizes of 1 make layouts alike
 
 
 def _output_size(x: torch.Tensor, conv: nn.Module) -> int:
