@@ -246,9 +246,9 @@ def _forward_backward(model, shape):
 
 # 2D and 3D, sizes a multiple of 32 (the deepest map's reduction) but not the same in every axis.
 SHAPES = {2: (2, 1, 64, 96), 3: (2, 1, 32, 64, 32)}
-RESIDUAL_ENCODERS = [("resnet18", 2), ("monai_resnet18", 2), ("convnext_atto", 2), ("convnext_atto", 3),
-                     pytest.param("resnet18", 3, marks=pytest.mark.slow), pytest.param("resnet50", 2, marks=pytest.mark.slow),
-                     pytest.param("resnet50", 3, marks=pytest.mark.slow), pytest.param("monai_resnet18", 3, marks=pytest.mark.slow)]
+RESIDUAL_ENCODERS = [("resnet18", 2), ("monai_resnet18", 2), ("convnext_atto", 2),
+                     *(pytest.param(name, dims, marks=pytest.mark.slow)
+                       for name, dims in [("resnet18", 3), ("resnet50", 2), ("resnet50", 3), ("monai_resnet18", 3), ("convnext_atto", 3)])]
 
 
 @pytest.mark.parametrize("name, dims", RESIDUAL_ENCODERS)
@@ -258,7 +258,7 @@ def test_residual_encoders_train_in_flexible_unet_with_the_input_size_out(name, 
     assert _forward_backward(unet(f"archc_{name}", dims=dims), shape) == (shape[0], 2, *shape[2:])
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet34", marks=pytest.mark.slow), pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_resnet_encoders_give_the_skips_of_monais_own_resnet_backbone(name):
     """MONAI's FlexibleUNet(backbone="resnet18") and archc's resnet18 (timm's layout: the same stride-2 stem, max pool
     and stages) hand the decoder maps of the same channels at the same sizes, so the decoders are the same modules."""
@@ -279,7 +279,8 @@ def test_resnet_encoders_give_the_skips_of_monais_own_resnet_backbone(name):
 MONAI_ENCODER_LAYOUT = {"stem.layers[0].stride": 2, **{f"stages[{i}].shortcut": "conv" for i in range(4)}}
 
 
-@pytest.mark.parametrize("depth", [10, pytest.param(50, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [10, 50])
 def test_monai_resnet_encoder_with_monais_weights_gives_monais_flexible_unet(depth):
     """archc's monai_resnet in the layout of MONAI's ResNetEncoder, given a calibrated MONAI FlexibleUNet's encoder
     weights (and its decoder's), returns MONAI's feature maps (an odd size) and MONAI's segmentation."""
