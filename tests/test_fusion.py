@@ -65,22 +65,6 @@ def test_inference_folds_the_norm_into_the_conv(dims, kernel, stride, padding, g
         _close(fusion.conv_norm_act(channels_last, conv, norm, act), expected)
 
 
-@pytest.mark.parametrize("dims", [2, 3])
-def test_a_weight_larger_than_its_output_is_neither_folded_nor_reordered(dims):
-    """A 3D ResNet's last stages: a 64x64x3x3x3 weight (110,592 values) on a 2x2x2 map. Folding it and reordering it
-    channels-last would be passes over the weight on each call; the unit runs the conv in the ordinary layout, then
-    the norm, and computes what the modules compute."""
-    conv, norm, act = _unit(dims, 64, 64, 3, 1, "symmetric", 1)
-    conv.eval(), norm.eval()
-    x = torch.randn(2, 64, *(2,) * dims)
-    assert conv.weight.numel() > 2 * 64 * 2**dims
-    with torch.no_grad():
-        expected = _reference(x, conv, norm, act)
-        y = fusion.conv_norm_act(x.to(memory_format=fusion.inference_layout(x)), conv, norm, act)
-    _close(y, expected)
-    assert y.is_contiguous() and not y.is_contiguous(memory_format=fusion.inference_layout(x))
-
-
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("act", ["silu", "hardswish", "mish", "gelu", "relu"])
 @pytest.mark.parametrize("kernel, stride, padding, groups", [CASES[0], CASES[2], CASES[3], CASES[5]])

@@ -4,9 +4,7 @@ what the three modules compute with fewer passes over memory; everywhere else th
 - **Inference** (eval mode, autograd off): the norm is folded into the conv on each call, ``w * g / sqrt(v + eps)``
   and ``beta - m * g / sqrt(v + eps)``, so no pass over the conv's output is spent on the norm; the folded weight
   takes the input's memory layout (``Network`` runs inference channels-last, where oneDNN's 3D convolutions,
-  depthwise above all, are several times faster than in the ordinary layout, and batch norm is slower). Where
-  the weight is larger than the conv's output (a 3D ResNet's last stages), folding and reordering it would cost
-  more than they save: the conv runs in the ordinary layout with its own weight, and the norm after it.
+  depthwise above all, are several times faster than in the ordinary layout, and batch norm is slower).
 - **Training**: norm and activation are one autograd Function, :class:`NormAct`, that keeps only the norm's input
   for backward and recomputes the norm's output there. Autograd would keep the norm's input, its output (copied,
   as the activation runs in place) and the activation's output, which the next conv keeps anyway: one tensor and
@@ -28,8 +26,6 @@ forward-mode AD, which know torch's ops and not a Function (:func:`.depthwise.pl
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -99,32 +95,19 @@ def _unobserved(conv: nn.Module, norm: nn.Module | None, act: nn.Module | None) 
 
 
 def _inference(x: torch.Tensor, conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
-    """The conv with the norm folded in, its weight in ``x``'s layout; where the weight outweighs the conv's output,
-    the conv in the ordinary layout and the norm after it."""
+    """The conv with the norm folded in, its weight in ``x``'s layout."""
     weight, bias = conv.weight, conv.bias
-    if norm is not None and norm.running_mean is None:  # a norm without running statistics uses the batch's even in eval mode
-        return norm(conv(x))
-    if weight.numel() > _output_size(x, conv):
-        # Folding, and a weight in channels-last order, are each a pass over the weight on every call; the norm is a
-        # pass over the output. In EfficientNet every weight is the smaller; in a 3D ResNet's last stages a
-        # 512x512x3x3x3 weight (7M values) meets outputs of a few thousand: folded and reordered each call, those
-        # took a third of ResNet-18's forward at 2x32x64x64. The rest of the network then stays in this layout.
-        y = forward_with(conv, x.contiguous(), weight, bias)
-        return y if norm is None else norm(y)
     if norm is not None:
+        if norm.running_mean is None:  # a norm without running statistics uses the batch's even in eval mode
+            return norm(conv(x))
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
         shift = norm.bias - norm.running_mean * scale
         weight = weight * scale.view(-1, *(1,) * (weight.ndim - 1))
         bias = shift if bias is None else bias * scale + shift
     layout = inference_layout(x)
-    if not x.is_contiguous(memory_format=layout):  # an input given in the ordinary layout (a unit run alone, or after the above)
+    if not x.is_contiguous(memory_format=layout):  # an input given in the ordinary layout (a unit run alone)
         layout = torch.contiguous_format
     return forward_with(conv, x, weight.to(memory_format=layout), bias)  # `to`: real strides, even where sizes of 1 make layouts alike
-
-
-def _output_size(x: torch.Tensor, conv: nn.Module) -> int:
-    """The number of values ``conv(x)`` has, near enough to compare with its weight's: x's voxels over the strides."""
-    return x.numel() // x.shape[1] * conv.out_channels // math.prod(conv.stride)
 
 
 def forward_with(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
