@@ -13,8 +13,11 @@ and :func:`register` adds a spec of your own. What FlexibleUNet expects of an en
   ``in_channels`` and ``pretrained`` set by FlexibleUNet: the encoder compiles the spec at those settings;
 - it returns exactly ``num_outputs`` maps (at most 5), not the input itself, the i-th reduced ``2 ** (i + 1)``
   times in every axis: the decoder upsamples each 2x, and its last block (no skip) brings the finest map back
-  to the input's size. A level at full resolution (a stride-1 stem) is therefore left out, and levels that
-  do not halve in every axis (an anisotropic start), or more than 5, are refused;
+  to the input's size. A level at full resolution (a stride-1 stem) is therefore left out; where the network
+  has no map at a halving (ConvNeXt's patchify stem reduces 4 at once, so it has none at 2), an empty map with
+  no channels stands in, and the decoder's block there upsamples without a skip (segmentation_models.pytorch
+  does the same for such encoders). Levels that do not reduce by powers of two alike in every axis (an
+  anisotropic start), or a network that halves more than 5 times, are refused;
 - ``num_channels_per_output`` is known when the name is registered, before any module exists: it is taken
   from the Plan, and checked against the built module;
 - its decoder pads an upsampled map by at most one row to meet the skip (it expects floor division, as max
@@ -49,7 +52,7 @@ MAX_OUTPUTS = 5  # FlexibleUNet refuses an encoder with more feature maps
 DECIDED = ("dims", "in_channels", "features_only", "num_classes")  # FlexibleUNet decides these, not register()
 LOAD_ARGS = tuple(name for name in (*FIELDS, *LOAD_OPTIONS, *DEPRECATED) if name not in DECIDED)  # what register() passes on
 
-__all__ = ["ArchcEncoder", "Backbone", "LOAD_ARGS", "MAX_OUTPUTS", "PREFIX", "register", "returned_levels"]
+__all__ = ["ArchcEncoder", "Backbone", "LOAD_ARGS", "MAX_OUTPUTS", "PREFIX", "level_channels", "register", "returned_levels"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Backbone:
     spec: Spec  # with the request's overrides applied
     request: BuildRequest  # what to lower it at (phi, preset, resolution, ...); FlexibleUNet adds dims and in_channels
     load_args: dict  # archc.load's own keywords (seed, weights, weights_from, inflate, max_params)
-    channels: tuple[int, ...]  # of each returned map, finest first
+    channels: tuple[int, ...]  # of each returned map, finest first (0: an empty map, where the network has no level)
     shipped: bool  # registered by ``import archc.monai``; register() does not replace these
 
 
@@ -84,8 +87,8 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
         self.network = load(entry.spec, request, **entry.load_args)
         plan = self.network.plan
         self.levels = returned_levels(plan, backbone)
-        self.reductions = tuple(plan.features[i].reduction for i in self.levels)
-        channels = tuple(plan.features[i].channels for i in self.levels)
+        self.reductions = tuple((2 ** k,) * plan.dims for k in range(1, len(self.levels) + 1))
+        channels = level_channels(plan, self.levels)
         if channels != entry.channels:
             raise EmitError(f"{backbone}: the built encoder's feature maps have {channels} channels, but "
                             f"FlexibleUNet was told {entry.channels} when the name was registered")
@@ -93,16 +96,23 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
     @property
     def feature_info(self) -> list[dict]:
         """The returned maps, as ``model.feature_info`` describes them (timm's ``num_chs``, ``reduction``, ``module``,
-        ``index``, the network's level; archc's ``stage``, ``channels``, ``reduction_per_axis``)."""
-        return [self.network.feature_info[i] for i in self.levels]
+        ``index``, the network's level; archc's ``stage``, ``channels``, ``reduction_per_axis``). An empty map
+        standing in for a level the network does not have has 0 channels, and None for its module, index and stage."""
+        return [self.network.feature_info[level] if level is not None else
+                {"num_chs": 0, "reduction": reduction[0], "module": None, "index": None, "stage": None, "channels": 0,
+                 "reduction_per_axis": reduction}
+                for level, reduction in zip(self.levels, self.reductions)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = self.network(x)  # one per reduction level, finest first
         size = x.shape[2:]
         out = []
         for level, reduction in zip(self.levels, self.reductions):
-            fmap = maps[level]
             floor = [s // r for s, r in zip(size, reduction)]  # what the decoder's padding expects (see the module doc)
+            if level is None:  # no level at this halving: an empty map, which the decoder concatenates as no channels
+                out.append(x.new_zeros((x.shape[0], 0, *floor)))
+                continue
+            fmap = maps[level]
             if list(fmap.shape[2:]) != floor:
                 fmap = fmap[(..., *(slice(0, f) for f in floor))]
             out.append(fmap)
@@ -127,20 +137,35 @@ class ArchcEncoder(torch.nn.Module, BaseEncoder):
         return [len(entry.channels) for entry in cls.backbones.values()]
 
 
-def returned_levels(plan: ir.Plan, name: str) -> tuple[int, ...]:
-    """Indices of ``plan.features`` the encoder returns: every level but one at full resolution, which must then
-    reduce 2, 4, 8, ... in every axis, at most 5 of them (FlexibleUNet's decoder upsamples each level 2x)."""
-    levels = tuple(i for i, f in enumerate(plan.features) if any(r != 1 for r in f.reduction))
+def returned_levels(plan: ir.Plan, name: str) -> tuple[int | None, ...]:
+    """For each map the encoder returns, finest first (map k reduced ``2 ** (k + 1)`` times in every axis, as
+    FlexibleUNet's decoder upsamples each 2x): the index of ``plan.features`` at that reduction, or None where the
+    network has no level there (an empty map stands in). A level at full resolution is left out; the others must
+    reduce by powers of two alike in every axis, and halve at most 5 times."""
+    levels = [i for i, f in enumerate(plan.features) if any(r != 1 for r in f.reduction)]
     found = [plan.features[i].reduction for i in levels]
-    wanted = [(2 ** (k + 1),) * plan.dims for k in range(len(levels))]
+    halvings = [_halvings(reduction) for reduction in found]
     shown = ", ".join(map(str, found)) or "none"
-    if found != wanted:
+    if None in halvings:
         raise EmitError(f"{name}: FlexibleUNet's decoder upsamples each feature map 2x in every axis, so the levels must "
-                        f"reduce {', '.join(map(str, wanted[:3]))}, ... in every axis; this network's reduce {shown}")
-    if len(levels) > MAX_OUTPUTS:
-        raise EmitError(f"{name}: FlexibleUNet takes at most {MAX_OUTPUTS} feature maps; this network has "
-                        f"{len(levels)} levels (reductions {shown})")
-    return levels
+                        f"reduce by powers of two alike in every axis ({', '.join(str((2 ** k,) * plan.dims) for k in (1, 2, 3))}, ...); "
+                        f"this network's reduce {shown}")
+    if halvings and halvings[-1] > MAX_OUTPUTS:
+        raise EmitError(f"{name}: FlexibleUNet takes at most {MAX_OUTPUTS} feature maps, one per halving; this network "
+                        f"halves {halvings[-1]} times (its levels reduce {shown})")
+    at = dict(zip(halvings, levels))
+    return tuple(at.get(k) for k in range(1, (halvings[-1] if halvings else 0) + 1))
+
+
+def _halvings(reduction: tuple[int, ...]) -> int | None:
+    """k where ``reduction`` is 2 ** k in every axis, else None."""
+    k = reduction[0].bit_length() - 1
+    return k if reduction[0] == 2 ** k and len(set(reduction)) == 1 else None
+
+
+def level_channels(plan: ir.Plan, levels: tuple[int | None, ...]) -> tuple[int, ...]:
+    """The channels of each returned map: its level's, 0 for an empty map."""
+    return tuple(0 if level is None else plan.features[level].channels for level in levels)
 
 
 def register(spec: Spec | str | os.PathLike, name: str | None = None, request: BuildRequest | None = None, **load_args) -> str:
@@ -171,9 +196,9 @@ def register(spec: Spec | str | os.PathLike, name: str | None = None, request: B
         raise ArgumentError(f"{name!r} is already a FlexibleUNet backbone (registered by {owner}); choose another name=",
                             file=spec.source.file)
     plan = lower(spec, request, features_only=True)
-    levels = returned_levels(plan, name)
+    channels = level_channels(plan, returned_levels(plan, name))
     _check_size(spec, request, options.get("max_params", MAX_PARAMS), name)
-    _add(name, Backbone(spec, request, options, tuple(plan.features[i].channels for i in levels), shipped=False))
+    _add(name, Backbone(spec, request, options, channels, shipped=False))
     return name
 
 
@@ -221,7 +246,10 @@ def _register_shipped() -> None:
     for name in dict.fromkeys([*builtin_specs(), *shipped_aliases()]):
         spec = shipped_spec(name)
         plan = lower(spec, features_only=True)
-        channels = tuple(f.channels for f in plan.features if any(r != 1 for r in f.reduction))
+        try:
+            channels = level_channels(plan, returned_levels(plan, PREFIX + name))
+        except EmitError:  # said again when FlexibleUNet builds it
+            channels = tuple(f.channels for f in plan.features if any(r != 1 for r in f.reduction))
         ArchcEncoder.backbones[PREFIX + name] = Backbone(spec, BuildRequest(), {}, channels, shipped=True)
     FLEXUNET_BACKBONE.register_class(ArchcEncoder)
 

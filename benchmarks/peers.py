@@ -3,9 +3,12 @@
     python benchmarks/peers.py              # every case (many minutes); writes docs/performance.md and .png
     python benchmarks/peers.py --quick      # a few small cases, well under a minute; prints only
     python benchmarks/peers.py --match 3D --repeats 31   # the full run's 3D cases, more pairs; prints only
+    python benchmarks/peers.py --match resnet            # the 3D ResNet-18 and -50 cases; prints only
 
 The peers: MONAI, timm and efficientnet-pytorch in 2D; MONAI and timm_3d (``pip install timm-3d``, timm's
-models in 3D) in 3D. A peer that is not installed is skipped with a note on stderr.
+models in 3D) in 3D. A peer that is not installed is skipped with a note on stderr. Besides EfficientNet-B0, 3D
+ResNet-18 and -50 are timed against timm_3d (archc's resnet18/50, timm's layout) and MONAI (archc's
+monai_resnet18/50, MONAI's layout), each pair checked to have the same parameter count first.
 
 --quick runs a few small cases (2D b0 inference at batch 1, 128²; 3D b0 inference at batch 1, 32³, against
 each 3D peer; building 2D b0), with three timed pairs each, and writes nothing: a check that the benchmark and
@@ -85,10 +88,29 @@ def efficientnet_pytorch_b0():
     return EfficientNet.from_name("efficientnet-b0")
 
 
+def timm_3d_resnet(depth: int):
+    import timm_3d
+
+    return timm_3d.create_model(f"resnet{depth}", in_chans=1, num_classes=2)
+
+
+def monai_resnet(depth: int):
+    import monai.networks.nets
+
+    return getattr(monai.networks.nets, f"resnet{depth}")(spatial_dims=3, n_input_channels=1, num_classes=2)
+
+
 # Each peer: (name, what to install, builder). The first 2D and the first 3D peer installed get every row.
 PEERS_2D = (("timm", "timm", lambda: timm_b0(3, 1000)), ("MONAI", "monai", lambda: monai_b0(2, 3, 1000)),
             ("efficientnet-pytorch", "efficientnet-pytorch", efficientnet_pytorch_b0))
 PEERS_3D = (("timm_3d", "timm-3d", lambda: timm_3d_b0(1, 2)), ("MONAI", "monai", lambda: monai_b0(3, 1, 2)))
+
+
+# Each 3D ResNet peer: (name, what to install, the archc spec of the same layout, builder taking the depth). timm_3d
+# builds timm's ResNet (a stride-2 stem), as archc's resnet18/50 do; MONAI's has a stride-1 7x7x7 stem and a bias on
+# the shortcut's conv, as archc's monai_resnet18/50 have.
+RESNET_PEERS_3D = (("timm_3d", "timm-3d", "resnet{}", timm_3d_resnet), ("MONAI", "monai", "monai_resnet{}", monai_resnet))
+RESNET_INPUT = (2, 1, 32, 64, 64)  # batch 2, 1 channel, 32x64x64: MONAI's full-resolution stem makes larger volumes slow
 
 
 def installed(peers) -> dict[str, Callable[[], torch.nn.Module]]:
@@ -151,6 +173,34 @@ def peers_3d() -> dict[str, Callable[[], torch.nn.Module]]:
 
 
 @functools.cache
+def resnet_peers_3d() -> dict[str, tuple[str, Callable[[int], torch.nn.Module]]]:
+    """The 3D ResNet peers whose package imports, by name: (archc's spec of their layout, builder); a note for each
+    missing one."""
+    found = {}
+    for name, package, spec, make in RESNET_PEERS_3D:
+        try:
+            __import__(package.replace("-", "_"))
+        except ImportError:
+            print(f"note: {name} is not installed (pip install {package}); its ResNet rows are skipped", file=sys.stderr)
+            continue
+        found[name] = (spec, make)
+    return found
+
+
+@functools.cache
+def resnet_pair(peer: str, depth: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(archc's 3D ResNet, ``peer``'s) of the same layout, built once; refused unless their parameter counts are equal."""
+    spec, make = resnet_peers_3d()[peer]
+    ours = archc.load(spec.format(depth), dims=3, in_channels=1, num_classes=2, resolution=RESNET_INPUT[2:], seed=0)
+    theirs = make(depth)
+    counts = [sum(p.numel() for p in model.parameters()) for model in (ours, theirs)]
+    if counts[0] != counts[1]:
+        raise SystemExit(f"archc's {spec.format(depth)} has {counts[0]:,} parameters and {peer}'s resnet{depth} {counts[1]:,}: "
+                         "not the same network, so their times are not comparable")
+    return ours, theirs
+
+
+@functools.cache
 def data(*shape: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(*shape, generator=generator), torch.randint(0, classes, (shape[0],), generator=generator)
@@ -194,6 +244,17 @@ def speed_cases(repeats: int) -> Iterator[Case]:
             yield "3D b0 inference, module by module", name, infer(functools.partial(modules, b0_3d), peer, lambda: x3()[0], repeats)
             yield "3D b0 training step, module by module", name, train(functools.partial(modules, b0_3d), peer, x3, repeats)
             yield "3D b0 training step, channels-last", name, train(functools.partial(b0_3d, channels_last=True), peer, x3, repeats)
+
+    # 3D ResNet-18 and -50, 1 channel, 2 classes, batch 2 at 32x64x64: each peer against the archc spec of its layout
+    # (named in the row), their parameter counts checked equal first.
+    xr = lambda: data(*RESNET_INPUT, classes=2)
+    size = "×".join(map(str, RESNET_INPUT[2:]))
+    for depth in (18, 50):
+        for name, (spec, _) in resnet_peers_3d().items():
+            pair = functools.partial(resnet_pair, name, depth)
+            mine, theirs = (lambda pair=pair: pair()[0]), (lambda pair=pair: pair()[1])
+            yield f"3D {spec.format(depth)} training step, batch 2, {size}", name, train(mine, theirs, xr, repeats)
+            yield f"3D {spec.format(depth)} inference, batch 2, {size}", name, infer(mine, theirs, lambda: xr()[0], repeats)
 
     # The depthwise convs' rewritten backward (archc.emit.depthwise) against the plain op, in the same model.
     def plain_depthwise():

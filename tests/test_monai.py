@@ -61,10 +61,14 @@ def test_every_shipped_spec_and_alias_is_a_backbone_with_its_feature_channels():
         entry = FLEXUNET_BACKBONE.register_dict[f"archc_{name}"]
         assert entry["type"] is archc.monai.ArchcEncoder
         plan = archc.lower(name, features_only=True)
-        # ConvNeXt's patchify stem reduces by 4 and its first stage not again, and MONAI's ResNet layout has a stride-1
-        # stem whose map is at full resolution, not a level (archc.monai): four levels, as timm's features_only
-        assert entry["feature_number"] == len(plan.features) == (4 if name.startswith(("convnext", "monai_resnet")) else 5), name
-        assert tuple(entry["feature_channel"]) == tuple(f.channels for f in plan.features), name
+        # ConvNeXt's patchify stem reduces by 4 and its first stage not again: four levels, as timm's features_only, and
+        # MONAI's ResNet layout has a stride-1 stem whose map is at full resolution, not a level (archc.monai)
+        channels = tuple(f.channels for f in plan.features)
+        if name.startswith("convnext"):  # no level at 2: an empty map stands in, so the decoder still halves 5 times
+            assert len(plan.features) == 4 and [f.reduction[0] for f in plan.features] == [4, 8, 16, 32], name
+            channels = (0, *channels)
+        assert entry["feature_number"] == len(channels) == (4 if name.startswith("monai_resnet") else 5), name
+        assert tuple(entry["feature_channel"]) == channels, name
     # the channels pair with MONAI's own encoder of the same network
     assert FLEXUNET_BACKBONE.register_dict["archc_efficientnet_b4"]["feature_channel"] == \
         FLEXUNET_BACKBONE.register_dict["efficientnet-b4"]["feature_channel"]
@@ -226,3 +230,103 @@ def test_max_params_guards_the_encoder_flexible_unet_builds():
     assert sum(p.numel() for p in unet(name, dims=2).encoder.parameters()) == 3_594_812
     with pytest.raises(ArchcError, match="over the limit of 4,000,000"):
         unet(name, dims=3)
+
+
+# The ResNet and ConvNeXt encoders in FlexibleUNet, end to end.
+
+def _forward_backward(model, shape):
+    model.train()
+    x = torch.randn(*shape)
+    y = model(x)
+    y.square().mean().backward()
+    grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    return tuple(y.shape)
+
+
+# 2D and 3D, sizes a multiple of 32 (the deepest map's reduction) but not the same in every axis.
+SHAPES = {2: (2, 1, 64, 96), 3: (2, 1, 32, 64, 32)}
+RESIDUAL_ENCODERS = [("resnet18", 2), ("monai_resnet18", 2), ("convnext_atto", 2),
+                     *(pytest.param(name, dims, marks=pytest.mark.slow)
+                       for name, dims in [("resnet18", 3), ("resnet50", 2), ("resnet50", 3), ("monai_resnet18", 3), ("convnext_atto", 3)])]
+
+
+@pytest.mark.parametrize("name, dims", RESIDUAL_ENCODERS)
+def test_residual_encoders_train_in_flexible_unet_with_the_input_size_out(name, dims):
+    """FlexibleUNet's output has the input's size and out_channels maps, and the encoder's weights get gradients."""
+    shape = SHAPES[dims]
+    assert _forward_backward(unet(f"archc_{name}", dims=dims), shape) == (shape[0], 2, *shape[2:])
+
+
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet34", marks=pytest.mark.slow), pytest.param("resnet50", marks=pytest.mark.slow)])
+def test_resnet_encoders_give_the_skips_of_monais_own_resnet_backbone(name):
+    """MONAI's FlexibleUNet(backbone="resnet18") and archc's resnet18 (timm's layout: the same stride-2 stem, max pool
+    and stages) hand the decoder maps of the same channels at the same sizes, so the decoders are the same modules."""
+    mine, theirs = FLEXUNET_BACKBONE.register_dict[f"archc_{name}"], FLEXUNET_BACKBONE.register_dict[name]
+    assert (mine["feature_number"], tuple(mine["feature_channel"])) == (theirs["feature_number"], tuple(theirs["feature_channel"]))
+    ours, peer = unet(f"archc_{name}", dims=3), unet(name, dims=3)
+    x = torch.randn(1, 1, 32, 64, 32)
+    with torch.no_grad():
+        assert [m.shape for m in ours.encoder(x)] == [m.shape for m in peer.encoder(x)]
+        assert ours(x).shape == peer(x).shape == (1, 2, 32, 64, 32)
+    shapes = lambda model: {k: v.shape for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    assert shapes(ours) == shapes(peer)
+
+
+# MONAI's FlexibleUNet ResNet encoder (ResNetEncoder) is its ResNet with a stride-2 stem (conv1_t_stride=2) and the
+# shortcut conv without a bias where the depth takes shortcut type B (resnet10, resnet50 and deeper): monai_resnetN with
+# those two changed. (resnet18 and resnet34 take type A, a parameter-free zero-padded shortcut archc does not have.)
+MONAI_ENCODER_LAYOUT = {"stem.layers[0].stride": 2, **{f"stages[{i}].shortcut": "conv" for i in range(4)}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [10, 50])
+def test_monai_resnet_encoder_with_monais_weights_gives_monais_flexible_unet(depth):
+    """archc's monai_resnet in the layout of MONAI's ResNetEncoder, given a calibrated MONAI FlexibleUNet's encoder
+    weights (and its decoder's), returns MONAI's feature maps (an odd size) and MONAI's segmentation."""
+    from conftest import calibrate_norms
+
+    peer = calibrate_norms(unet(f"resnet{depth}", dims=3), (1, 32, 64, 32))
+    name = archc.monai.register(f"monai_resnet{depth}", name=f"archc_test_monai_resnet{depth}_encoder", overrides=MONAI_ENCODER_LAYOUT,
+                                weights=peer.encoder.state_dict(), weights_from="timm")
+    entry = FLEXUNET_BACKBONE.register_dict[name]
+    assert tuple(entry["feature_channel"]) == tuple(FLEXUNET_BACKBONE.register_dict[f"resnet{depth}"]["feature_channel"])
+    ours = unet(name, dims=3)
+    assert sum(p.numel() for p in ours.encoder.parameters()) == sum(p.numel() for p in peer.encoder.parameters())
+    ours.load_state_dict({k: v for k, v in peer.state_dict().items() if not k.startswith("encoder.")}, strict=False)
+    ours.encoder.network.set_fast_paths(False)  # the ops MONAI runs, in its order
+    odd = torch.randn(2, 1, 17, 23, 19, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 1, 32, 64, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for mine, theirs in zip(ours.encoder.network(odd), peer.encoder(odd), strict=True):
+            assert theirs.std() > 1e-2
+            torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-4)
+        theirs = peer(x)
+        assert theirs.std() > 1e-2
+        torch.testing.assert_close(ours(x), theirs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_convnext_has_an_empty_map_where_it_has_no_level(dims):
+    """ConvNeXt's first map is reduced 4 times: the encoder returns an empty map (no channels) at 2 before its four
+    levels, so the decoder upsamples five times, to the input's size, as it does for MONAI's own encoders."""
+    model = unet("archc_convnext_atto", dims=dims)
+    assert [f["num_chs"] for f in model.encoder.feature_info] == [0, 40, 80, 160, 320]
+    assert [f["reduction"] for f in model.encoder.feature_info] == [2, 4, 8, 16, 32]
+    assert model.encoder.feature_info[0]["module"] is None and model.encoder.feature_info[1]["module"] == "stages.0"
+    x = torch.randn(SHAPES[dims])
+    with torch.no_grad():
+        maps = model.encoder(x)
+        assert [tuple(m.shape[1:]) for m in maps] == [(c, *(s // r for s in x.shape[2:]))
+                                                     for c, r in zip((0, 40, 80, 160, 320), (2, 4, 8, 16, 32))]
+        assert model(x).shape == segment(unet("efficientnet-b0", dims=dims), x.shape) == (x.shape[0], 2, *x.shape[2:])
+
+
+def test_a_network_without_a_level_at_2_takes_an_empty_map_in_a_registered_spec(tmp_path):
+    """The same for a spec of one's own: a stride-4 patchify stem (a level at 4 first, then 8 and 16)."""
+    path = write_tiny(tmp_path, "patchify")
+    path.write_text(path.read_text().replace("stem: {channels: 8, kernel: 3, stride: 2}", "stem: {layers: [{channels: 8, kernel: 4, stride: 4}]}"))
+    assert [f.reduction[0] for f in archc.lower(path, features_only=True).features] == [4, 8, 16]
+    name = archc.monai.register(path)
+    assert tuple(FLEXUNET_BACKBONE.register_dict[name]["feature_channel"]) == (0, 8, 16, 24)
+    assert segment(unet(name, dims=3), (1, 1, 32, 32, 16)) == (1, 2, 32, 32, 16)
