@@ -206,7 +206,7 @@ class Evaluator:
         return self.load()(model, resolution)  # imported once: later calls find the module in sys.modules
 
 
-def evaluate_candidate(spec_text: str, spec_file: str, applied: dict, candidate: Candidate, args: dict, evaluate: Callable):
+def evaluate_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable, applied: dict | None = None):
     """Build the candidate's model at phi = 1 and score it (runs wherever the executor runs it). The spec travels as
     its text and the overrides ``applied`` over it, so the worker builds the spec the search measured."""
     from .api import load
@@ -231,10 +231,10 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def run_candidate(spec_text: str, spec_file: str, applied: dict, candidate: Candidate, args: dict, evaluate: Callable) -> Outcome:
+def run_candidate(spec_text: str, spec_file: str, candidate: Candidate, args: dict, evaluate: Callable, applied: dict | None = None) -> Outcome:
     """:func:`evaluate_candidate`, with the evaluator's exception caught where it was raised (on the worker)."""
     try:
-        return Outcome(score=evaluate_candidate(spec_text, spec_file, applied, candidate, args, evaluate))
+        return Outcome(score=evaluate_candidate(spec_text, spec_file, candidate, args, evaluate, applied))
     except Exception as exc:  # noqa: BLE001  (the user's code: any failure is reported with its candidate)
         import pickle
         import traceback
@@ -364,21 +364,21 @@ def grid(
             done[candidate.key] = Result(candidate.alpha, candidate.beta, candidate.gamma, candidate.macs_ratio, scored[network])
             _append_line_to(results, {"key": candidate.key, "result": asdict(done[candidate.key])})
     say(f"{len(by_network)} distinct networks to evaluate")
-    task = (spec.source.text, spec.source.file, dict(spec.source.applied))
+    task, applied = (spec.source.text, spec.source.file), dict(spec.source.applied)
     failed: list[Failure] = []
     futures: dict = {}
     if executor is None:  # one at a time, each recorded before the next starts
 
         def finished():
             for group in by_network.values():
-                yield group, run_candidate(*task, group[0], lower_args, evaluate), None
+                yield group, run_candidate(*task, group[0], lower_args, evaluate, applied), None
     else:
         attempts: dict[str, int] = {}
 
         def submit(group):
             attempts[group[0].key] = attempts.get(group[0].key, 0) + 1
             try:
-                futures[executor.submit(run_candidate, *task, group[0], lower_args, evaluate)] = group
+                futures[executor.submit(run_candidate, *task, group[0], lower_args, evaluate, applied)] = group
             except Exception as exc:  # noqa: BLE001  (a broken pool, a cluster gone: nothing more can run)
                 raise ArchcError(f"the executor refused {_named(group[0])}: {described(exc)}; {_kept(results, done)}") from exc
 
