@@ -157,15 +157,16 @@ def calibrated_peer():
     return peer
 
 
-def assert_same_outputs(model, peer, size: int, batch: int = 2, seed: int = 1) -> None:
-    """``model`` computes what ``peer`` computes on random batch x 3 x size x size images (within 1e-4), and the peer's
+def assert_same_outputs(model, peer, size, batch: int = 2, seed: int = 1) -> None:
+    """``model`` computes what ``peer`` computes on random batch x 3 x size x size images (``size`` an int, or (height,
+    width) for an odd, non-square input) within 1e-4, and the peer's
     outputs vary (a constant output would hide a wrong padding or norm). The model runs module by module
     (``set_fast_paths(False)``): the peer's ops in the peer's order, so that nothing but a wrong weight or layer
     can differ; a calibrated random network's activations grow through the stages and would amplify the fast
     paths' rounding (tests/test_fusion.py compares those with the modules)."""
     import torch
 
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(batch, 3, *((size, size) if isinstance(size, int) else size), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         theirs = peer(x)
         assert theirs.std() > 1e-2

@@ -9,7 +9,7 @@ import json
 import pytest
 import timm
 import torch
-from conftest import assert_inflation_keeps_2d
+from conftest import assert_inflation_keeps_2d, assert_same_outputs
 
 import archc
 from archc.errors import CheckpointError
@@ -21,11 +21,7 @@ def test_timm_weights_give_timms_outputs(name, calibrated_peer):
     peer = calibrated_peer(name)
     model = archc.load(name, weights=peer.state_dict(), weights_from="timm", resolution=64).eval()
     assert model.plan.stage_generator == "regnet"
-    x = torch.randn(2, 3, 65, 67, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        theirs = peer(x)
-        assert theirs.std() > 1e-2
-        torch.testing.assert_close(model.set_fast_paths(False)(x), theirs, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, (65, 67))
 
 
 def test_the_same_rows_written_out_are_named_as_a_resnet(tmp_path):
@@ -86,11 +82,7 @@ def test_torchvision_weights_give_torchvisions_outputs(ours, theirs):
         peer = calibrate_norms(getattr(torchvision.models, theirs)(), (3, 64, 64)).eval()
     model = archc.load(ours, weights=peer.state_dict(), weights_from="torchvision").eval()
     assert archc.analyze(model.plan).params == sum(p.numel() for p in peer.parameters())
-    x = torch.randn(2, 3, 65, 67, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = peer(x)
-        assert expected.std() > 1e-2
-        torch.testing.assert_close(model.set_fast_paths(False)(x), expected, atol=1e-4, rtol=1e-4)
+    assert_same_outputs(model, peer, (65, 67))
 
 
 def test_a_torchvision_misfit_counts_its_regnet_blocks_per_stage():
